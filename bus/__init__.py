@@ -1,0 +1,1 @@
+"""The data layer: MQTT transport, topic schema and the verify-on-ingest pipeline."""

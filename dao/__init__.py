@@ -1,0 +1,1 @@
+"""The fleet-owning DAO: members, shares, revenue split and governance."""

@@ -1,0 +1,1 @@
+"""The web dashboard DAO members use to watch the fleet and vote."""

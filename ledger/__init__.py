@@ -1,0 +1,1 @@
+"""The double-entry, hash-chained ledger that records every movement of money."""

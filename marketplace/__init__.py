@@ -1,0 +1,1 @@
+"""The task marketplace: signed tasks, bids, awards, escrow and proof of delivery."""

@@ -1,0 +1,1 @@
+"""The hardware layer in simulation: the PyBullet world, robot bodies and sensors, ground truth."""
