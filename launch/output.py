@@ -1,0 +1,63 @@
+"""How the ``depai`` command talks to people and scripts: one place for text, JSON and errors.
+
+Exit codes (documented in docs/cli.md) let scripts tell failures apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from identity.errors import IdentityError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_AUTH = 4
+EXIT_CONFLICT = 5
+EXIT_IO = 6
+
+_EXIT_BY_CODE = {
+    "key_not_found": EXIT_NOT_FOUND,
+    "unknown_did": EXIT_NOT_FOUND,
+    "wrong_passphrase": EXIT_AUTH,
+    "passphrase_required": EXIT_AUTH,
+    "insecure_permissions": EXIT_AUTH,
+    "key_exists": EXIT_CONFLICT,
+    "already_registered": EXIT_CONFLICT,
+    "stale_update": EXIT_CONFLICT,
+    "bad_name": EXIT_USAGE,
+}
+
+
+class CliError(Exception):
+    """A failure the CLI reports in plain words with a next step, then exits with ``exit_code``."""
+
+    def __init__(self, message: str, *, code: str, hint: str | None = None, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code, self.hint, self.exit_code = code, hint, exit_code
+
+
+def from_identity_error(err: IdentityError) -> CliError:
+    """The CLI error for an identity-layer refusal, with the exit code its reason maps to."""
+    message = Exception.__str__(err)
+    return CliError(message, code=err.code, hint=err.hint, exit_code=_EXIT_BY_CODE.get(err.code, EXIT_REFUSED))
+
+
+def emit(data: Any, *, as_json: bool, text: str) -> None:
+    """Print ``data`` as JSON for scripts, or ``text`` for people."""
+    print(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def report_error(err: CliError, *, as_json: bool) -> int:
+    """Print ``err`` on stderr (as JSON when asked) and return its exit code."""
+    if as_json:
+        payload = {"error": {"code": err.code, "message": str(err), "hint": err.hint}}
+        print(json.dumps(payload, sort_keys=True), file=sys.stderr)
+    else:
+        print(f"depai: error: {err}", file=sys.stderr)
+        if err.hint:
+            print(f"  hint: {err.hint}", file=sys.stderr)
+    return err.exit_code
