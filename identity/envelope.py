@@ -226,9 +226,25 @@ class EnvelopeVerifier:
         self.max_skew_ms = int(max_skew_s * 1000)
         self.max_ttl_ms = int(max_ttl_s * 1000)
 
-    def verify(self, wire: bytes, *, kinds: Collection[str] | None = None) -> Envelope:
-        """The verified envelope, recorded against replay; EnvelopeRefused says why not (and nothing changes)."""
+    def verify(
+        self,
+        wire: bytes,
+        *,
+        kinds: Collection[str] | None = None,
+        check: Callable[[Envelope], None] | None = None,
+    ) -> Envelope:
+        """The verified envelope, recorded against replay; EnvelopeRefused says why not (and nothing changes).
+
+        ``check`` runs the receiver's own checks on the authenticated envelope
+        before its sequence number is recorded, so a message it refuses (by
+        raising) leaves the replay window as it was.
+        """
         envelope, record = self._authenticate(wire, kinds, now_ms=int(self._clock() * 1000))
+        if check is not None:
+            seen = self.replay.check(envelope.issuer, envelope.seq)
+            if seen is not None:
+                raise self._replay_refusal(seen, envelope.issuer, envelope.seq)
+            check(envelope)
         verdict = self.replay.accept(envelope.issuer, envelope.seq)
         if verdict is not None:
             raise self._replay_refusal(verdict, envelope.issuer, envelope.seq)

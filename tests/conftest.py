@@ -1,4 +1,4 @@
-"""Shared fixtures: a clock the test moves by hand, and a registry file that uses it."""
+"""Fixtures shared by every layer's tests: a clock the test moves by hand, and a DID registry that uses it."""
 
 from collections.abc import Iterator
 from pathlib import Path

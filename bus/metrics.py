@@ -1,0 +1,67 @@
+"""Counters and gauges exposed in the Prometheus text exposition format (version 0.0.4).
+
+Small on purpose: the ingest pipeline counts accepted messages by kind and
+refusals by reason and DID, and a scraper (or the dashboard) reads ``render()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+LabelSet = tuple[tuple[str, str], ...]
+
+
+def _escape(value: str) -> str:
+    """A label value escaped as the exposition format requires (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """Thread-safe named counters and gauges with labels."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._help: dict[str, tuple[str, str]] = {}
+        self._values: dict[str, dict[LabelSet, float]] = defaultdict(dict)
+
+    def describe(self, name: str, kind: str, help_text: str) -> None:
+        """Declare a metric's type (``counter`` or ``gauge``) and help line."""
+        self._help[name] = (kind, help_text)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add ``amount`` to the counter ``name`` with ``labels``."""
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """Set the gauge ``name`` with ``labels`` to ``value``."""
+        with self._lock:
+            self._values[name][tuple(sorted(labels.items()))] = value
+
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of one series (0 if never touched)."""
+        with self._lock:
+            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every series of ``name`` whose labels include ``labels``."""
+        wanted = set(labels.items())
+        with self._lock:
+            return sum(v for key, v in self._values.get(name, {}).items() if wanted <= set(key))
+
+    def render(self) -> str:
+        """Every metric in the Prometheus text format."""
+        lines: list[str] = []
+        with self._lock:
+            for name in sorted(self._values):
+                kind, help_text = self._help.get(name, ("untyped", name))
+                lines.append(f"# HELP {name} {help_text}")
+                lines.append(f"# TYPE {name} {kind}")
+                for key, value in sorted(self._values[name].items()):
+                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
+                    number = repr(float(value)) if value != int(value) else str(int(value))
+                    lines.append(f"{name}{{{labels}}} {number}" if labels else f"{name} {number}")
+        return "\n".join(lines) + "\n"

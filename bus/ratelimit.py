@@ -1,0 +1,32 @@
+"""Per-DID token buckets: each machine may send ``rate`` messages a second, in bursts of ``burst``.
+
+Checked after the signature, so only a machine itself can spend its tokens: a
+forger flooding in another robot's name cannot silence that robot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """Token buckets keyed by DID."""
+
+    def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate, self.burst = rate, burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        """Spend one token of ``key`` if it has one; False when it is over its rate."""
+        now = self._clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        return True
