@@ -3,19 +3,23 @@
 For each MQTT message, in this order:
 
 1. the envelope: size, canonical JSON, shape, kind, time window, issuer key,
-   signature (identity.envelope, the one place messages are verified);
-2. the topic: the message sits under its issuer's own topic root, on the
-   channel of its kind (wrong_topic);
+   signature, and whether its sequence number was already seen (identity.envelope,
+   the one place messages are verified);
+2. the topic: the message sits under its issuer's own topic root, in its
+   partition, on the channel of its kind (wrong_topic);
 3. the body: the kind's schema from the protocol catalogue (schema_invalid);
-4. the issuer's rate (rate_limited), then the replay window (replayed,
-   stale_sequence) — so nothing refused earlier moves a robot's state;
-5. the session: a machine speaks only after its birth (no_birth); a death must
-   name the current boot epoch (stale_epoch);
-6. physics: telemetry and scans within the machine's declared limits and
+4. the session: a machine speaks only after its birth (no_birth); births must
+   open a newer epoch and deaths must name the live one (replayed, stale_epoch);
+5. physics: telemetry and scans within the machine's declared limits and
    continuous with what it said before (implausible);
+6. the issuer's rate (rate_limited), checked after the signature so a forger
+   cannot spend a robot's tokens;
 
-and only then the consumer. Every refusal is counted by reason and DID, kept in
-a bounded quarantine, and changes nothing else.
+then the replay window records the sequence number and the consumer gets the
+message. Every refusal is counted by reason and DID, kept in a bounded
+quarantine, and changes nothing else: a refused message burns no sequence number
+and moves no state. An empty retained payload on a birth or death topic is how
+MQTT clears a retained message; it is ignored, not refused.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Ingest:
         self._rate = RateLimiter(rate, burst)
         self._motion = MotionTracker()
         self._epochs: dict[str, int] = {}
+        self._alive: set[str] = set()
         self._via: dict[str, str] = {}
         self._clock = clock
         self._profile_ttl = profile_ttl_s
@@ -91,10 +96,12 @@ class Ingest:
 
     def online(self) -> dict[str, int]:
         """The machines with a live birth, and their boot epochs."""
-        return dict(self._epochs)
+        return {did: self._epochs[did] for did in self._alive}
 
     def handle(self, topic: str, payload: bytes) -> Envelope | None:
         """Take one MQTT message; the accepted envelope (after the consumer ran), or None if refused."""
+        if not payload and _is_session_topic(topic):
+            return None
         try:
             envelope = self._admit(topic, payload)
         except EnvelopeRefused as refusal:
@@ -113,14 +120,13 @@ class Ingest:
     # -- the checks, in order --------------------------------------------------
 
     def _admit(self, topic: str, payload: bytes) -> Envelope:
-        parsed = parse_robot_topic(topic)
-        if parsed is not None and parsed.channel in _SESSION_KINDS:
+        if _is_session_topic(topic):
             return self._admit_session(topic, payload)
         envelope = self.verifier.verify(
             payload, kinds=self.kinds - _SESSION_KINDS, check=lambda verified: self._check(topic, verified)
         )
         if envelope.kind in _MOTION_KINDS:
-            self._motion.record(envelope.issuer, envelope.body)
+            self._motion.record(envelope.issuer, envelope.kind, envelope.body)
         return envelope
 
     def _check(self, topic: str, envelope: Envelope) -> None:
@@ -130,10 +136,10 @@ class Ingest:
             validate_body(envelope.kind, envelope.body)
         except SchemaError as err:
             raise IngestRefused("schema_invalid", envelope.issuer, str(err)) from None
-        if envelope.kind not in _SESSION_KINDS and envelope.issuer not in self._epochs:
+        if envelope.kind not in _SESSION_KINDS and envelope.issuer not in self._alive:
             raise IngestRefused("no_birth", envelope.issuer, f"{envelope.issuer} sent {envelope.kind} before any birth")
         if envelope.kind in _MOTION_KINDS:
-            problem = self._motion.evaluate(envelope.issuer, self._machine_limits(envelope.issuer),
+            problem = self._motion.evaluate(envelope.issuer, envelope.kind, self._machine_limits(envelope.issuer),
                                             envelope.body, envelope.issued_at_ms)
             if problem is None and envelope.kind == "scan":
                 problem = scan_problem(envelope.body)
@@ -161,20 +167,23 @@ class Ingest:
                 reason = "replayed" if epoch == current else "stale_epoch"
                 raise IngestRefused(reason, did, f"birth epoch {epoch} is not newer than {current}")
             self._epochs[did] = epoch
+            self._alive.add(did)
             self._motion.reset(did)
             via = envelope.body.get("via")
             if via:
                 self._via[did] = via
             return envelope
-        if current is None or epoch != current:
-            raise IngestRefused("stale_epoch", did, f"death for epoch {epoch}, but the live epoch is {current}")
+        if did not in self._alive or epoch != current:
+            live = current if did in self._alive else None
+            raise IngestRefused("stale_epoch", did, f"death for epoch {epoch}, but the live epoch is {live}")
         self._end_session(did)
         for machine in [m for m, gateway in self._via.items() if gateway == did]:
             self._end_session(machine)
         return envelope
 
     def _end_session(self, did: str) -> None:
-        self._epochs.pop(did, None)
+        """Mark ``did`` offline; its last epoch is kept so an old birth cannot reopen it."""
+        self._alive.discard(did)
         self._via.pop(did, None)
         self._motion.reset(did)
 
@@ -212,3 +221,8 @@ class Ingest:
         self.quarantine.add(int(self._clock() * 1000), reason, did, topic, detail, payload)
         log.debug("refused %s from %s on %s: %s", reason, did, topic, detail)
 
+
+def _is_session_topic(topic: str) -> bool:
+    """True for a robot's birth or death topic."""
+    parsed = parse_robot_topic(topic)
+    return parsed is not None and parsed.channel in _SESSION_KINDS

@@ -38,14 +38,17 @@ class MotionTracker:
     """The last accepted motion sample of each machine, and the checks a new one must pass."""
 
     def __init__(self) -> None:
-        self._last: dict[str, _Sample] = {}
+        self._last: dict[tuple[str, str], _Sample] = {}
 
     def reset(self, did: str) -> None:
         """Forget a machine's motion (at a new birth it may have been moved while offline)."""
-        self._last.pop(did, None)
+        for key in [k for k in self._last if k[0] == did]:
+            del self._last[key]
 
-    def evaluate(self, did: str, limits: MotionLimits, body: dict[str, Any], issued_at_ms: int) -> str | None:
-        """Why ``body`` (telemetry or scan) is implausible for ``did``, or None; changes nothing."""
+    def evaluate(
+        self, did: str, kind: str, limits: MotionLimits, body: dict[str, Any], issued_at_ms: int
+    ) -> str | None:
+        """Why ``body`` (telemetry or scan, each its own stream) is implausible for ``did``, or None; changes nothing."""
         t = body["t"]
         if abs(t - issued_at_ms) > limits.clock_slack_ms:
             return f"sample time {t} is {t - issued_at_ms} ms from the envelope's issue time"
@@ -55,7 +58,7 @@ class MotionTracker:
         v = float(twist["v"]) if twist else None
         if v is not None and abs(v) > speed_cap:
             return f"speed {v:.2f} m/s exceeds the declared maximum {limits.max_speed_mps} m/s"
-        last = self._last.get(did)
+        last = self._last.get((did, kind))
         if last is None:
             return None
         dt = (t - last.t_ms) / 1000
@@ -68,13 +71,13 @@ class MotionTracker:
             return f"speed changed by {abs(v - last.v):.2f} m/s in {dt:.3f} s, beyond {limits.max_accel_mps2} m/s^2"
         return None
 
-    def record(self, did: str, body: dict[str, Any]) -> None:
-        """Remember an accepted sample as the machine's latest."""
-        last = self._last.get(did)
+    def record(self, did: str, kind: str, body: dict[str, Any]) -> None:
+        """Remember an accepted sample as the machine's latest of its kind."""
+        last = self._last.get((did, kind))
         twist = body.get("twist")
         v = float(twist["v"]) if twist else (last.v if last else 0.0)
         if last is None or body["t"] > last.t_ms:
-            self._last[did] = _Sample(body["t"], float(body["pose"]["x"]), float(body["pose"]["y"]), v)
+            self._last[(did, kind)] = _Sample(body["t"], float(body["pose"]["x"]), float(body["pose"]["y"]), v)
 
 
 def scan_problem(body: dict[str, Any]) -> str | None:

@@ -76,7 +76,7 @@ CATALOGUE: tuple[MessageSpec, ...] = (
         ),
     ),
     MessageSpec(
-        "death", f"{ROBOT_ROOT}/death", 1, False, "robot",
+        "death", f"{ROBOT_ROOT}/death", 1, True, "robot",
         "A machine goes offline: its MQTT will (signed at connect time) or an explicit signed death.",
         _object(
             {"epoch": {**_TIME_MS, "description": "the boot epoch of the birth this death ends"}},

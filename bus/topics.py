@@ -3,14 +3,14 @@
 Everything a machine sends stays under its own topic root, so a broker ACL can
 confine a robot's MQTT user to it before any signature is checked::
 
-    depai/v1/robots/{p}/{address}/birth      retained   birth     who I am (signed DID document, capabilities, boot epoch)
-    depai/v1/robots/{p}/{address}/death                 death     I am gone (the MQTT will, or an explicit signed death)
-    depai/v1/robots/{p}/{address}/telemetry             telemetry pose, velocity, battery, sensor summary
-    depai/v1/robots/{p}/{address}/scan                  scan      a 2D lidar scan with the pose it was taken at
-    depai/v1/robots/{p}/{address}/event                 event     task progress and other discrete happenings
-    depai/v1/robots/{p}/{address}/bid                   bid       an offer for a marketplace task
-    depai/v1/robots/{p}/{address}/receipt               receipt   proof of delivery
-    depai/v1/robots/{p}/{address}/cmd                   command   to the robot, from fleet services
+    depai/v1/robots/{partition}/{address}/birth      retained   birth     who I am (signed DID document, capabilities, boot epoch)
+    depai/v1/robots/{partition}/{address}/death      retained   death     I am gone (the MQTT will, or an explicit signed death)
+    depai/v1/robots/{partition}/{address}/telemetry             telemetry pose, velocity, battery, sensor summary
+    depai/v1/robots/{partition}/{address}/scan                  scan      a 2D lidar scan with the pose it was taken at
+    depai/v1/robots/{partition}/{address}/event                 event     task progress and other discrete happenings
+    depai/v1/robots/{partition}/{address}/bid                   bid       an offer for a marketplace task
+    depai/v1/robots/{partition}/{address}/receipt               receipt   proof of delivery
+    depai/v1/robots/{partition}/{address}/cmd                   command   to the robot, from fleet services
 
 Fleet services publish the shared channels::
 
@@ -20,7 +20,7 @@ Fleet services publish the shared channels::
     depai/v1/map/graph                       retained   map.graph road-graph edge states
 
 ``{address}`` is the method-specific id of the machine's DID (the SS58 address of
-a did:peaq). ``{p}`` is its partition, one hex digit from SHA-256 of the DID, so
+a did:peaq). ``{partition}`` is its partition, one hex digit from SHA-256 of the DID, so
 ingest can be split across workers with every robot's state on one worker. Both
 are fixed when the identity is created and published in its DID document as the
 service endpoint's ``topicRoot``, so a robot never computes them itself.
@@ -58,7 +58,7 @@ def partition_of(did: str) -> int:
 
 
 def topic_root(did: str) -> str:
-    """A machine's topic root, ``depai/v1/robots/{p}/{address}``, as its DID document publishes it."""
+    """A machine's topic root, ``depai/v1/robots/{partition}/{address}``, as its DID document publishes it."""
     address = did.rsplit(":", 1)[1]
     return f"{ROBOTS}/{partition_of(did):x}/{address}"
 
@@ -73,7 +73,7 @@ class RobotTopic:
 
 
 def parse_robot_topic(topic: str) -> RobotTopic | None:
-    """The parts of ``depai/v1/robots/{p}/{address}/{channel}``, or None for any other topic."""
+    """The parts of ``depai/v1/robots/{partition}/{address}/{channel}``, or None for any other topic."""
     parts = topic.split("/")
     if len(parts) != 6 or f"{parts[0]}/{parts[1]}/{parts[2]}" != ROBOTS:
         return None

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from identity.did import did_key
+from bus.topics import topic_root
+from identity.did import did_key, did_peaq
 from identity.document import MachineProfile
 from identity.envelope import EnvelopeRefused, EnvelopeSigner, EnvelopeVerifier
 from identity.keys import Signer
@@ -44,7 +45,7 @@ def run_demo(directory: Path) -> tuple[list[tuple[str, str]], dict[str, Any]]:
         dao = create_identity(registry, dao_key)
         steps.append(("DAO identity registered", dao.did))
         robot = create_identity(
-            registry, robot_key, controller=dao.did, topic_root="depai/v1/robots/demo-1",
+            registry, robot_key, controller=dao.did, topic_root=topic_root(did_peaq(robot_key.public_key)),
             machine=MachineProfile("courier-s", ["delivery", "lidar"], 1.8, 12.0),
         )
         steps.append(("robot identity registered, controlled by the DAO", robot.did))

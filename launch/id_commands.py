@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bus.topics import topic_root
 from identity.did import Method, did_key, did_peaq
 from identity.document import MachineProfile
 from identity.keys import Signer, parse_public_key_hex
@@ -13,8 +14,6 @@ from identity.lifecycle import create_identity, current_method, deactivate_ident
 from identity.registry import DidRegistry, Resolution
 from launch.home import Home
 from launch.output import EXIT_OK, CliError, emit
-
-DEFAULT_TOPIC_PREFIX = "depai/v1/robots"
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -33,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
                      help="a capability, repeatable (e.g. --capability delivery --capability lidar)")
     new.add_argument("--max-speed", type=float, default=1.5, metavar="M_PER_S", help="maximum speed in m/s")
     new.add_argument("--payload", type=float, default=10.0, metavar="KG", help="maximum payload in kg")
-    new.add_argument("--topic-root", help=f"MQTT topic root (default: {DEFAULT_TOPIC_PREFIX}/<address>)")
+    new.add_argument("--topic-root", help="MQTT topic root (default: depai/v1/robots/<partition>/<address>)")
     new.add_argument("--plain", action="store_true",
                      help="store the secret key unencrypted (simulated fleets only)")
     new.set_defaults(handler=cmd_new)
@@ -110,11 +109,11 @@ def cmd_new(args: argparse.Namespace, home: Home) -> int:
     machine = MachineProfile(args.model, list(args.capability), args.max_speed, args.payload)
     with home.registry() as registry:
         did = did_key(signer.public_key) if args.method == Method.KEY else did_peaq(signer.public_key)
-        topic_root = args.topic_root or f"{DEFAULT_TOPIC_PREFIX}/{did.rsplit(':', 1)[1]}"
+        root = args.topic_root or topic_root(did)
         path = keystore.save(args.name, signer, did=did, passphrase=passphrase, plain=args.plain)
         try:
             resolution = create_identity(registry, signer, method=args.method, controller=args.controller,
-                                         topic_root=topic_root, machine=machine)
+                                         topic_root=root, machine=machine)
         except BaseException:
             path.unlink()
             raise

@@ -238,3 +238,31 @@ def test_subscriptions_put_births_first(ingest) -> None:
     filters = ingest.subscriptions()
     assert filters[0] == "depai/v1/robots/+/+/birth"
     assert ingest.subscriptions([3])[0] == "depai/v1/robots/3/+/birth"
+
+
+def test_an_old_birth_cannot_reopen_a_dead_session(ingest, robot) -> None:
+    birth = robot.session.birth()
+    send(ingest, birth)
+    send(ingest, robot.session.death())
+    assert refused(ingest, birth.topic, birth.payload) == "replayed"
+    assert robot.did not in ingest.online()
+
+
+def test_clearing_a_retained_birth_is_ignored_not_refused(ingest, robot) -> None:
+    birth = robot.session.birth()
+    send(ingest, birth)
+    assert ingest.handle(birth.topic, b"") is None
+    assert len(ingest.quarantine) == 0
+    assert robot.did in ingest.online()
+
+
+def test_scans_and_telemetry_are_separate_motion_streams(ingest, robot, clock) -> None:
+    send(ingest, robot.session.birth())
+    clock.advance(0.5)
+    t = int(clock.now * 1000)
+    telemetry = robot.session.message("telemetry", {"t": t, "pose": {"x": 0.0, "y": 0.0, "theta": 0.0},
+                                                    "twist": {"v": 0.0, "w": 0.0}, "battery": 0.9})
+    scan = robot.session.message("scan", {"t": t, "pose": {"x": 0.0, "y": 0.0, "theta": 0.0}, "angle_min": 0.0,
+                                          "angle_increment": 0.1, "range_max": 5.0, "ranges": [1.0]})
+    assert send(ingest, telemetry) is not None
+    assert send(ingest, scan) is not None
