@@ -11,7 +11,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from identity.errors import IdentityError
-from launch import demo, envelope_commands, id_commands
+from launch import broker_command, demo, envelope_commands, id_commands
 from launch.home import Home
 from launch.output import EXIT_IO, CliError, from_identity_error, report_error
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(commands, common)
     id_commands.add_parser(commands, common)
     envelope_commands.add_parser(commands, common)
+    broker_command.add_parser(commands, common)
     return parser
 
 
