@@ -10,6 +10,7 @@ machines sharing one connection (a simulator, a gateway) say goodbye one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ class Outgoing:
     payload: bytes
     qos: int
     retain: bool
+
+    def astuple(self) -> tuple[str, bytes, int, bool]:
+        """(topic, payload, qos, retain), as BusClient.publish_many and its wills take them."""
+        return (self.topic, self.payload, self.qos, self.retain)
 
 
 class MachineSession:
@@ -77,3 +82,23 @@ class MachineSession:
         if kind in ("birth", "death") or BY_KIND[kind].sender != "robot":
             raise ValueError(f"{kind!r} is not a message a machine sends on its own topic root")
         return self._outgoing(kind, self.signer.seal(kind, body))
+
+def connection_greeting(
+    machines: Sequence[MachineSession], gateway: MachineSession | None = None
+) -> Callable[[], tuple[tuple[str, bytes, int, bool], list[tuple[str, bytes, int, bool]]]]:
+    """The BusClient ``on_session`` hook for one connection: fresh births on every connect, and its will.
+
+    The will is the death of the identity whose death ends every session on the
+    connection: the single machine, or the gateway that several machines name as
+    ``via`` (the gateway is born first, so its machines can point to it).
+    """
+    owner = gateway or (machines[0] if len(machines) == 1 else None)
+    if owner is None:
+        raise ValueError("several machines on one connection need a gateway identity for the will")
+
+    def greet() -> tuple[tuple[str, bytes, int, bool], list[tuple[str, bytes, int, bool]]]:
+        speakers = ([gateway] if gateway is not None else []) + [m for m in machines if m is not gateway]
+        births = [speaker.birth().astuple() for speaker in speakers]
+        return owner.will().astuple(), births
+
+    return greet

@@ -1,0 +1,146 @@
+"""Ingest workers: one or several processes sharing the robots' stream, each owning whole partitions.
+
+Robots publish under ``depai/v1/robots/{partition}/…`` (16 partitions, fixed by
+each DID). Worker ``i`` of ``n`` owns the partitions ``p`` with ``p % n == i``,
+so every robot's sequence window, session and motion state live in exactly one
+process, and the stream is split across processes by the broker's own topic
+matching.
+
+By default each worker subscribes to its partitions with plain persistent
+subscriptions: while a worker is down, the broker queues its partitions'
+messages and nothing is lost. ``shared=True`` takes the data channels through
+MQTT shared subscriptions instead (``$share/depai-ingest/…``, one group per
+partition filter), so a standby process can join a group and take over at once;
+but measured on Mosquitto 2.0, a shared subscription whose members are all
+offline is not queued for (tests/bus/test_pipeline.py shows the plain default
+losing nothing across a broker kill), so use it only with a standby always
+connected. Births and deaths are plain subscriptions either way, because
+brokers do not send retained messages to shared subscribers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.synchronize
+from collections.abc import Callable
+from pathlib import Path
+
+from bus.client import BusClient
+from bus.ingest import Consumer, Ingest
+from bus.topics import PARTITIONS, parse_robot_topic
+from identity.registry import DidRegistry
+
+SHARE_GROUP = "depai-ingest"
+_SESSION_CHANNELS = ("birth", "death")
+
+
+def assign_partitions(workers: int, index: int) -> list[int]:
+    """The partitions worker ``index`` of ``workers`` owns."""
+    if not 0 <= index < workers <= PARTITIONS:
+        raise ValueError(f"worker index {index} of {workers}: need 0 <= index < workers <= {PARTITIONS}")
+    return [p for p in range(PARTITIONS) if p % workers == index]
+
+
+def worker_filters(ingest: Ingest, partitions: list[int], *, shared: bool) -> list[str]:
+    """The subscriptions of one worker: plain for births and deaths, shared (if asked) for the rest."""
+    filters = []
+    for topic_filter in ingest.subscriptions(partitions):
+        channel = topic_filter.rsplit("/", 1)[-1]
+        if shared and channel not in _SESSION_CHANNELS:
+            topic_filter = f"$share/{SHARE_GROUP}/{topic_filter}"
+        filters.append(topic_filter)
+    return filters
+
+
+class IngestWorker:
+    """One ingest process's machinery: a registry, an Ingest, and a BusClient subscribed to its partitions."""
+
+    def __init__(
+        self,
+        url: str,
+        registry_path: Path | str,
+        consumer: Consumer,
+        *,
+        index: int = 0,
+        workers: int = 1,
+        shared: bool = False,
+        client_id: str | None = None,
+        **ingest_options: float,
+    ) -> None:
+        self.partitions = assign_partitions(workers, index)
+        self.registry = DidRegistry(registry_path)
+        self.ingest = Ingest(self.registry, consumer, **ingest_options)  # type: ignore[arg-type]
+        self.client = BusClient(url, client_id=client_id or f"{SHARE_GROUP}-{index}-of-{workers}")
+        self.filters = worker_filters(self.ingest, self.partitions, shared=shared)
+
+    def start(self, timeout: float = 10.0) -> IngestWorker:
+        """Subscribe, connect and wait for the subscriptions to be granted."""
+        for topic_filter in self.filters:
+            self.client.subscribe(topic_filter, self._handle)
+        self.client.start()
+        if not self.client.wait_subscribed(timeout):
+            self.close()
+            raise TimeoutError(f"ingest worker could not subscribe at {self.client.address.display()}")
+        return self
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        parsed = parse_robot_topic(topic)
+        if parsed is not None and parsed.partition not in self.partitions:
+            return  # another worker's partition, reached through an overlapping filter
+        self.ingest.handle(topic, payload)
+
+    def close(self) -> None:
+        """Disconnect and close the registry."""
+        self.client.close()
+        self.registry.close()
+
+    def __enter__(self) -> IngestWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_worker_process(
+    url: str,
+    registry_path: str,
+    index: int,
+    workers: int,
+    consumer_factory: Callable[[int], Consumer],
+    ready: multiprocessing.synchronize.Event,
+    stop: multiprocessing.synchronize.Event,
+) -> None:
+    """Body of a worker process: run an IngestWorker until ``stop`` is set (``consumer_factory`` must be importable)."""
+    with IngestWorker(url, registry_path, consumer_factory(index), index=index, workers=workers):
+        ready.set()
+        stop.wait()
+
+
+def start_worker_processes(
+    url: str,
+    registry_path: Path | str,
+    workers: int,
+    consumer_factory: Callable[[int], Consumer],
+    *,
+    timeout: float = 30.0,
+) -> tuple[list[multiprocessing.Process], multiprocessing.synchronize.Event]:
+    """Spawn ``workers`` ingest processes and wait until all are subscribed; set the returned event to stop them."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    processes, readies = [], []
+    for index in range(workers):
+        ready = context.Event()
+        process = context.Process(
+            target=run_worker_process,
+            args=(url, str(registry_path), index, workers, consumer_factory, ready, stop),
+            name=f"depai-ingest-{index}",
+            daemon=True,
+        )
+        process.start()
+        processes.append(process)
+        readies.append(ready)
+    for index, ready in enumerate(readies):
+        if not ready.wait(timeout):
+            stop.set()
+            raise TimeoutError(f"ingest worker {index} did not become ready within {timeout:g} s")
+    return processes, stop
