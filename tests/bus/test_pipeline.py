@@ -265,3 +265,51 @@ def test_a_robot_that_dies_is_declared_dead_by_its_will(broker, registry_path: P
         if child.stdout is not None:
             child.stdout.close()
         worker.close()
+
+
+class ReportTo:
+    """A consumer factory for worker processes: each accepted message is reported as (worker, issuer, seq)."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def __call__(self, index: int):
+        def consume(topic: str, envelope: Envelope) -> None:
+            if envelope.kind == "telemetry":
+                self.queue.put((index, envelope.issuer, envelope.seq))
+
+        return consume
+
+
+def test_two_worker_processes_split_the_stream_by_robot(broker, registry_path: Path, tmp_path: Path) -> None:
+    import multiprocessing
+
+    from bus.topics import partition_of
+    from bus.worker import start_worker_processes
+
+    with DidRegistry(registry_path) as registry:
+        fleet = Fleet(registry, 12)
+        while {partition_of(s.signer.did) % 2 for s in fleet.sessions} != {0, 1}:
+            fleet = Fleet(registry, 12)  # keys are random; make sure the fleet spans both workers
+    queue = multiprocessing.get_context("spawn").Queue()
+    processes, stop = start_worker_processes(broker.url, registry_path, 2, ReportTo(queue))
+    publisher = BusClient(broker.url, client_id="fleet-sim", outbox_path=tmp_path / "outbox.sqlite3").start()
+    try:
+        publish(publisher, fleet.births())
+        for _ in range(15):
+            publish(publisher, fleet.telemetry())
+        reports = [queue.get(timeout=30) for _ in range(12 * 15)]
+        handled_by: dict[str, set[int]] = {}
+        for index, issuer, _ in reports:
+            handled_by.setdefault(issuer, set()).add(index)
+        assert all(len(workers) == 1 for workers in handled_by.values()), "each robot stays on one worker"
+        assert {partition_of(did) % 2 for did in handled_by} == {0, 1}
+        for did, workers in handled_by.items():
+            assert workers == {partition_of(did) % 2}
+        assert len({(issuer, seq) for _, issuer, seq in reports}) == 12 * 15
+    finally:
+        publisher.close()
+        stop.set()
+        for process in processes:
+            process.join(15)
+        queue.close()
