@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from bus.topics import COMMAND_CHANNEL, PROTOCOL_ROOT, ROBOT_CHANNELS, ROBOTS
+from identity.errors import DepaiError
 
 MOSQUITTO_HINT = "install Debian's mosquitto (apt-get install mosquitto)"
 _SBIN_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -71,12 +72,10 @@ PBKDF2_ROUNDS = 101
 _LOG = "broker.log"
 
 
-class BrokerError(Exception):
-    """A broker that cannot be chosen or started; ``code`` is machine-readable, ``hint`` says what to do."""
+class BrokerError(DepaiError):
+    """A broker that cannot be chosen or started."""
 
-    def __init__(self, message: str, *, code: str = "broker_error", hint: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.hint = code, hint
+    code = "broker_error"
 
 
 class BrokerKind(StrEnum):

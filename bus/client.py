@@ -101,6 +101,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bus.outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Outbox, OutboxEntry, OutboxError
+from identity.errors import DepaiError
 
 log = logging.getLogger("depai.bus")
 
@@ -138,17 +139,10 @@ _NO_QOS2 = ("QoS 2 is not offered: its exactly-once state lives in one paho Clie
 ACK_BATCH = 256  # acknowledged outbox entries deleted per transaction, at most
 
 
-class BusError(Exception):
-    """A bus client refusal; ``code`` is machine-readable, ``hint`` says what to do."""
+class BusError(DepaiError):
+    """A bus client refusal."""
 
-    def __init__(self, message: str, *, code: str = "bus_error", hint: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.hint = hint
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return f"{text} ({self.hint})" if self.hint else text
+    code = "bus_error"
 
 
 class BusClosed(BusError):

@@ -41,6 +41,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from identity.errors import DepaiError
+
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 SCHEMA_VERSION = 1
@@ -57,18 +59,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-class OutboxError(Exception):
-    """Base of the outbox's errors: ``code`` is machine-readable, ``hint`` says what to do."""
+class OutboxError(DepaiError):
+    """Base of the outbox's errors."""
 
     code = "outbox_error"
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return f"{text} ({self.hint})" if self.hint else text
 
 
 class OutboxFull(OutboxError):

@@ -8,10 +8,14 @@ can read ``str(error)``.
 from __future__ import annotations
 
 
-class IdentityError(Exception):
-    """Base of every identity-layer error: ``code`` is machine-readable, ``hint`` says what to do."""
+class DepaiError(Exception):
+    """Base of every error the project raises on purpose: ``code`` is machine-readable, ``hint`` says what to do.
 
-    code: str = "identity_error"
+    It lives here, in the layer everything else may depend on, so that each layer's
+    errors (identity, bus, broker, …) share one shape and the CLI one way to report them.
+    """
+
+    code: str = "depai_error"
 
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
@@ -22,6 +26,12 @@ class IdentityError(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text} ({self.hint})" if self.hint else text
+
+
+class IdentityError(DepaiError):
+    """Base of every identity-layer error."""
+
+    code = "identity_error"
 
 
 class DidError(IdentityError):

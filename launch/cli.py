@@ -10,10 +10,10 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from identity.errors import IdentityError
+from identity.errors import DepaiError
 from launch import broker_command, demo, envelope_commands, id_commands
 from launch.home import Home
-from launch.output import EXIT_IO, CliError, from_identity_error, report_error
+from launch.output import EXIT_IO, CliError, from_error, report_error
 
 
 def _version() -> str:
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     as_json = bool(getattr(args, "json", False))
     try:
         return args.handler(args, Home.locate(getattr(args, "home", None)))
-    except IdentityError as err:
-        return report_error(from_identity_error(err), as_json=as_json)
+    except DepaiError as err:
+        return report_error(from_error(err), as_json=as_json)
     except CliError as err:
         return report_error(err, as_json=as_json)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from identity.errors import IdentityError
+from identity.errors import DepaiError
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -40,8 +40,8 @@ class CliError(Exception):
         self.code, self.hint, self.exit_code = code, hint, exit_code
 
 
-def from_identity_error(err: IdentityError) -> CliError:
-    """The CLI error for an identity-layer refusal, with the exit code its reason maps to."""
+def from_error(err: DepaiError) -> CliError:
+    """The CLI error for any layer's refusal, with the exit code its reason maps to."""
     message = Exception.__str__(err)
     return CliError(message, code=err.code, hint=err.hint, exit_code=_EXIT_BY_CODE.get(err.code, EXIT_REFUSED))
 
