@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LabelSet = tuple[tuple[str, str], ...]
 
@@ -65,3 +66,32 @@ class Metrics:
                     number = repr(float(value)) if value != int(value) else str(int(value))
                     lines.append(f"{name}{{{labels}}} {number}" if labels else f"{name} {number}")
         return "\n".join(lines) + "\n"
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def serve_metrics(metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Serve ``metrics`` at ``http://host:port/metrics`` from a daemon thread; ``server_address`` says where.
+
+    Stop it with ``shutdown()`` then ``server_close()``.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body = metrics.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep scrapes off the terminal
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="depai-metrics", daemon=True).start()
+    return server

@@ -23,10 +23,12 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from bus.client import BusClient
 from bus.ingest import Consumer, Ingest
+from bus.metrics import serve_metrics
 from bus.topics import PARTITIONS, parse_robot_topic
 from identity.registry import DidRegistry
 
@@ -65,6 +67,7 @@ class IngestWorker:
         workers: int = 1,
         shared: bool = False,
         client_id: str | None = None,
+        metrics_port: int | None = None,
         **ingest_options: float,
     ) -> None:
         self.partitions = assign_partitions(workers, index)
@@ -72,6 +75,8 @@ class IngestWorker:
         self.ingest = Ingest(self.registry, consumer, **ingest_options)  # type: ignore[arg-type]
         self.client = BusClient(url, client_id=client_id or f"{SHARE_GROUP}-{index}-of-{workers}")
         self.filters = worker_filters(self.ingest, self.partitions, shared=shared)
+        self.metrics_port = metrics_port
+        self.metrics_server: ThreadingHTTPServer | None = None
 
     def start(self, timeout: float = 10.0) -> IngestWorker:
         """Subscribe, connect and wait for the subscriptions to be granted."""
@@ -81,6 +86,8 @@ class IngestWorker:
         if not self.client.wait_subscribed(timeout):
             self.close()
             raise TimeoutError(f"ingest worker could not subscribe at {self.client.address.display()}")
+        if self.metrics_port is not None:
+            self.metrics_server = serve_metrics(self.ingest.metrics, port=self.metrics_port)
         return self
 
     def _handle(self, topic: str, payload: bytes) -> None:
@@ -90,7 +97,10 @@ class IngestWorker:
         self.ingest.handle(topic, payload)
 
     def close(self) -> None:
-        """Disconnect and close the registry."""
+        """Stop serving metrics, disconnect and close the registry."""
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         self.client.close()
         self.registry.close()
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_signed_telemetry_flows_in_order_and_verified(broker, registry_path: Pat
     with DidRegistry(registry_path) as registry:
         fleet = Fleet(registry, 5)
     received = Received()
-    worker = start_worker(broker, registry_path, received)
+    worker = start_worker(broker, registry_path, received, metrics_port=0)
     publisher = BusClient(broker.url, client_id="fleet-sim", outbox_path=tmp_path / "outbox.sqlite3").start()
     try:
         publish(publisher, fleet.births())
@@ -101,6 +102,9 @@ def test_signed_telemetry_flows_in_order_and_verified(broker, registry_path: Pat
             assert mine == sorted(mine) and len(mine) == 40
         assert worker.ingest.metrics.total("depai_ingest_refused_total") == 0
         assert len(worker.ingest.online()) == 5
+        host, port = worker.metrics_server.server_address[:2]
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            assert 'depai_ingest_accepted_total{kind="telemetry"} 200' in response.read().decode()
     finally:
         publisher.close()
         worker.close()

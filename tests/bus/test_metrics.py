@@ -1,0 +1,40 @@
+"""Metrics in the Prometheus text format, served over HTTP for a scraper."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from bus.metrics import Metrics, serve_metrics
+
+
+def test_render_escapes_labels_and_sums() -> None:
+    metrics = Metrics()
+    metrics.describe("depai_x_total", "counter", "Things.")
+    metrics.inc("depai_x_total", reason='say "hi"\\ then\nbye', did="a")
+    metrics.inc("depai_x_total", 2, reason="b", did="a")
+    text = metrics.render()
+    assert "# TYPE depai_x_total counter" in text
+    assert r'depai_x_total{did="a",reason="say \"hi\"\\ then\nbye"} 1' in text
+    assert 'depai_x_total{did="a",reason="b"} 2' in text
+    assert metrics.total("depai_x_total", did="a") == 3
+
+
+def test_metrics_are_served_over_http() -> None:
+    metrics = Metrics()
+    metrics.describe("depai_ingest_refused_total", "counter", "Refused.")
+    metrics.inc("depai_ingest_refused_total", reason="bad_signature", did="did:key:z6Mk")
+    server = serve_metrics(metrics)
+    host, port = server.server_address[:2]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            body = response.read().decode()
+        assert 'depai_ingest_refused_total{did="did:key:z6Mk",reason="bad_signature"} 1' in body
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://{host}:{port}/other", timeout=5)
+        assert caught.value.code == 404
+        caught.value.close()
+    finally:
+        server.shutdown()
+        server.server_close()
