@@ -137,6 +137,7 @@ MAX_PAYLOAD_BYTES = 268_435_455
 _NO_QOS2 = ("QoS 2 is not offered: its exactly-once state lives in one paho Client, and this client uses "
             "a fresh one per connection; use QoS 1 (receivers drop duplicates by the envelope's issuer and seq)")
 ACK_BATCH = 256  # acknowledged outbox entries deleted per transaction, at most
+ROUTE_CACHE_SIZE = 65_536  # topics whose matching subscriptions are remembered
 
 
 class BusError(DepaiError):
@@ -397,6 +398,8 @@ class BusClient:
         self._last_put = self._outbox.last_id() if self._outbox is not None else 0
         self._subs: dict[str, _Subscription] = {}
         self._sub_list: tuple[_Subscription, ...] = ()  # copy-on-write, read lock-free by the dispatcher
+        # topic -> matching subscriptions, valid for one _sub_list (only the network thread touches it)
+        self._routes: tuple[tuple[_Subscription, ...], dict[str, tuple[_Subscription, ...]]] = ((), {})
         self._session: _Session | None = None
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -874,6 +877,26 @@ class BusClient:
             else:
                 self._record_suback(session, topic_filter, granted)
 
+    def _route(self, topic: str) -> tuple[_Subscription, ...]:
+        """The subscriptions whose filters match ``topic``, cached per topic until the subscriptions change.
+
+        A fleet's topics repeat (a few per machine), so after the first message on a
+        topic dispatch is one dict lookup instead of matching every filter (an ingest
+        worker holds dozens). The cache is bounded, so a flood of new topics costs
+        matching time, not memory.
+        """
+        subs = self._sub_list
+        owner, cache = self._routes
+        if owner is not subs:
+            cache = {}
+            self._routes = (subs, cache)
+        matching = cache.get(topic)
+        if matching is None:
+            matching = tuple(sub for sub in subs if filter_matches(sub.levels, topic))
+            if len(cache) < ROUTE_CACHE_SIZE:
+                cache[topic] = matching
+        return matching
+
     def _on_message(self, client: mqtt.Client, session: _Session, message: mqtt.MQTTMessage) -> None:
         try:
             topic = message.topic
@@ -882,21 +905,19 @@ class BusClient:
             return
         payload = message.payload
         self._stats["received"] += 1  # only this thread writes it
-        matched = False
+        matching = self._route(topic)
         self._local.in_callback = True
         try:
-            for sub in self._sub_list:
-                if filter_matches(sub.levels, topic):
-                    matched = True
-                    try:
-                        sub.handler(topic, payload)
-                    except Exception:
-                        self._stats["handler_errors"] += 1
-                        log.exception("bus client %s: the handler for %r failed on a message on %r",
-                                      self.client_id, sub.filter, topic)
+            for sub in matching:
+                try:
+                    sub.handler(topic, payload)
+                except Exception:
+                    self._stats["handler_errors"] += 1
+                    log.exception("bus client %s: the handler for %r failed on a message on %r",
+                                  self.client_id, sub.filter, topic)
         finally:
             self._local.in_callback = False
-        if not matched:
+        if not matching:
             log.debug("bus client %s: no handler for a message on %r", self.client_id, topic)
 
     def __repr__(self) -> str:
