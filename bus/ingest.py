@@ -130,13 +130,9 @@ class Ingest:
         return envelope
 
     def _check(self, topic: str, envelope: Envelope) -> None:
-        """Topic, schema, session, physics and rate: run before the replay window records the message."""
-        self._check_topic(topic, envelope)
-        try:
-            validate_body(envelope.kind, envelope.body)
-        except SchemaError as err:
-            raise IngestRefused("schema_invalid", envelope.issuer, str(err)) from None
-        if envelope.kind not in _SESSION_KINDS and envelope.issuer not in self._alive:
+        """Placement, session, physics and rate: run before the replay window records the message."""
+        self._check_placement(topic, envelope)
+        if envelope.issuer not in self._alive:
             raise IngestRefused("no_birth", envelope.issuer, f"{envelope.issuer} sent {envelope.kind} before any birth")
         if envelope.kind in _MOTION_KINDS:
             problem = self._motion.evaluate(envelope.issuer, envelope.kind, self._machine_limits(envelope.issuer),
@@ -151,11 +147,7 @@ class Ingest:
     def _admit_session(self, topic: str, payload: bytes) -> Envelope:
         """Births and deaths: verified as of their issue time (a retained birth or a will is old by nature)."""
         envelope = self.verifier.verify_archived(payload, kinds=_SESSION_KINDS & self.kinds)
-        self._check_topic(topic, envelope)
-        try:
-            validate_body(envelope.kind, envelope.body)
-        except SchemaError as err:
-            raise IngestRefused("schema_invalid", envelope.issuer, str(err)) from None
+        self._check_placement(topic, envelope)
         did, epoch = envelope.issuer, envelope.body["epoch"]
         current = self._epochs.get(did)
         if envelope.kind == "birth":
@@ -188,19 +180,23 @@ class Ingest:
         self._motion.reset(did)
 
     @staticmethod
-    def _check_topic(topic: str, envelope: Envelope) -> None:
+    def _check_placement(topic: str, envelope: Envelope) -> None:
+        """The message sits on its issuer's own topic root and partition, on its kind's channel, and fits its schema."""
         parsed = parse_robot_topic(topic)
         address = envelope.issuer.rsplit(":", 1)[-1]
-        expected = BY_KIND[envelope.kind].address.rsplit("/", 1)[-1]
         if (
             parsed is None
             or parsed.address != address
-            or parsed.channel != expected
+            or parsed.channel != BY_KIND[envelope.kind].channel
             or parsed.partition != partition_of(envelope.issuer)
         ):
             raise IngestRefused(
                 "wrong_topic", envelope.issuer, f"{envelope.kind} from {envelope.issuer} does not belong on {topic}"
             )
+        try:
+            validate_body(envelope.kind, envelope.body)
+        except SchemaError as err:
+            raise IngestRefused("schema_invalid", envelope.issuer, str(err)) from None
 
     def _machine_limits(self, did: str) -> MotionLimits:
         """The machine's declared motion limits from its DID document, cached for a few seconds."""

@@ -59,6 +59,11 @@ class MessageSpec:
     summary: str
     schema: dict[str, Any]
 
+    @property
+    def channel(self) -> str:
+        """The last topic level of the address: the channel under a robot's topic root."""
+        return self.address.rsplit("/", 1)[-1]
+
 
 ROBOT_ROOT = f"{ROBOTS}/{{partition}}/{{address}}"
 

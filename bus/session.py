@@ -55,8 +55,7 @@ class MachineSession:
 
     def _outgoing(self, kind: str, payload: bytes) -> Outgoing:
         spec = BY_KIND[kind]
-        channel = spec.address.rsplit("/", 1)[-1]
-        return Outgoing(f"{self.topic_root}/{channel}", payload, spec.qos, spec.retain)
+        return Outgoing(f"{self.topic_root}/{spec.channel}", payload, spec.qos, spec.retain)
 
     def birth(self) -> Outgoing:
         """A new session's birth (retained), carrying the DID document; starts a new epoch."""
