@@ -29,7 +29,7 @@ from pathlib import Path
 from bus.client import BusClient
 from bus.ingest import Consumer, Ingest
 from bus.metrics import serve_metrics
-from bus.topics import PARTITIONS, parse_robot_topic
+from bus.topics import PARTITIONS
 from identity.registry import DidRegistry
 
 SHARE_GROUP = "depai-ingest"
@@ -81,7 +81,7 @@ class IngestWorker:
     def start(self, timeout: float = 10.0) -> IngestWorker:
         """Subscribe, connect and wait for the subscriptions to be granted."""
         for topic_filter in self.filters:
-            self.client.subscribe(topic_filter, self._handle)
+            self.client.subscribe(topic_filter, self.ingest.handle)
         self.client.start()
         if not self.client.wait_subscribed(timeout):
             self.close()
@@ -89,12 +89,6 @@ class IngestWorker:
         if self.metrics_port is not None:
             self.metrics_server = serve_metrics(self.ingest.metrics, port=self.metrics_port)
         return self
-
-    def _handle(self, topic: str, payload: bytes) -> None:
-        parsed = parse_robot_topic(topic)
-        if parsed is not None and parsed.partition not in self.partitions:
-            return  # another worker's partition, reached through an overlapping filter
-        self.ingest.handle(topic, payload)
 
     def close(self) -> None:
         """Stop serving metrics, disconnect and close the registry."""

@@ -239,7 +239,7 @@ class EnvelopeVerifier:
         before its sequence number is recorded, so a message it refuses (by
         raising) leaves the replay window as it was.
         """
-        envelope, record = self._authenticate(wire, kinds, now_ms=int(self._clock() * 1000))
+        envelope = self._authenticate(wire, kinds, now_ms=int(self._clock() * 1000))
         if check is not None:
             seen = self.replay.check(envelope.issuer, envelope.seq)
             if seen is not None:
@@ -252,11 +252,9 @@ class EnvelopeVerifier:
 
     def verify_archived(self, wire: bytes, *, kinds: Collection[str] | None = None) -> Envelope:
         """Verify a stored envelope as of the time it was issued: no expiry, skew or replay checks."""
-        return self._authenticate(wire, kinds, now_ms=None)[0]
+        return self._authenticate(wire, kinds, now_ms=None)
 
-    def _authenticate(
-        self, wire: bytes, kinds: Collection[str] | None, now_ms: int | None
-    ) -> tuple[Envelope, KeyRecord]:
+    def _authenticate(self, wire: bytes, kinds: Collection[str] | None, now_ms: int | None) -> Envelope:
         if len(wire) > self.max_size:
             raise _refuse(Refusal.OVERSIZED, f"envelope is {len(wire)} bytes; the limit is {self.max_size}")
         try:
@@ -286,7 +284,7 @@ class EnvelopeVerifier:
         unsigned = wire[: -len(_TAIL) - _SIGNATURE_TEXT_SIZE - 9] + _TAIL
         if not verify(record.public_key, digest(envelope.kind, unsigned), envelope.signature):
             raise self._bad_signature(envelope, unsigned)
-        return envelope, record
+        return envelope
 
     @staticmethod
     def _shape(obj: Any, wire: bytes, kinds: Collection[str] | None = None) -> Envelope:
