@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from identity.envelope import Envelope, EnvelopeRefused, EnvelopeSigner, EnvelopeVerifier
-from identity.keystore import resolve_passphrase
 from launch.home import Home
-from launch.id_commands import did_of
+from launch.id_commands import unlock
 from launch.output import EXIT_OK, CliError, emit
 
 
@@ -51,11 +50,7 @@ def _read_body(args: argparse.Namespace) -> Any:
 
 def cmd_sign(args: argparse.Namespace, home: Home) -> int:
     """Seal a body as a named identity and print the envelope."""
-    keystore = home.keystore()
-    info = keystore.info(args.name)
-    passphrase = resolve_passphrase(None, confirm=False) if info.encrypted else None
-    signer = keystore.load(args.name, passphrase=passphrase)
-    did = did_of(keystore, args.name)
+    signer, did, _ = unlock(home.keystore(), args.name)
     with home.registry() as registry:
         key_id = registry.active(did).key_id or "key-1"
     try:

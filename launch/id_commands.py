@@ -94,8 +94,16 @@ def _summary(name: str, resolution: Resolution) -> str:
 
 
 def did_of(keystore: Keystore, name: str) -> str:
+    """The DID a named key belongs to (recorded in its file, else derived as did:peaq)."""
     info = keystore.info(name)
     return info.did or did_peaq(info.public_key)
+
+
+def unlock(keystore: Keystore, name: str) -> tuple[Signer, str, str | None]:
+    """The named key, its DID and the passphrase it was unlocked with (None for a plain key), asking at most once."""
+    info = keystore.info(name)
+    passphrase = resolve_passphrase(None, confirm=False) if info.encrypted else None
+    return keystore.load(name, passphrase=passphrase), info.did or did_peaq(info.public_key), passphrase
 
 
 def cmd_new(args: argparse.Namespace, home: Home) -> int:
@@ -164,15 +172,12 @@ def _finish_pending_rotation(keystore: Keystore, registry: DidRegistry, name: st
 def cmd_rotate(args: argparse.Namespace, home: Home) -> int:
     """Rotate an identity's key: registry first, then the keystore, so a crash never strands the DID."""
     keystore = home.keystore()
-    info = keystore.info(args.name)
-    did = did_of(keystore, args.name)
-    passphrase = resolve_passphrase(None, confirm=False) if info.encrypted else None
+    current, did, passphrase = unlock(keystore, args.name)
     with home.registry() as registry:
         _finish_pending_rotation(keystore, registry, args.name, did)
-        current = keystore.load(args.name, passphrase=passphrase)
         successor = Signer.generate()
         with keystore.staging(args.name, successor, did=did, passphrase=passphrase,
-                              plain=not info.encrypted) as staged:
+                              plain=passphrase is None) as staged:
             resolution = rotate_key(registry, did, successor.public_key, current, current_method(registry, did))
             staged.commit()
     emit(_resolution_json(resolution), as_json=args.json, text=_summary(args.name, resolution))
@@ -181,11 +186,7 @@ def cmd_rotate(args: argparse.Namespace, home: Home) -> int:
 
 def cmd_deactivate(args: argparse.Namespace, home: Home) -> int:
     """Deactivate an identity's DID with its current key."""
-    keystore = home.keystore()
-    info = keystore.info(args.name)
-    did = did_of(keystore, args.name)
-    passphrase = resolve_passphrase(None, confirm=False) if info.encrypted else None
-    signer = keystore.load(args.name, passphrase=passphrase)
+    signer, did, _ = unlock(home.keystore(), args.name)
     with home.registry() as registry:
         resolution = deactivate_identity(registry, did, signer, current_method(registry, did))
     emit(_resolution_json(resolution), as_json=args.json, text=f"{did} deactivated (version {resolution.version})")
