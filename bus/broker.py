@@ -85,11 +85,12 @@ class BrokerKind(StrEnum):
 
 @dataclass(frozen=True)
 class MqttUser:
-    """An MQTT login: a robot (username = its SS58 address) or a fleet service."""
+    """An MQTT login: a robot (username = its SS58 address), a gateway that speaks for many machines
+    on one connection (a simulator, a site bridge), or a fleet service."""
 
     username: str
     password: str
-    role: Literal["robot", "service"]
+    role: Literal["robot", "gateway", "service"]
 
 
 @dataclass
@@ -148,7 +149,9 @@ def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
     """(topics the user may publish to, filters it may subscribe to)."""
     if user.role == "service":
         return [f"{PROTOCOL_ROOT}/#"], [f"{PROTOCOL_ROOT}/#"]
-    own = f"{ROBOTS}/+/{user.username}"
+    # A gateway may write any machine's channels (each message is still signed by that machine, and
+    # ingest checks the signer against the topic) and hear every machine's commands.
+    own = f"{ROBOTS}/+/+" if user.role == "gateway" else f"{ROBOTS}/+/{user.username}"
     sent = [f"{own}/{channel}" for channel in ROBOT_CHANNELS.values()]
     return sent, [f"{own}/{COMMAND_CHANNEL}", f"{PROTOCOL_ROOT}/market/#", f"{PROTOCOL_ROOT}/map/#"]
 
@@ -156,10 +159,10 @@ def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
 def _check_users(users: list[MqttUser]) -> None:
     for user in users:
         bad = not user.username or any(c in user.username for c in ":/+#\n\r\t ")
-        if bad or user.role not in ("robot", "service") or "\n" in user.password:
+        if bad or user.role not in ("robot", "gateway", "service") or "\n" in user.password:
             raise BrokerError(f"bad MQTT user {user.username!r} ({user.role})", code="bad_user",
                               hint="usernames are SS58 addresses or plain names without ':/+#' or spaces; "
-                                   "role is robot or service")
+                                   "role is robot, gateway or service")
     names = [u.username for u in users]
     if len(set(names)) != len(names):
         raise BrokerError("an MQTT username appears twice", code="bad_user", hint="give each user once")

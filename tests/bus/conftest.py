@@ -6,7 +6,7 @@
 - ``acl_broker``: a broker of that kind with passwords and the topic ACL: two robots
   (usernames are SS58 addresses) and one service. An ``AclFleet``: ``.broker``,
   ``.users`` ({"robot_a", "robot_b", "service"} -> MqttUser) and ``.root(name)``, a
-  robot's topic root.
+  robot's topic root. Also a "gateway" user (a simulator speaking for many machines).
 - ``mosquitto_with_acl``: the same on Mosquitto only (shared subscriptions need it).
 - ``mqtt_connect``: a factory fixture. ``mqtt_connect(broker, username=None,
   password=None, client_id=None)`` (``broker`` a RunningBroker or an ``mqtt://host:port``
@@ -139,7 +139,8 @@ def _robot(name: str) -> tuple[str, MqttUser]:
 
 def _acl_fleet(kind: str, data_dir: Path) -> Iterator[AclFleet]:
     users = dict([_robot("robot_a"), _robot("robot_b"),
-                  ("service", MqttUser("ingest", secrets.token_urlsafe(16), "service"))])
+                  ("service", MqttUser("ingest", secrets.token_urlsafe(16), "service")),
+                  ("gateway", MqttUser("simulator", secrets.token_urlsafe(16), "gateway"))])
     with start_broker(kind, BrokerConfig(data_dir=data_dir, users=list(users.values()))) as running:
         yield AclFleet(running, users)
 

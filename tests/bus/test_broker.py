@@ -229,6 +229,27 @@ def test_robot_cannot_read_another_robots_commands(acl_broker, mqtt_connect) -> 
     assert message is not None and message.payload == b"go"
 
 
+def test_gateway_speaks_for_machines_but_not_for_services(acl_broker, mqtt_connect) -> None:
+    fleet, users = acl_broker, acl_broker.users
+    service = mqtt_connect(fleet.broker, users["service"].username, users["service"].password)
+    gateway = mqtt_connect(fleet.broker, users["gateway"].username, users["gateway"].password)
+    assert service.subscribe_wait("depai/v1/#").value == 1
+    assert gateway.subscribe_wait("depai/v1/robots/+/+/cmd").value == 1
+    assert gateway.subscribe_wait("depai/v1/robots/+/+/telemetry").is_failure
+
+    for name in ("robot_a", "robot_b"):
+        gateway.publish(f"{fleet.root(name)}/telemetry", name.encode(), qos=1).wait_for_publish(5)
+    gateway.publish(MARKET_TASKS, b"fake task", qos=1).wait_for_publish(5)
+    gateway.publish(f"{fleet.root('robot_a')}/cmd", b"a command", qos=1).wait_for_publish(5)
+    gateway.publish(f"{fleet.root('robot_b')}/event", b"after", qos=1).wait_for_publish(5)
+    received = [service.next_message(timeout=1.0) for _ in range(4)]
+    assert [m.payload for m in received if m is not None] == [b"robot_a", b"robot_b", b"after"]
+
+    service.publish(f"{fleet.root('robot_b')}/cmd", b"go", qos=1).wait_for_publish(5)
+    message = gateway.next_message()
+    assert message is not None and message.payload == b"go"
+
+
 def test_wrong_or_missing_credentials_are_refused_at_connect(acl_broker, mqtt_connect) -> None:
     robot_a = acl_broker.users["robot_a"]
     with pytest.raises(ConnectionRefusedError, match="(?i)not authori[sz]ed|bad user name or password"):
