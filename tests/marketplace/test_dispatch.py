@@ -1,0 +1,86 @@
+"""Direct dispatch: nearest idle robot gets a signed deliver command; failures and silence requeue."""
+
+import pytest
+
+from identity.envelope import Envelope, EnvelopeSigner, EnvelopeVerifier
+from identity.keys import Signer
+from identity.lifecycle import create_identity
+from marketplace.dispatch import ACK_TIMEOUT_S, MAX_ATTEMPTS, Dispatcher
+from sim.demand import Order
+
+NEAR, FAR = "did:peaq:5NearRobot", "did:peaq:5FarRobot"
+
+
+def _envelope(kind: str, issuer: str, body: dict) -> Envelope:
+    return Envelope(kind, issuer, "key-1", 1, 0, 1, body, b"", b"")
+
+
+def _telemetry(robot: str, x: float, state: str = "idle", battery: float = 0.9, task: str | None = None) -> Envelope:
+    body = {"t": 0, "pose": {"x": x, "y": 0.0, "theta": 0.0}, "twist": {"v": 0, "w": 0},
+            "battery": battery, "state": state}
+    if task:
+        body["task"] = task
+    return _envelope("telemetry", robot, body)
+
+
+@pytest.fixture
+def dispatcher(registry, clock):
+    key = Signer.generate()
+    did = create_identity(registry, key).did
+    clock.advance(1)
+    return Dispatcher(EnvelopeSigner(key, did, clock=clock), clock=clock)
+
+
+ORDER = Order("order-1", (1.0, 0.0), (50.0, 0.0), 2.0, 0.0)
+
+
+def test_the_nearest_idle_robot_gets_a_signed_command(dispatcher, registry, clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0))
+    dispatcher.observe("t", _telemetry(FAR, 90.0))
+    dispatcher.offer(ORDER)
+    [command] = dispatcher.step()
+    assert command.topic.endswith("/5NearRobot/cmd")
+    envelope = EnvelopeVerifier(registry, clock=clock).verify(command.payload, kinds=["command"])
+    assert envelope.issuer == dispatcher.did
+    assert envelope.body["to"] == NEAR and envelope.body["type"] == "deliver"
+    assert envelope.body["args"]["pickup"] == {"x": 1.0, "y": 0.0}
+    assert dispatcher.step() == [] and dispatcher.in_progress == 1
+
+
+def test_busy_low_battery_and_silent_robots_are_passed_over(dispatcher, clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0, state="to_pickup", task="other"))
+    dispatcher.observe("t", _telemetry(FAR, 90.0, battery=0.1))
+    dispatcher.offer(ORDER)
+    assert dispatcher.step() == []
+    dispatcher.observe("t", _telemetry(FAR, 90.0))
+    clock.advance(dispatcher.stale_s + 1)
+    assert dispatcher.step() == [] and dispatcher.open_orders == 1
+
+
+def test_delivery_closes_the_order(dispatcher) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0))
+    dispatcher.offer(ORDER)
+    dispatcher.step()
+    dispatcher.observe("e", _envelope("event", FAR, {"t": 0, "type": "task.delivered", "task": "order-1"}))
+    assert dispatcher.delivered == []  # only the assigned robot can close it
+    dispatcher.observe("e", _envelope("event", NEAR, {"t": 0, "type": "task.delivered", "task": "order-1"}))
+    assert dispatcher.delivered == ["order-1"] and dispatcher.in_progress == 0
+
+
+def test_a_failed_order_goes_back_and_is_given_up_after_its_attempts(dispatcher) -> None:
+    dispatcher.offer(ORDER)
+    for attempt in range(MAX_ATTEMPTS):
+        dispatcher.observe("t", _telemetry(NEAR, 2.0))
+        assert len(dispatcher.step()) == 1, attempt
+        dispatcher.observe("e", _envelope("event", NEAR, {"t": 0, "type": "task.failed", "task": "order-1"}))
+    assert dispatcher.failed == ["order-1"] and dispatcher.open_orders == 0
+
+
+def test_an_unacknowledged_command_is_requeued(dispatcher, clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0))
+    dispatcher.offer(ORDER)
+    dispatcher.step()
+    clock.advance(ACK_TIMEOUT_S + 1)
+    dispatcher.observe("t", _telemetry(FAR, 5.0))
+    [again] = dispatcher.step()
+    assert again.topic.endswith("/5FarRobot/cmd")
