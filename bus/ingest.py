@@ -80,7 +80,8 @@ class Ingest:
         self.metrics.describe("depai_ingest_accepted_total", "counter", "Messages handed to the consumer, by kind.")
         self.metrics.describe("depai_ingest_refused_total", "counter", "Messages refused, by reason and DID.")
         self.quarantine = Quarantine(quarantine_size)
-        self._rate = RateLimiter(rate, burst)
+        # Rates are per second of the fleet's time (a simulation may run faster than the wall clock).
+        self._rate = RateLimiter(rate, burst, clock=time.monotonic if clock is time.time else clock)
         self._motion = MotionTracker()
         self._epochs: dict[str, int] = {}
         self._alive: set[str] = set()

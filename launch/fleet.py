@@ -1,0 +1,249 @@
+"""The simulated fleet: a city, its robots with their own keys and minds, and the loop that runs them.
+
+``SimFleet`` builds the world from a seed, gives every robot its own Ed25519 key
+and registered did:peaq (controlled by the fleet's operator), and wires each
+robot's agent to its simulated body. Every robot signs its own messages; one
+gateway identity (the simulator) carries them on one MQTT connection.
+
+``run`` drives the loop: step the world, step every agent, hand the signed
+messages to a link (the real broker, or an in-process loopback that verifies
+them with the same ingest pipeline), place customers' orders with the
+dispatcher, and deliver its signed commands back to the robots. Simulated time
+runs as fast as possible (``speed`` 0) or at ``speed`` times real time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from bus.session import MachineSession, Outgoing, connection_greeting
+from bus.topics import topic_root
+from identity.did import did_peaq
+from identity.document import MachineProfile
+from identity.envelope import EnvelopeSigner
+from identity.keys import Signer
+from identity.lifecycle import create_identity
+from identity.registry import DidRegistry
+from launch.simbody import SimBody
+from marketplace.dispatch import Dispatcher
+from robots.agent import AgentConfig, RobotAgent
+from robots.commands import CommandGate
+from robots.planner import RoadPlanner
+from sim.city import CityLayout, generate_city
+from sim.demand import Demand
+from sim.lidar import LidarSpec
+from sim.obstacles import ObstacleSchedule
+from sim.world import RobotSpec, World
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Everything that shapes a simulated fleet; the same config and seed give the same run."""
+
+    robots: int = 10
+    seed: int = 7
+    blocks: int = 6
+    physics: str = "kinematic"
+    gui: bool = False
+    dt: float = 0.1
+    lidar: LidarSpec = field(default_factory=LidarSpec)
+    telemetry_hz: float = 2.0
+    scan_hz: float = 0.0
+    orders_per_min: float | None = None  # None: one order per robot every four minutes
+    obstacles: bool = True
+    horizon_s: float = 4 * 3600.0  # how far ahead the obstacle schedule is drawn
+    robot: RobotSpec = field(default_factory=RobotSpec)
+
+    def __post_init__(self) -> None:
+        if self.robots < 1:
+            raise ValueError(f"a fleet needs at least one robot, got {self.robots}")
+        if self.physics not in ("kinematic", "dynamic"):
+            raise ValueError(f"physics is 'kinematic' or 'dynamic', got {self.physics!r}")
+
+    @property
+    def order_rate(self) -> float:
+        """Orders per simulated minute."""
+        return self.orders_per_min if self.orders_per_min is not None else self.robots / 4.0
+
+
+class FleetClock:
+    """Fleet time, in seconds since the epoch: when the fleet started plus the simulated time since."""
+
+    def __init__(self, world: World, epoch_s: float) -> None:
+        self.world = world
+        self.epoch_s = epoch_s
+
+    def __call__(self) -> float:
+        return self.epoch_s + self.world.time_s
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A registered machine or service identity whose key lives in this process."""
+
+    signer: Signer
+    did: str
+    document: dict
+
+    def envelope_signer(self, clock: Callable[[], float]) -> EnvelopeSigner:
+        """Seals messages as this identity on ``clock``."""
+        return EnvelopeSigner(self.signer, self.did, "key-1", clock=clock)
+
+
+def register(registry: DidRegistry, *, controller: str | None = None, machine: MachineProfile | None = None,
+             with_topic_root: bool = False) -> Identity:
+    """A fresh key and its registered did:peaq."""
+    signer = Signer.generate()
+    did = did_peaq(signer.public_key)
+    resolution = create_identity(registry, signer, controller=controller, machine=machine,
+                                 topic_root=topic_root(did) if with_topic_root else None)
+    return Identity(signer, resolution.did, resolution.document)
+
+
+def _heading(city: CityLayout, street: str, rng: np.random.Generator) -> float:
+    u, v = city.streets[street]
+    (x0, y0), (x1, y1) = city.nodes[u], city.nodes[v]
+    theta = math.atan2(y1 - y0, x1 - x0)
+    return theta if rng.random() < 0.5 else math.atan2(y0 - y1, x0 - x1)
+
+
+class SimFleet:
+    """The world and one agent per robot, each with its own registered identity."""
+
+    def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
+                 commanders: Sequence[str], epoch_s: float | None = None) -> None:
+        self.config = config
+        self.city = generate_city(config.seed, config.blocks)
+        self.schedule = ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles else None
+        self.chargers = [(p.x, p.y) for p in self.city.places_of("charger")]
+        self.world = World(self.city.buildings, seed=config.seed, dt=config.dt, physics=config.physics,
+                           gui=config.gui, lidar=config.lidar, obstacles=self.schedule, chargers=self.chargers)
+        self.clock = FleetClock(self.world, 0.0)  # its epoch is set once every identity is registered
+        self.planner = RoadPlanner(self.city.road_graph())
+        self.gateway_identity = register(registry, controller=controller, with_topic_root=True)
+        self.gateway = MachineSession(self.gateway_identity.envelope_signer(self.clock),
+                                      topic_root(self.gateway_identity.did), self.gateway_identity.document,
+                                      software="depai-sim")
+        self._outbox: list[Outgoing] = []
+        self.agents: list[RobotAgent] = []
+        self._by_topic: dict[str, RobotAgent] = {}
+        self.stray_commands = 0
+        spec = config.robot
+        machine = MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
+        rng = np.random.default_rng([config.seed, 1])
+        for index in range(config.robots):
+            x, y, street = self.city.random_road_point(rng)
+            self.world.add_robot(x, y, _heading(self.city, street, rng), spec)
+            me = register(registry, controller=controller, machine=machine, with_topic_root=True)
+            root = topic_root(me.did)
+            session = MachineSession(me.envelope_signer(self.clock), root, me.document,
+                                     via=self.gateway_identity.did, software="depai-sim")
+            gate = CommandGate(me.did, root, registry, commanders, clock=self.clock)
+            agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
+                                       telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
+            agent = RobotAgent(SimBody(self.world, index, spec), session, self.planner, send=self._outbox.append,
+                               clock=self.clock, chargers=self.chargers, gate=gate, config=agent_config)
+            self.agents.append(agent)
+            self._by_topic[gate.topic] = agent
+        # Fleet time starts after the last registration, so no message predates its signer's key.
+        self.clock.epoch_s = time.time() if epoch_s is None else epoch_s
+
+    def greeting(self) -> Callable[[], tuple[tuple[str, bytes, int, bool], list[tuple[str, bytes, int, bool]]]]:
+        """The gateway connection's on_session hook: births of the simulator and every robot, and the will."""
+        return connection_greeting([agent.session for agent in self.agents], gateway=self.gateway)
+
+    def births(self) -> list[Outgoing]:
+        """Fresh births of the gateway and every robot (for a link without MQTT sessions)."""
+        return [self.gateway.birth()] + [agent.session.birth() for agent in self.agents]
+
+    def step(self) -> list[Outgoing]:
+        """One tick: the world moves, then every agent senses, thinks and acts; returns what they said."""
+        self.world.step()
+        for agent in self.agents:
+            agent.step()
+        said, self._outbox[:] = list(self._outbox), []
+        return said
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """A message from a robot's command topic, handed to that robot (which verifies it)."""
+        agent = self._by_topic.get(topic)
+        if agent is None:
+            self.stray_commands += 1
+        else:
+            agent.receive(topic, payload)
+
+    def close(self) -> None:
+        """Disconnect the physics engine."""
+        self.world.close()
+
+
+class Link(Protocol):
+    """How the fleet and the services exchange messages: the broker, or in process."""
+
+    def publish(self, messages: list[Outgoing]) -> None:
+        """Send the robots' signed messages."""
+        ...
+
+    def command(self, messages: list[Outgoing]) -> None:
+        """Send the services' signed commands."""
+        ...
+
+    def pump(self) -> None:
+        """Hand the commands that arrived to the robots."""
+        ...
+
+
+@dataclass
+class RunReport:
+    """What a run did, in simulated and wall time."""
+
+    sim_s: float
+    wall_s: float
+    ticks: int
+    messages: int
+    delivered: int
+    failed: int
+
+    @property
+    def real_time_factor(self) -> float:
+        """Simulated seconds per wall-clock second."""
+        return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
+        dispatcher: Dispatcher | None = None, demand: Demand | None = None,
+        progress: Callable[[float], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
+        ) -> RunReport:
+    """Run ``fleet`` for ``duration_s`` simulated seconds (``speed`` 0: as fast as possible)."""
+    if speed < 0:
+        raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
+    world = fleet.world
+    start_sim, start_wall = world.time_s, time.perf_counter()
+    ticks = messages = 0
+    next_progress = start_sim
+    while world.time_s - start_sim < duration_s - 1e-9 and not should_stop():
+        said = fleet.step()
+        messages += len(said)
+        link.publish(said)
+        if demand is not None and dispatcher is not None:
+            for order in demand.due(world.time_s):
+                dispatcher.offer(order)
+        if dispatcher is not None:
+            link.command(dispatcher.step())
+        link.pump()
+        ticks += 1
+        if progress is not None and world.time_s >= next_progress:
+            next_progress += 1.0
+            progress(world.time_s - start_sim)
+        if speed > 0:
+            ahead = (world.time_s - start_sim) / speed - (time.perf_counter() - start_wall)
+            if ahead > 0:
+                time.sleep(ahead)
+    return RunReport(world.time_s - start_sim, time.perf_counter() - start_wall, ticks, messages,
+                     len(dispatcher.delivered) if dispatcher else 0, len(dispatcher.failed) if dispatcher else 0)

@@ -1,0 +1,109 @@
+"""The two ways a simulated fleet talks to its services: over a real MQTT broker, or in process.
+
+Both pass every robot message through the same verify-on-ingest pipeline and
+every command through each robot's own command gate; the loopback only skips
+the network, which makes a run exactly repeatable for a seed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from bus.client import BusClient
+from bus.ingest import Ingest
+from bus.session import Outgoing
+from bus.topics import COMMAND_CHANNEL, robot_filter
+from launch.fleet import SimFleet
+
+
+class LoopbackLink:
+    """In process: robots' messages go straight into ``ingest``; commands reach robots at the next pump."""
+
+    def __init__(self, fleet: SimFleet, ingest: Ingest) -> None:
+        self.fleet = fleet
+        self.ingest = ingest
+        self._commands: list[Outgoing] = []
+        self.publish(fleet.births())
+
+    def publish(self, messages: list[Outgoing]) -> None:
+        """Verify and consume each message, in order."""
+        handle = self.ingest.handle
+        for message in messages:
+            handle(message.topic, message.payload)
+
+    def command(self, messages: list[Outgoing]) -> None:
+        """Queue the services' commands for the robots."""
+        self._commands.extend(messages)
+
+    def pump(self) -> None:
+        """Hand the queued commands to their robots."""
+        commands, self._commands = self._commands, []
+        for message in commands:
+            self.fleet.deliver(message.topic, message.payload)
+
+
+class MqttLink:
+    """Over a broker: the simulator's gateway connection for the robots, a service connection for ingest."""
+
+    def __init__(
+        self,
+        fleet: SimFleet,
+        ingest: Ingest,
+        url: str,
+        *,
+        gateway_login: tuple[str, str] | None = None,
+        service_login: tuple[str, str] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self._arrived: deque[tuple[str, bytes]] = deque()
+        gateway_address = fleet.gateway_identity.did.rsplit(":", 1)[1]
+        user, password = gateway_login or (None, None)
+        self.gateway = BusClient(url, client_id=f"depai-sim-{gateway_address[:16]}", username=user,
+                                 password=password, on_session=fleet.greeting(),
+                                 outbox_path=state_dir / "gateway-outbox.sqlite3" if state_dir else None)
+        for topic_filter in robot_filter(COMMAND_CHANNEL):
+            self.gateway.subscribe(topic_filter, self._arrive)
+        user, password = service_login or (None, None)
+        self.service = BusClient(url, client_id=f"depai-services-{gateway_address[:16]}", username=user,
+                                 password=password,
+                                 outbox_path=state_dir / "service-outbox.sqlite3" if state_dir else None)
+        for topic_filter in ingest.subscriptions():
+            self.service.subscribe(topic_filter, ingest.handle)
+
+    def start(self, timeout: float = 10.0) -> MqttLink:
+        """Connect both clients and wait until their subscriptions stand."""
+        self.service.start()
+        if not (self.service.wait_connected(timeout) and self.service.wait_subscribed(timeout)):
+            raise TimeoutError(f"the service connection to {self.service.address.display()} did not come up")
+        self.gateway.start()
+        if not (self.gateway.wait_connected(timeout) and self.gateway.wait_subscribed(timeout)):
+            raise TimeoutError(f"the simulator connection to {self.gateway.address.display()} did not come up")
+        return self
+
+    def _arrive(self, topic: str, payload: bytes) -> None:
+        self._arrived.append((topic, payload))
+
+    def publish(self, messages: list[Outgoing]) -> None:
+        """Publish the robots' messages on the gateway connection."""
+        if messages:
+            self.gateway.publish_many([message.astuple() for message in messages])
+
+    def command(self, messages: list[Outgoing]) -> None:
+        """Publish the services' commands on the service connection."""
+        if messages:
+            self.service.publish_many([message.astuple() for message in messages])
+
+    def pump(self) -> None:
+        """Hand the commands that arrived since the last pump to their robots."""
+        arrived = self._arrived
+        while arrived:
+            self.fleet.deliver(*arrived.popleft())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let queued messages drain, then disconnect both clients."""
+        self.gateway.wait_drained(timeout)
+        self.service.wait_drained(timeout)
+        self.gateway.close()
+        self.service.close()

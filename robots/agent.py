@@ -1,0 +1,427 @@
+"""The robot agent: one mind that runs the same on a simulated body and on real hardware.
+
+Each control tick it reads its body's sensors, estimates where it is (odometry
+fused with GNSS), takes in the verified commands that arrived, keeps an eye on
+its battery, plans on the road graph, follows the route while the lidar keeps it
+off obstacles, replans when a street turns out blocked, and publishes its signed
+telemetry and events through its own machine session. It never sees ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bus.session import MachineSession, Outgoing
+from identity.envelope import Envelope
+from robots.avoid import Avoider, BlockageDetector
+from robots.body import Body, Sensors
+from robots.commands import CommandGate, CommandRefused
+from robots.energy import must_charge
+from robots.follow import PurePursuit
+from robots.lanes import keep_right
+from robots.localize import PoseEstimator
+from robots.planner import NoRoute, RoadPlanner
+from robots.tasks import DeliveryTask, IllegalTransition, TaskMachine, TaskState
+
+EdgeCost = Callable[[str, str, dict], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """How often the agent speaks and how careful it is with its battery and blocked streets."""
+
+    telemetry_hz: float = 2.0
+    scan_hz: float = 0.0  # 0: scans are not published
+    telemetry_phase: float = 0.0  # fraction of a period, so a fleet does not speak all at once
+    battery_check_s: float = 1.0
+    reserve: float = 0.15  # battery fraction kept for the unexpected
+    charge_target: float = 0.95
+    block_memory_s: float = 300.0  # how long a street found blocked is avoided
+    lookahead_m: float = 2.0
+    lane_offset_m: float = 1.5  # keep right of the centreline (roads are 8 m wide in the simulated city)
+    backoff_s: float = 1.5  # when stuck, reverse this long ...
+    backoff_mps: float = 0.3
+    max_hold_s: float = 2.0  # ... then wait up to this long (drawn at random) before going on
+    seed: int = 0  # the robot's own randomness (how long it holds back), for repeatable runs
+
+
+class RobotAgent:
+    """One robot's mind; call ``step()`` once per control tick of its body."""
+
+    def __init__(
+        self,
+        body: Body,
+        session: MachineSession,
+        planner: RoadPlanner,
+        *,
+        send: Callable[[Outgoing], None],
+        clock: Callable[[], float],
+        chargers: Sequence[tuple[float, float]] = (),
+        gate: CommandGate | None = None,
+        config: AgentConfig = AgentConfig(),
+        edge_cost: EdgeCost | None = None,
+    ) -> None:
+        self.body = body
+        self.session = session
+        self.planner = planner
+        self.send = send
+        self.clock = clock
+        self.chargers = tuple(chargers)
+        self.gate = gate
+        self.config = config
+        self.edge_cost = edge_cost
+        profile = body.profile
+        self.follower = PurePursuit(lookahead_m=config.lookahead_m, max_speed_mps=profile.max_speed_mps,
+                                    max_turn_rps=profile.max_turn_rps)
+        self.avoider = Avoider(profile.radius_m)
+        self.detector = BlockageDetector()
+        self.tasks = TaskMachine()
+        self.estimator: PoseEstimator | None = None
+        self.mode = "idle"  # idle | task | charging | goto | return
+        self.refused: Counter[str] = Counter()
+        self.blocked_until: dict[str, float] = {}
+        self._inbox: deque[Envelope | CommandRefused] = deque()
+        self._goto: tuple[float, float] | None = None
+        self._charger: tuple[float, float] | None = None
+        self._return_to: tuple[float, float] | None = None
+        self._route_goal: tuple[float, float] | None = None
+        self._next_battery_check = 0.0
+        period = 1.0 / config.telemetry_hz if config.telemetry_hz > 0 else math.inf
+        self._telemetry_period = period
+        self._next_telemetry = config.telemetry_phase * period if period != math.inf else math.inf
+        self._scan_period = 1.0 / config.scan_hz if config.scan_hz > 0 else math.inf
+        self._next_scan = self._next_telemetry if self._scan_period != math.inf else math.inf
+        self._last: Sensors | None = None
+        self._backoff_until = -math.inf
+        self._hold_until = -math.inf
+        self._random = random.Random(config.seed)
+
+    @property
+    def did(self) -> str:
+        """This robot's DID: who signs everything it says."""
+        return self.session.signer.did
+
+    @property
+    def state(self) -> TaskState:
+        """Where the robot is in its task life cycle."""
+        return self.tasks.state
+
+    @property
+    def pose(self) -> tuple[float, float, float]:
+        """Where the robot believes it is (x, y, theta), from its own sensors."""
+        if self.estimator is None:
+            raise RuntimeError("the agent has not sensed yet: call step() first")
+        return self.estimator.pose
+
+    # --- input -------------------------------------------------------------------------------------
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """A message from the command topic: verified now, acted on at the next step."""
+        if self.gate is None:
+            self.refused["no_gate"] += 1
+            return
+        try:
+            self._inbox.append(self.gate.admit(topic, payload))
+        except CommandRefused as refusal:
+            self.refused[refusal.code] += 1
+            self._inbox.append(refusal)
+
+    # --- the control tick --------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Sense, think, act and report, once."""
+        sensors = self.body.sense()
+        now = sensors.t_s
+        self._last = sensors
+        self._localize(sensors)
+        while self._inbox:
+            self._act_on(self._inbox.popleft(), now)
+        if now >= self._next_battery_check:
+            self._next_battery_check = now + self.config.battery_check_s
+            self._check_battery(sensors)
+        v, w = self._drive(sensors, now)
+        self.body.drive(v, w)
+        if now >= self._next_telemetry:
+            self._next_telemetry += self._telemetry_period * max(1, math.ceil((now - self._next_telemetry)
+                                                                              / self._telemetry_period))
+            self._publish("telemetry", self.telemetry())
+        if now >= self._next_scan and sensors.scan is not None:
+            self._next_scan = now + self._scan_period
+            self._publish("scan", self._scan_body(sensors))
+
+    def _localize(self, sensors: Sensors) -> None:
+        odometry, fix = sensors.odometry, sensors.gnss
+        if self.estimator is None:
+            x, y = (fix.x, fix.y) if fix is not None else (odometry.x, odometry.y)
+            sigma = fix.sigma_m if fix is not None else 0.5
+            self.estimator = PoseEstimator(x, y, odometry.theta, sigma_xy=sigma)
+        self.estimator.predict(odometry)
+        if fix is not None:
+            self.estimator.correct(fix)  # a fix it already used is ignored
+
+    def _goal(self) -> tuple[float, float] | None:
+        if self.mode == "charging":
+            return self._charger
+        if self.mode == "return":
+            return self._return_to
+        if self.mode == "task":
+            return self.tasks.goal
+        if self.mode == "goto":
+            return self._goto
+        return None
+
+    def _drive(self, sensors: Sensors, now: float) -> tuple[float, float]:
+        goal = self._goal()
+        if goal is None:
+            return 0.0, 0.0
+        x, y, theta = self.pose
+        if goal != self._route_goal and not self._plan(goal, now):
+            return 0.0, 0.0
+        if self.follower.done:
+            self._arrived(sensors, now)
+            return 0.0, 0.0
+        if now < self._backoff_until:
+            v, w = -self.config.backoff_mps, 0.0
+        elif now < self._hold_until:
+            return 0.0, 0.0
+        else:
+            v, w = self.follower.command(x, y, theta)
+        scan = sensors.scan
+        blocked = False
+        if scan is not None:
+            v, w, blocked = self.avoider.adjust(v, w, scan.ranges, scan.angle_min, scan.angle_increment)
+        if now >= self._hold_until and self.detector.update(now, x, y, blocked):
+            self._blocked(now)
+        return v, w
+
+    # --- planning ----------------------------------------------------------------------------------
+
+    def _avoided(self, now: float) -> list[str]:
+        for street in [s for s, until in self.blocked_until.items() if until <= now]:
+            del self.blocked_until[street]
+        return list(self.blocked_until)
+
+    def _plan(self, goal: tuple[float, float], now: float, heading: float | None = None) -> bool:
+        """Route from here to ``goal`` (``heading``: turn back if the street ahead is closed); forgets its own
+        blocked-street notes before giving up."""
+        x, y, _ = self.pose
+        try:
+            route = self.planner.plan((x, y), goal, blocked_streets=self._avoided(now), cost=self.edge_cost,
+                                      heading=heading)
+        except NoRoute:
+            self.blocked_until.clear()
+            try:
+                route = self.planner.plan((x, y), goal, cost=self.edge_cost)
+            except NoRoute as err:
+                self._unreachable(str(err), now)
+                return False
+        self.follower.reset(keep_right(route.waypoints, self.config.lane_offset_m))
+        self.detector.reset()
+        self._route_goal = goal
+        return True
+
+    def _blocked(self, now: float) -> None:
+        """The way ahead stayed blocked: back off, hold a random moment (two robots nose to nose must
+        not move in step), note the street and plan around it."""
+        config = self.config
+        self._backoff_until = now + config.backoff_s
+        self._hold_until = self._backoff_until + self._random.uniform(0.0, config.max_hold_s)
+        x, y, theta = self.pose
+        u, v = self.planner.nearest_edge(x + 3.0 * math.cos(theta), y + 3.0 * math.sin(theta))
+        street = self.planner.graph.edges[u, v]["street"]
+        self.blocked_until[street] = now + self.config.block_memory_s
+        self._event("route.blocked", detail={"street": street})
+        goal = self._route_goal
+        self._route_goal = None
+        if goal is not None:
+            self._plan(goal, now, heading=theta)
+
+    def _unreachable(self, why: str, now: float) -> None:
+        self._route_goal = None
+        if self.mode == "task":
+            self._fail("no_route", why)
+        else:
+            self._event("route.none", detail={"why": why[:200]})
+            self.mode = "task" if self.tasks.busy else "idle"
+            self._charger = None
+
+    # --- arriving ----------------------------------------------------------------------------------
+
+    def _arrived(self, sensors: Sensors, now: float) -> None:
+        mode = self.mode
+        if mode == "charging":
+            if sensors.battery >= self.config.charge_target:
+                self._event("charge.done", detail={"battery": round(sensors.battery, 3)})
+                self._charger = None
+                self._route_goal = None
+                self.mode = "task" if self.tasks.busy else "idle"
+            return
+        self._route_goal = None
+        if mode == "goto":
+            self._event("goto.arrived")
+            self._goto = None
+            self.mode = "idle"
+        elif mode == "return":
+            parcel = self.body.unload()
+            self._event("parcel.returned", detail={"parcel": parcel or ""})
+            self._return_to = None
+            self.tasks.finish()
+            self.mode = "idle"
+        elif mode == "task":
+            self._task_leg_done(sensors, now)
+
+    def _task_leg_done(self, sensors: Sensors, now: float) -> None:
+        task = self.tasks.task
+        assert task is not None
+        if self.tasks.state is TaskState.TO_PICKUP:
+            try:
+                self.body.load(task.parcel, task.payload_kg)
+            except ValueError as err:
+                self._fail("load_refused", str(err))
+                return
+            self._event(**self.tasks.loaded())
+            self._event(**self.tasks.depart())
+        elif self.tasks.state is TaskState.TO_DROPOFF:
+            parcel = self.body.unload()
+            self._event(**self.tasks.delivered(), detail={"parcel": parcel or ""})
+            x, y, theta = self.pose
+            self._publish("receipt", {"task": task.id, "t": self._ms(), "pose": _pose(x, y, theta)})
+            self.tasks.finish()
+            self.mode = "idle"
+
+    def _fail(self, reason: str, why: str) -> None:
+        task = self.tasks.task
+        event = self.tasks.fail(reason)
+        event.setdefault("detail", {})["why"] = why[:200]
+        self._event(**event)
+        self._route_goal = None
+        aboard = self._last is not None and self._last.payload is not None
+        if aboard and task is not None and reason != "no_route":
+            self._return_to = task.pickup
+            self.mode = "return"
+        else:
+            self.tasks.finish()
+            self.mode = "idle"
+
+    # --- battery -----------------------------------------------------------------------------------
+
+    def _nearest_charger(self, x: float, y: float) -> tuple[tuple[float, float], float] | None:
+        """The charger closest by street distance (Manhattan on the grid is a tight upper guess)."""
+        best = None
+        for cx, cy in self.chargers:
+            d = abs(cx - x) + abs(cy - y)
+            if best is None or d < best[1]:
+                best = ((cx, cy), d)
+        return best
+
+    def _check_battery(self, sensors: Sensors) -> None:
+        if self.mode == "charging" or not self.chargers:
+            return
+        x, y, _ = self.pose
+        goal = self._goal()
+        to_goal = self.follower.remaining_m if goal is not None and goal == self._route_goal else 0.0
+        gx, gy = goal if goal is not None else (x, y)
+        found = self._nearest_charger(gx, gy)
+        assert found is not None
+        profile = self.body.profile
+        if must_charge(profile, sensors.battery, to_goal_m=to_goal, goal_to_charger_m=found[1],
+                       load_kg=sensors.load_kg, reserve=self.config.reserve):
+            here = self._nearest_charger(x, y)
+            assert here is not None
+            self._charger = here[0]
+            self._route_goal = None
+            self.mode = "charging"
+            self._event("battery.low", detail={"battery": round(sensors.battery, 3)})
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    def _act_on(self, item: Envelope | CommandRefused, now: float) -> None:
+        if isinstance(item, CommandRefused):
+            self._event("command.refused", detail={"reason": item.code})
+            return
+        body = item.body
+        kind, task_id, args = body["type"], body.get("task"), body.get("args", {})
+        try:
+            if kind == "deliver":
+                self._deliver(DeliveryTask.from_command(task_id or "", args))
+            elif kind == "abort":
+                if self.tasks.task is None or self.tasks.task.id != task_id or not self.tasks.busy:
+                    raise ValueError(f"no task {task_id} under way")
+                self._fail("aborted", f"aborted by {item.issuer}")
+            elif kind == "charge":
+                found = self._nearest_charger(*self.pose[:2])
+                if found is None:
+                    raise ValueError("this robot knows no charger")
+                self._charger, self._route_goal, self.mode = found[0], None, "charging"
+                self._event("charge.start")
+            elif kind == "goto":
+                if self.tasks.busy or self.mode == "return":
+                    raise ValueError("busy with a task")
+                self._goto = (float(args["x"]), float(args["y"]))
+                self._route_goal, self.mode = None, "goto"
+            else:
+                raise ValueError(f"unknown command type {kind!r}")
+        except (ValueError, KeyError, TypeError, IllegalTransition) as err:
+            self._event("command.rejected", task=task_id, detail={"command": kind, "why": str(err)[:200]})
+
+    def _deliver(self, task: DeliveryTask) -> None:
+        if not task.id:
+            raise ValueError("a deliver command needs a task id")
+        if self.mode == "return":
+            raise IllegalTransition(f"returning a parcel; cannot take {task.id}")
+        self._event(**self.tasks.assign(task))
+        if self.mode != "charging":
+            self.mode = "task"
+            self._route_goal = None
+
+    # --- output ------------------------------------------------------------------------------------
+
+    def _ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _publish(self, kind: str, body: dict[str, Any]) -> None:
+        self.send(self.session.message(kind, body))
+
+    def _event(self, type: str, task: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"t": self._ms(), "type": type}
+        if task is not None:
+            body["task"] = task
+        if detail:
+            body["detail"] = detail
+        self._publish("event", body)
+
+    def telemetry(self) -> dict[str, Any]:
+        """The telemetry body as of the last step: believed pose, measured twist, battery, task."""
+        sensors = self._last
+        if sensors is None:
+            raise RuntimeError("the agent has not sensed yet: call step() first")
+        x, y, theta = self.pose
+        body: dict[str, Any] = {
+            "t": self._ms(), "pose": _pose(x, y, theta),
+            "twist": {"v": round(sensors.odometry.v, 3), "w": round(sensors.odometry.w, 3)},
+            "battery": round(min(1.0, max(0.0, sensors.battery)), 4),
+            "odometer_m": round(sensors.odometry.distance_m, 2), "state": self.tasks.state.value,
+            "load_kg": sensors.load_kg,
+        }
+        if self.tasks.task is not None:
+            body["task"] = self.tasks.task.id
+        return body
+
+    def _scan_body(self, sensors: Sensors) -> dict[str, Any]:
+        scan = sensors.scan
+        assert scan is not None
+        x, y, theta = self.pose
+        return {
+            "t": self._ms(), "pose": _pose(x, y, theta), "angle_min": scan.angle_min,
+            "angle_increment": scan.angle_increment, "range_max": scan.range_max,
+            "ranges": [None if r == math.inf else round(float(r), 3) for r in scan.ranges.tolist()],
+        }
+
+
+def _pose(x: float, y: float, theta: float) -> dict[str, float]:
+    return {"x": round(x, 3), "y": round(y, 3), "theta": round(theta, 4)}
