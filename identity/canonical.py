@@ -43,6 +43,9 @@ _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
 _ASTRAL_LEAD_BYTE = re.compile(b"[\xf0-\xff]")
 _BOM = b"\xef\xbb\xbf"
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+# Types orjson would write in its own way (dataclasses, datetimes, str/int/dict subclasses) raise instead.
+_ORJSON_FAST_OPTIONS = (_ORJSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                        | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _FOLD_DELIMITERS = bytes.maketrans(b",]}+-", b"\x01\x01\x01\x02\x02")
 
 
@@ -68,7 +71,24 @@ class _Refusal(Exception):
 
 
 def canonicalize(value: Any) -> bytes:
-    """Return the RFC 8785 canonical UTF-8 bytes of ``value``, the exact bytes a signature covers."""
+    """Return the RFC 8785 canonical UTF-8 bytes of ``value``, the exact bytes a signature covers.
+
+    Every sealed message goes through here, so orjson writes it first; its bytes are
+    taken only when they are JCS by the same test ``parse_canonical`` uses and read
+    back equal to ``value`` (which turns away NaN and infinities, written as null,
+    and types JSON has no word for). Anything else goes to the reference serializer.
+    """
+    try:
+        fast = orjson.dumps(value, option=_ORJSON_FAST_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        fast = None
+    if fast is not None and not _maybe_differs_from_jcs(fast) and orjson.loads(fast) == value:
+        return fast
+    return _canonicalize_reference(value)
+
+
+def _canonicalize_reference(value: Any) -> bytes:
+    """The reference serializer, written from the RFC: exact for every value, and the one that explains refusals."""
     parts: list[str] = []
     try:
         _serialize(value, parts)
@@ -277,7 +297,7 @@ def _parse_slow(data: bytes) -> Any:
     except RecursionError:
         raise CanonicalError("JSON is nested too deeply to parse", code="malformed_json") from None
     try:
-        canonical = canonicalize(value)
+        canonical = _canonicalize_reference(value)
     except CanonicalError as err:
         raise CanonicalError(f"JSON has no canonical form: {err}", code="non_canonical") from None
     if canonical != data:

@@ -637,3 +637,17 @@ def test_fast_path_agrees_with_reference_on_an_inserted_byte(value: Any, data: s
 @given(st.binary(max_size=40))
 def test_arbitrary_bytes_only_ever_raise_canonical_error(data: bytes) -> None:
     _check_agrees_with_reference(data)
+
+
+@given(st.one_of(json_values(FINITE), TYPICAL))
+def test_the_fast_serializer_writes_the_reference_bytes(value: Any) -> None:
+    from identity.canonical import _canonicalize_reference
+
+    assert canonicalize(value) == _canonicalize_reference(value)
+
+
+@pytest.mark.parametrize("value", [{"x": float("nan")}, [float("inf")], {"t": -float("inf")}])
+def test_the_fast_serializer_does_not_write_null_for_a_non_number(value: Any) -> None:
+    with pytest.raises(CanonicalError) as refused:
+        canonicalize(value)
+    assert refused.value.code == "not_serializable"
