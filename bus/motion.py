@@ -22,7 +22,7 @@ class MotionLimits:
     max_speed_mps: float
     max_accel_mps2: float = DEFAULT_MAX_ACCEL
     tolerance: float = 0.25
-    position_slack_m: float = 1.0
+    position_slack_m: float = 2.0  # a GNSS correction may move a robot's own estimate this much at once
     clock_slack_ms: int = 5000
 
 

@@ -59,6 +59,7 @@ class FleetConfig:
     obstacles: bool = True
     horizon_s: float = 4 * 3600.0  # how far ahead the obstacle schedule is drawn
     robot: RobotSpec = field(default_factory=RobotSpec)
+    battery: float = 1.0  # every robot's state of charge at the start
 
     def __post_init__(self) -> None:
         if self.robots < 1:
@@ -120,7 +121,8 @@ class SimFleet:
                  commanders: Sequence[str], epoch_s: float | None = None) -> None:
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
-        self.schedule = ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles else None
+        self.schedule = (ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles
+                         else ObstacleSchedule())
         self.chargers = [(p.x, p.y) for p in self.city.places_of("charger")]
         self.world = World(self.city.buildings, seed=config.seed, dt=config.dt, physics=config.physics,
                            gui=config.gui, lidar=config.lidar, obstacles=self.schedule, chargers=self.chargers)
@@ -139,7 +141,7 @@ class SimFleet:
         rng = np.random.default_rng([config.seed, 1])
         for index in range(config.robots):
             x, y, street = self.city.random_road_point(rng)
-            self.world.add_robot(x, y, _heading(self.city, street, rng), spec)
+            self.world.add_robot(x, y, _heading(self.city, street, rng), spec, battery=config.battery)
             me = register(registry, controller=controller, machine=machine, with_topic_root=True)
             root = topic_root(me.did)
             session = MachineSession(me.envelope_signer(self.clock), root, me.document,
@@ -196,6 +198,10 @@ class Link(Protocol):
 
     def pump(self) -> None:
         """Hand the commands that arrived to the robots."""
+        ...
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until what was sent has reached the other side."""
         ...
 
 

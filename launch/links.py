@@ -7,6 +7,7 @@ the network, which makes a run exactly repeatable for a seed.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from pathlib import Path
 
@@ -35,6 +36,9 @@ class LoopbackLink:
     def command(self, messages: list[Outgoing]) -> None:
         """Queue the services' commands for the robots."""
         self._commands.extend(messages)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Nothing is in flight in process."""
 
     def pump(self) -> None:
         """Hand the queued commands to their robots."""
@@ -100,6 +104,16 @@ class MqttLink:
         arrived = self._arrived
         while arrived:
             self.fleet.deliver(*arrived.popleft())
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until everything sent was acknowledged and deliveries to the services have stopped arriving."""
+        deadline = time.monotonic() + timeout
+        self.gateway.wait_drained(timeout)
+        self.service.wait_drained(max(0.0, deadline - time.monotonic()))
+        received = -1
+        while time.monotonic() < deadline and received != self.service.stats()["received"]:
+            received = self.service.stats()["received"]
+            time.sleep(0.2)
 
     def close(self, timeout: float = 5.0) -> None:
         """Let queued messages drain, then disconnect both clients."""

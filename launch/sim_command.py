@@ -143,6 +143,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                          progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher,
                                                                    started),
                          should_stop=stop.is_set)
+            link.settle()
             if not args.json and sys.stderr.isatty():
                 print(file=sys.stderr)
             summary = _summary(report, fleet, tally, ingest, dispatcher, where)

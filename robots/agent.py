@@ -28,6 +28,7 @@ from robots.localize import PoseEstimator
 from robots.planner import NoRoute, RoadPlanner
 from robots.tasks import DeliveryTask, IllegalTransition, TaskMachine, TaskState
 
+FIRST_FIX_WAIT_S = 3.0  # how long a robot waits for GNSS before trusting its odometry pose alone
 EdgeCost = Callable[[str, str, dict], float | None]
 
 
@@ -97,6 +98,7 @@ class RobotAgent:
         self._scan_period = 1.0 / config.scan_hz if config.scan_hz > 0 else math.inf
         self._next_scan = self._next_telemetry if self._scan_period != math.inf else math.inf
         self._last: Sensors | None = None
+        self._booted_s: float | None = None
         self._backoff_until = -math.inf
         self._hold_until = -math.inf
         self._random = random.Random(config.seed)
@@ -138,7 +140,12 @@ class RobotAgent:
         sensors = self.body.sense()
         now = sensors.t_s
         self._last = sensors
+        if self._booted_s is None:
+            self._booted_s = now
         self._localize(sensors)
+        if self.estimator is None:  # not localized yet: stand still and say nothing
+            self.body.drive(0.0, 0.0)
+            return
         while self._inbox:
             self._act_on(self._inbox.popleft(), now)
         if now >= self._next_battery_check:
@@ -155,11 +162,14 @@ class RobotAgent:
             self._publish("scan", self._scan_body(sensors))
 
     def _localize(self, sensors: Sensors) -> None:
+        """Dead reckoning corrected by GNSS; the estimate starts at the first fix (or, with no GNSS after
+        FIRST_FIX_WAIT_S, at the odometry pose), so what the robot reports never snaps across the map."""
         odometry, fix = sensors.odometry, sensors.gnss
         if self.estimator is None:
+            if fix is None and sensors.t_s - self._booted_s < FIRST_FIX_WAIT_S:
+                return
             x, y = (fix.x, fix.y) if fix is not None else (odometry.x, odometry.y)
-            sigma = fix.sigma_m if fix is not None else 0.5
-            self.estimator = PoseEstimator(x, y, odometry.theta, sigma_xy=sigma)
+            self.estimator = PoseEstimator(x, y, odometry.theta, sigma_xy=fix.sigma_m if fix is not None else 0.5)
         self.estimator.predict(odometry)
         if fix is not None:
             self.estimator.correct(fix)  # a fix it already used is ignored

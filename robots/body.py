@@ -1,5 +1,8 @@
 """The Body interface: everything the robot agent may know of, and do to, the machine it runs on.
 
+Sensor readings are named tuples: a fleet of a thousand agents reads them ten
+times a simulated second, and a tuple is the cheapest immutable record to build.
+
 The same agent drives a simulated body (PyBullet, wired in ``launch``) and a
 real one (the MQTT hardware bridge). A body reports only what real sensors
 would: wheel odometry that drifts, a noisy GNSS fix, a lidar scan, the battery
@@ -9,7 +12,7 @@ gauge. Ground truth never crosses this interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,8 +33,7 @@ class BodyProfile:
     capabilities: tuple[str, ...] = ("delivery", "lidar-2d", "gnss")
 
 
-@dataclass(frozen=True, slots=True)
-class Odometry:
+class Odometry(NamedTuple):
     """Dead reckoning from the wheel encoders: pose in the odometry frame (it drifts) and measured twist."""
 
     t_s: float
@@ -43,8 +45,7 @@ class Odometry:
     distance_m: float  # odometer: total path length the wheels measured
 
 
-@dataclass(frozen=True, slots=True)
-class GnssFix:
+class GnssFix(NamedTuple):
     """One position fix in the world frame, with its 1-sigma horizontal error."""
 
     t_s: float
@@ -53,8 +54,7 @@ class GnssFix:
     sigma_m: float
 
 
-@dataclass(frozen=True, slots=True)
-class LidarScan:
+class LidarScan(NamedTuple):
     """A planar scan in the robot frame; ``ranges[i]`` is at angle_min + i * angle_increment, inf = no return."""
 
     t_s: float
@@ -64,8 +64,7 @@ class LidarScan:
     ranges: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
-class Sensors:
+class Sensors(NamedTuple):
     """One reading of everything: the latest of each sensor as of ``t_s`` (a fix or scan may be older)."""
 
     t_s: float

@@ -145,10 +145,36 @@ def test_demo_runs_every_step(capsys) -> None:
     assert summary["robot_versions"] == 3
 
 
+def test_sim_in_process_verifies_every_message(capsys) -> None:
+    summary = run_json(capsys, "sim", "--robots", "3", "--blocks", "3", "--duration", "60", "--speed", "0",
+                       "--broker", "none")
+    assert summary["sim_s"] == 60.0 and summary["refused"] == 0
+    assert summary["verified"]["birth"] == 4  # the simulator and its robots
+    assert 3 * 2 * 60 <= summary["verified"]["telemetry"] <= 3 * (2 * 60 + 1)  # 2 Hz, from each one's phase
+    assert summary["messages_sent"] + 4 == sum(summary["verified"].values())
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--robots", "0"], "bad_robots"), (["--speed", "-1"], "bad_time"),
+                                            (["--broker", "rabbit"], "bad_kind")])
+def test_sim_refuses_bad_arguments_with_a_hint(capsys, argv: list[str], code: str) -> None:
+    status, _, err = run(capsys, "sim", "--json", *argv)
+    assert status == EXIT_USAGE and json.loads(err)["error"]["code"] == code
+
+
+def test_sim_over_its_own_broker_prints_only_its_own_lines(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "sim", "--robots", "2", "--blocks", "3", "--duration", "30",
+         "--speed", "0"], capture_output=True, text=True, env={**os.environ, "DEPAI_HOME": str(tmp_path)},
+        check=False, timeout=120, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr
+    assert "refused 0" in result.stdout and "with the topic ACL" in result.stdout
+    assert all(line.startswith(("depai sim:", "sim ")) for line in result.stderr.splitlines()), result.stderr
+
+
 @pytest.mark.parametrize(
     "argv",
     [[], ["id"], ["id", "new"], ["id", "show"], ["id", "did"], ["id", "rotate"], ["id", "list"],
-     ["envelope"], ["envelope", "sign"], ["envelope", "verify"], ["demo"]],
+     ["envelope"], ["envelope", "sign"], ["envelope", "verify"], ["demo"], ["sim"]],
 )
 def test_help_everywhere(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as caught:
