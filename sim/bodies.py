@@ -1,13 +1,16 @@
-"""PyBullet bodies of the world: static boxes, kinematic and wheeled robots, and a recycling pool for moving obstacles.
+"""PyBullet bodies of the world: static buildings, robots, and a recycling pool for moving obstacles.
 
-Collision shapes are cached by their extents, so a city of look-alike buildings shares a handful of shapes.
-Visual shapes are made only for the GUI; DIRECT clients do not need them.
+Buildings can be merged into a few static triangle meshes, which Bullet casts rays against far faster than
+against one box body each. Collision shapes are cached by their extents. Visual shapes are made only for the GUI;
+DIRECT clients do not need them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from sim.geometry import Box
 from sim.quiet import import_pybullet
@@ -23,6 +26,11 @@ GROUND_VIEW_M = 2000.0
 WHEEL_MASS_KG = 1.0
 WHEEL_WIDTH_M = 0.05
 MOTOR_FORCE_NM = 20.0
+STATIC_CELL_M = 100.0  # buildings whose centres share a square this wide share one mesh body
+_MESH_MAX_BOXES = 4096  # PyBullet takes at most 131072 vertices per mesh shape
+_CORNERS = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0], [-1, -1, 2], [1, -1, 2], [1, 1, 2], [-1, 1, 2]])
+_FACES = np.array([[0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5], [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7],
+                   [4, 5, 6], [4, 6, 7]])  # a box's four walls and its roof, wound outwards; nothing stands below
 
 
 class Shapes:
@@ -54,13 +62,6 @@ class Shapes:
             )
         return self._visual[key]
 
-    def sphere(self, radius: float) -> int:
-        """The collision shape of a sphere."""
-        key = ("sphere", radius)
-        if key not in self._collision:
-            self._collision[key] = p.createCollisionShape(p.GEOM_SPHERE, radius=radius, physicsClientId=self.client)
-        return self._collision[key]
-
     def cylinder_visual(self, radius: float, height: float, z_offset: float) -> int:
         """The GUI look of a robot: an upright cylinder whose centre sits ``z_offset`` above the body origin."""
         if not self.gui:
@@ -85,14 +86,46 @@ def add_ground(shapes: Shapes, size_m: float | None) -> int:
     return p.createMultiBody(0, shapes.box(half, half, 0.02), visual, [0, 0, -0.01], physicsClientId=client)
 
 
-def add_boxes(shapes: Shapes, boxes: Sequence[Box]) -> list[int]:
-    """Static bodies for ``boxes``, created in one batch per distinct shape; ids in the order of ``boxes``."""
+def add_boxes(shapes: Shapes, boxes: Sequence[Box], *, merged: bool = True) -> list[int]:
+    """The colliding static bodies for ``boxes``: a triangle mesh per :data:`STATIC_CELL_M` square, or a box each.
+
+    Merged boxes get visual-only bodies in the GUI. A ray that starts inside a box body reports nothing; one that
+    starts inside a mesh reports the mesh's far side.
+    """
+    if not merged:
+        return _box_bodies(shapes, boxes, collide=True)
+    cells: dict[tuple[int, int], list[Box]] = {}
+    for b in boxes:
+        cells.setdefault((math.floor(b.x / STATIC_CELL_M), math.floor(b.y / STATIC_CELL_M)), []).append(b)
+    bodies = [
+        p.createMultiBody(0, _mesh(shapes.client, members[k : k + _MESH_MAX_BOXES]), physicsClientId=shapes.client)
+        for members in cells.values()
+        for k in range(0, len(members), _MESH_MAX_BOXES)
+    ]
+    if shapes.gui:
+        _box_bodies(shapes, boxes, collide=False)
+    return bodies
+
+
+def _mesh(client: int, boxes: Sequence[Box]) -> int:
+    """One static triangle-mesh collision shape holding every box of ``boxes``, in world coordinates."""
+    centres = np.array([(b.x, b.y, 0.0) for b in boxes])
+    halves = np.array([(b.half_x, b.half_y, b.height / 2) for b in boxes])
+    vertices = centres[:, None, :] + _CORNERS * halves[:, None, :]
+    indices = _FACES + 8 * np.arange(len(boxes))[:, None, None]
+    return p.createCollisionShape(
+        p.GEOM_MESH, vertices=vertices.reshape(-1, 3).tolist(), indices=indices.ravel().tolist(), physicsClientId=client
+    )
+
+
+def _box_bodies(shapes: Shapes, boxes: Sequence[Box], *, collide: bool) -> list[int]:
+    """A static body per box, colliding or only visual, batched by size; ids in the order of ``boxes``."""
     groups: dict[tuple[float, float, float], list[int]] = {}
     for k, b in enumerate(boxes):
         groups.setdefault((b.half_x, b.half_y, b.height), []).append(k)
     ids = [0] * len(boxes)
     for (half_x, half_y, height), members in groups.items():
-        collision = shapes.box(half_x, half_y, height)
+        collision = shapes.box(half_x, half_y, height) if collide else -1
         visual = shapes.box_visual(half_x, half_y, height, BUILDING_RGBA)
         positions = [[boxes[k].x, boxes[k].y, height / 2] for k in members]
         made = p.createMultiBody(0, collision, visual, batchPositions=positions, physicsClientId=shapes.client)
@@ -101,18 +134,16 @@ def add_boxes(shapes: Shapes, boxes: Sequence[Box]) -> list[int]:
     return ids
 
 
-def add_kinematic_robots(
-    shapes: Shapes, radius: float, height: float, lidar_z: float, positions: Sequence[tuple[float, float]]
+def add_robot_looks(
+    shapes: Shapes, radius: float, height: float, positions: Sequence[tuple[float, float]]
 ) -> list[int]:
-    """Static bodies for robots that the world moves itself, one batch for robots of one size.
+    """Visual-only GUI bodies for robots the world moves itself, one batch for robots of one size.
 
-    The collision shape is a sphere centred at lidar height: its cut at that height is exactly the
-    robot's footprint disc, and Bullet casts rays against spheres far faster than against cylinders.
+    Rays and contacts pass through them: the world computes what they would block. Body origins are on the ground.
     """
-    collision = shapes.sphere(radius)
-    visual = shapes.cylinder_visual(radius, height, height / 2 - lidar_z)
-    batch = [[x, y, lidar_z] for x, y in positions]
-    made = p.createMultiBody(0, collision, visual, batchPositions=batch, physicsClientId=shapes.client)
+    visual = shapes.cylinder_visual(radius, height, height / 2)
+    batch = [[x, y, 0.0] for x, y in positions]
+    made = p.createMultiBody(0, -1, visual, batchPositions=batch, physicsClientId=shapes.client)
     return list(made) if isinstance(made, Sequence) else [made]
 
 

@@ -67,28 +67,39 @@ class BoxGrid:
         return np.where(candidates >= 0, signed, np.inf).min(axis=1) - radius
 
 
+_ROW = 1 << 31  # hash key of grid cell (ix, iy): ix * _ROW + iy
+_NEIGHBOURS = np.array([dx * _ROW + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1)], dtype=np.int64)
+
+
+def near_pairs(x: np.ndarray, y: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ordered pairs (i, j), i != j, of points in the same or neighbouring ``cell``-wide squares of a uniform grid.
+
+    A superset of the pairs closer than ``cell``, found through a spatial hash instead of all pairs.
+    """
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    key = (x // cell).astype(np.int64) * _ROW + (y // cell).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    cells, first, count = np.unique(key[order], return_index=True, return_counts=True)
+    probe = (key[:, None] + _NEIGHBOURS).ravel()  # the nine cells around each point
+    slot = np.minimum(np.searchsorted(cells, probe), len(cells) - 1)
+    found = np.where(cells[slot] == probe, count[slot], 0)
+    offset = np.arange(int(found.sum())) - np.repeat(np.cumsum(found) - found, found)
+    i = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), found)
+    j = order[np.repeat(first[slot], found) + offset]
+    other = i != j
+    return i[other], j[other]
+
+
 def disc_gaps(x: np.ndarray, y: np.ndarray, radius: np.ndarray, reach: float) -> np.ndarray:
     """Distance from each disc's edge to the nearest other disc's edge (negative when they overlap).
 
     Neighbours come from a spatial hash instead of all pairs; inf when no other disc is within ``reach``.
     """
-    n = len(x)
-    gaps = np.full(n, np.inf)
-    if n < 2:
+    gaps = np.full(len(x), np.inf)
+    if len(x) < 2:
         return gaps
-    cell = 2.0 * float(radius.max()) + reach
-    stride = np.int64(1 << 31)
-    key = (x // cell).astype(np.int64) * stride + (y // cell).astype(np.int64)
-    order = np.argsort(key)
-    sorted_key = key[order]
-    for shift in (-stride - 1, -stride, -stride + 1, -1, 0, 1, stride - 1, stride, stride + 1):
-        start = np.searchsorted(sorted_key, key + shift, side="left")
-        count = np.searchsorted(sorted_key, key + shift, side="right") - start
-        if not count.any():
-            continue
-        i = np.repeat(np.arange(n), count)
-        j = order[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(start, count)]
-        other = i != j
-        i, j = i[other], j[other]
-        np.minimum.at(gaps, i, np.hypot(x[i] - x[j], y[i] - y[j]) - radius[i] - radius[j])
+    i, j = near_pairs(x, y, 2.0 * float(radius.max()) + reach)
+    np.minimum.at(gaps, i, np.hypot(x[i] - x[j], y[i] - y[j]) - radius[i] - radius[j])
     return gaps

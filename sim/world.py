@@ -1,9 +1,10 @@
 """The simulated world: a PyBullet client holding the city, moving obstacles and a fleet of delivery robots.
 
 Two physics modes share one interface. ``kinematic`` (large fleets) integrates every robot's unicycle
-motion in numpy and only moves the bodies in PyBullet for the lidar to see; robots stop at buildings and
-obstacles but pass through each other (robot-robot overlaps are counted in ``truth``, not blocked).
-``dynamic`` (small fleets) drives wheeled multibodies with motors and lets PyBullet resolve every contact.
+motion in numpy; its robots have no PyBullet bodies (only visual ones in the GUI) and the lidar sees them as
+discs computed in numpy. They stop at buildings and obstacles but pass through each other (robot-robot
+overlaps are counted in ``truth``, not blocked). ``dynamic`` (small fleets) drives wheeled multibodies with
+motors and lets PyBullet resolve every contact.
 
 Robot-facing readings (odometry, GNSS, lidar, battery) carry instrument noise; :attr:`World.truth` is the
 exact state, for measuring the fleet, never for feeding it.
@@ -24,7 +25,7 @@ from sim.bodies import (
     Shapes,
     add_boxes,
     add_ground,
-    add_kinematic_robots,
+    add_robot_looks,
     add_wheeled_robot,
     drive_wheels,
 )
@@ -86,6 +87,16 @@ class GroundTruth:
     steps: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Readings:
+    """One tick's instrument readings of every robot, as lists indexed by robot."""
+
+    odometry: list[list[float]]  # x, y, theta, v, w, distance
+    gnss: list[list[float]]  # t (nan before the first fix), x, y
+    battery: list[float]
+    charging: list[bool]
+
+
 def _grow(a: np.ndarray, value: float) -> np.ndarray:
     return np.append(a, np.asarray(value, dtype=a.dtype))
 
@@ -138,6 +149,7 @@ class World:
         self._obstacles = obstacles
         odom_rng, gnss_rng, lidar_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         self._lidar_rng = lidar_rng
+        self._gnss_sigma = noise.gnss_sigma_m
         self._odometer = Odometer(noise, odom_rng, dt)
         self._gnss = Gnss(noise, gnss_rng)
         self._battery = Battery(chargers, charge_w=charge_w, charge_radius_m=charge_radius_m, dt=dt)
@@ -156,7 +168,8 @@ class World:
         self._shapes = Shapes(self._client, gui)
         self._boxes = list(boxes)
         with silenced():
-            self._static = set(add_boxes(self._shapes, self._boxes))
+            # dynamic beams start just outside the robot's body, so inside a wall it presses on: keep box bodies there
+            self._static = set(add_boxes(self._shapes, self._boxes, merged=physics == "kinematic"))
             if physics == "dynamic" or gui:
                 add_ground(self._shapes, ground_size_m)
         self._pool = ObstaclePool(self._shapes)
@@ -177,7 +190,9 @@ class World:
         self._bodies: list[int] = []
         self._robot_bodies: set[int] = set()
         self._pending: list[int] = []  # robots whose bodies are not made yet
+        self._embodied = physics == "dynamic" or gui  # kinematic robots need bodies only to be seen in the GUI
         self._wheel_angles = np.zeros((0, 2))
+        self._readings: _Readings | None = None
         self._closed = False
 
     # ----------------------------------------------------------------------------------------- fleet
@@ -228,7 +243,9 @@ class World:
         self._parcels.append(None)
         self._bodies.append(-1)
         self._wheel_angles = np.concatenate([self._wheel_angles, np.zeros((1, 2))])
-        self._pending.append(i)
+        if self._embodied:
+            self._pending.append(i)
+        self._readings = None
         self._odometer.add(x, y, theta, spec.wheel_base_m)
         self._gnss.add(self.time_s)
         self._battery.add(spec.battery_wh, battery, wh_per_m=spec.wh_per_m, mass_kg=spec.mass_kg, idle_w=spec.idle_w)
@@ -237,7 +254,10 @@ class World:
         return i
 
     def _make_bodies(self) -> None:
-        """Create the PyBullet bodies of robots added since the last tick, batched by size where PyBullet allows."""
+        """Create the PyBullet bodies of robots added since the last tick, batched by size where PyBullet allows.
+
+        Dynamic robots get wheeled multibodies; kinematic ones, in the GUI, visual-only bodies.
+        """
         pending, self._pending = self._pending, []
         groups: dict[tuple[float, float], list[int]] = {}
         for i in pending:
@@ -248,7 +268,7 @@ class World:
                     made = [self._wheeled_body(i) for i in members]
                 else:
                     positions = [(float(self._x[i]), float(self._y[i])) for i in members]
-                    made = add_kinematic_robots(self._shapes, radius, height, self._lidar.spec.height_m, positions)
+                    made = add_robot_looks(self._shapes, radius, height, positions)
                 for i, body in zip(members, made):
                     self._bodies[i] = body
         self._dirty[pending] = True
@@ -304,6 +324,7 @@ class World:
             self._make_bodies()
         self._steps += 1
         self.time_s = self._steps * self.dt
+        self._readings = None
         if self._obstacles is not None:
             active = self._obstacles.active(self.time_s)
             self._pool.show(active)
@@ -321,11 +342,11 @@ class World:
         self._count_contacts(hit_static, gap, hit_robot, robot_gap)
         travelled = np.hypot(self._x - x0, self._y - y0)
         self._sense(dl, dr, travelled)
-        scan_due = self._steps % self._scan_every == 0
-        if self.physics == "kinematic" and (scan_due or self._shapes.gui):
+        kinematic = self.physics == "kinematic"
+        if kinematic and self._embodied:
             self._place_bodies()
-        if scan_due:
-            self._scans = self._lidar.scan(self._client, self._poses(), self._radius, self._lidar_rng)
+        if self._steps % self._scan_every == 0:
+            self._scans = self._lidar.scan(self._client, self._poses(), self._radius, self._lidar_rng, discs=kinematic)
             self._scan_t = self.time_s
 
     def _ramped_twist(self) -> tuple[np.ndarray, np.ndarray]:
@@ -423,29 +444,40 @@ class World:
         self._battery.update(travelled, self._load_kg, xy, self._v)
 
     def _place_bodies(self) -> None:
-        """Move the kinematic robots' PyBullet bodies that moved since they were last placed (one call per body)."""
+        """Move the kinematic robots' GUI bodies that moved since they were last placed (one call per body)."""
         client = self._client
         moved = np.flatnonzero(self._dirty)
         half = self._th[moved] / 2
-        z = self._lidar.spec.height_m  # kinematic bodies are spheres centred at lidar height
         for body, x, y, qz, qw in zip(
             [self._bodies[i] for i in moved], self._x[moved].tolist(), self._y[moved].tolist(),
             np.sin(half).tolist(), np.cos(half).tolist(),
         ):
-            p.resetBasePositionAndOrientation(body, (x, y, z), (0.0, 0.0, qz, qw), physicsClientId=client)
+            p.resetBasePositionAndOrientation(body, (x, y, 0.0), (0.0, 0.0, qz, qw), physicsClientId=client)
         self._dirty[moved] = False
 
     # --------------------------------------------------------------------------------------- sensors
 
+    def _read(self) -> _Readings:
+        """This tick's instrument readings of every robot as Python values, made on the first read after a change."""
+        if self._readings is None:
+            o, g, b = self._odometer, self._gnss, self._battery
+            self._readings = _Readings(
+                odometry=np.column_stack([o.pose, o.v, o.w, o.distance]).tolist(),
+                gnss=np.column_stack([g.t, g.xy]).tolist(),
+                battery=(b.wh / b.capacity_wh).tolist(),
+                charging=b.charging.tolist(),
+            )
+        return self._readings
+
     def odometry(self, i: int) -> tuple[float, float, float, float, float, float, float]:
         """Robot ``i``'s wheel odometry: (t, x, y, theta, v, w, distance_m) in its own drifting odometry frame."""
-        o = self._odometer
-        x, y, th = o.pose[i].tolist()
-        return self.time_s, x, y, th, float(o.v[i]), float(o.w[i]), float(o.distance[i])
+        x, y, th, v, w, distance = self._read().odometry[i]
+        return self.time_s, x, y, th, v, w, distance
 
     def gnss(self, i: int) -> tuple[float, float, float, float] | None:
         """Robot ``i``'s latest GNSS fix (t, x, y, sigma_m) in the world frame, or None before the first."""
-        return self._gnss.fix(i)
+        t, x, y = self._read().gnss[i]
+        return None if t != t else (t, x, y, self._gnss_sigma)  # t is nan before the first fix
 
     def scan(self, i: int) -> tuple[float, np.ndarray] | None:
         """Robot ``i``'s latest lidar scan: its time and ranges (float32, inf = no return); None before the first.
@@ -458,11 +490,11 @@ class World:
 
     def battery(self, i: int) -> float:
         """Robot ``i``'s state of charge, 0..1."""
-        return float(self._battery.wh[i] / self._battery.capacity_wh[i])
+        return self._read().battery[i]
 
     def charging(self, i: int) -> bool:
         """Whether robot ``i`` is charging (stopped within reach of a charger)."""
-        return bool(self._battery.charging[i])
+        return self._read().charging[i]
 
     @property
     def batteries(self) -> np.ndarray:

@@ -5,11 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from sim.bodies import Shapes, add_boxes, add_kinematic_robots
+from sim.bodies import Shapes, add_boxes, add_robot_looks
+from sim.city import generate_city
 from sim.geometry import Box
 from sim.lidar import MAX_BATCH, Lidar, LidarSpec
 from sim.quiet import import_pybullet, silenced
-from sim.world import World
+from sim.sensors import NoiseSpec
+from sim.world import RobotSpec, World
 
 p = import_pybullet()
 
@@ -102,7 +104,6 @@ def test_batches_beyond_the_pybullet_limit_match_small_groups() -> None:
         n = 600
         assert n * spec.rays > MAX_BATCH
         poses = np.column_stack([rng.uniform(-50, 50, (n, 2)), rng.uniform(-math.pi, math.pi, n)])
-        add_kinematic_robots(shapes, 0.35, 0.5, spec.height_m, [tuple(xy) for xy in poses[:, :2]])
         radii = np.full(n, 0.35)
         lidar = Lidar(spec, 16)  # no noise: equal inputs must give equal ranges
         whole = lidar.scan(client, poses, radii, rng)
@@ -113,3 +114,151 @@ def test_batches_beyond_the_pybullet_limit_match_small_groups() -> None:
     assert whole.shape == (n, spec.rays)
     assert np.isfinite(whole).sum() > 1000  # the scene is busy enough for the comparison to mean something
     np.testing.assert_array_equal(whole, pieces)
+
+
+@pytest.mark.parametrize("physics", ["kinematic", "dynamic"])
+def test_robots_facing_each_other_read_the_gap_between_them(physics: str) -> None:
+    with World([], seed=1, physics=physics) as world:
+        world.add_robot(0.0, 0.0, 0.0)
+        world.add_robot(3.0, 0.0, math.pi)
+        world.step()
+        first, second = scan_of(world, 0), scan_of(world, 1)
+    assert abs(first[FORWARD] - (3.0 - 0.35)) < 3 * SIGMA
+    assert abs(second[FORWARD] - (3.0 - 0.35)) < 3 * SIGMA
+    assert np.isinf(first[0]) and np.isinf(second[0])
+
+
+@pytest.mark.parametrize("physics", ["kinematic", "dynamic"])
+def test_a_robot_never_sees_itself(physics: str) -> None:
+    with World([], seed=1, physics=physics) as world:
+        world.add_robot(0.0, 0.0, 0.3, RobotSpec(radius_m=1.5))
+        world.add_robot(30.0, 0.0, 0.0)  # out of range: the first robot's scan can only show itself
+        world.step()
+        assert np.all(np.isinf(scan_of(world, 0)))
+
+
+def test_kinematic_and_dynamic_robots_read_the_same_wall_and_robot() -> None:
+    def scans(physics: str) -> np.ndarray:
+        with World([WALL], seed=3, physics=physics, noise=NoiseSpec(lidar_sigma_m=0.0)) as world:
+            world.add_robot(0.0, 0.0, 0.0)
+            world.add_robot(0.0, -3.0, math.pi / 2)  # sees the wall at an angle and the first robot ahead
+            world.step()
+            return np.stack([scan_of(world, 0), scan_of(world, 1)])
+
+    kinematic, dynamic = scans("kinematic"), scans("dynamic")
+    assert np.isfinite(kinematic).sum() > 10
+    assert kinematic[1, FORWARD] == pytest.approx(3.0 - 0.35, abs=1e-5)
+    np.testing.assert_allclose(kinematic, dynamic, rtol=0, atol=1e-4)
+
+
+def brute_force_discs(poses: np.ndarray, radii: np.ndarray, spec: LidarSpec) -> np.ndarray:
+    """Robot by robot, beam by beam, disc by disc: where each beam from a centre first enters another disc."""
+    lidar = Lidar(spec)
+    ranges = np.full((len(poses), spec.rays), np.inf)
+    for i, (x, y, theta) in enumerate(poses):
+        for k, angle in enumerate(lidar.angles):
+            ux, uy = math.cos(theta + angle), math.sin(theta + angle)
+            for j, (xj, yj, _) in enumerate(poses):
+                ox, oy = xj - x, yj - y
+                c = ox * ox + oy * oy - radii[j] ** 2
+                b = ox * ux + oy * uy
+                if j != i and c > 0 and b > 0 and b * b >= c:
+                    t = b - math.sqrt(b * b - c)
+                    if t < spec.range_max_m:
+                        ranges[i, k] = min(ranges[i, k], t)
+    return ranges.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "spec", [LidarSpec(), LidarSpec(rays=7, fov_rad=2.0, range_max_m=8.0), LidarSpec(rays=90)], ids=str
+)
+def test_a_fleet_sees_the_same_discs_as_robot_by_robot_brute_force(spec: LidarSpec) -> None:
+    rng = np.random.default_rng(11)
+    with World([], seed=1, lidar=spec, noise=NoiseSpec(lidar_sigma_m=0.0)) as world:
+        radii = rng.uniform(0.2, 0.6, 60)
+        for (x, y), theta, radius in zip(rng.uniform(0, 20, (60, 2)), rng.uniform(-math.pi, math.pi, 60), radii):
+            world.add_robot(float(x), float(y), float(theta), RobotSpec(radius_m=float(radius)))
+        world.step()
+        scans = np.stack([scan_of(world, i) for i in range(60)])
+        poses = world.truth.poses
+    expected = brute_force_discs(poses, radii, spec)
+    assert np.isfinite(expected).mean() > 0.3  # a busy scene, overlapping robots included
+    np.testing.assert_allclose(scans, expected, rtol=0, atol=1e-5)
+
+
+def test_discs_read_what_pybullet_reads_off_spheres() -> None:
+    rng = np.random.default_rng(5)
+    poses, radii = np.empty((0, 3)), np.empty(0)
+    while len(poses) < 60:  # a fleet whose bodies keep apart, so rays that start outside a sphere miss nothing
+        x, y, radius = *rng.uniform(0, 20, 2), rng.uniform(0.2, 0.6)
+        if np.all(np.hypot(poses[:, 0] - x, poses[:, 1] - y) > radii + radius + 0.1):
+            poses = np.vstack([poses, [x, y, rng.uniform(-math.pi, math.pi)]])
+            radii = np.append(radii, radius)
+    spec = LidarSpec()
+    lidar = Lidar(spec)
+    with silenced():
+        client = p.connect(p.DIRECT)
+    try:
+        bodiless = lidar.scan(client, poses, radii, rng, discs=True)
+        for (x, y, _), radius in zip(poses, radii):
+            sphere = p.createCollisionShape(p.GEOM_SPHERE, radius=float(radius), physicsClientId=client)
+            p.createMultiBody(0, sphere, basePosition=[x, y, spec.height_m], physicsClientId=client)
+        bodies = lidar.scan(client, poses, radii, rng)
+    finally:
+        p.disconnect(physicsClientId=client)
+    assert np.isfinite(bodiless).mean() > 0.3
+    assert np.array_equal(np.isinf(bodiless), np.isinf(bodies))
+    np.testing.assert_allclose(bodiless, bodies, rtol=0, atol=SIGMA)  # Bullet casts at spheres to within ~1 cm
+
+
+def test_gui_robot_and_building_looks_are_invisible_to_the_beams() -> None:
+    rng = np.random.default_rng(3)
+    boxes = [Box(float(x), float(y), 1.0, 1.5, 3.0) for x, y in rng.uniform(-20, 20, (20, 2))]
+    poses = np.column_stack([rng.uniform(-25, 25, (100, 2)), rng.uniform(-math.pi, math.pi, 100)])
+    radii = np.full(100, 0.35)
+    lidar = Lidar(LidarSpec())
+    with silenced():
+        plain, looks = p.connect(p.DIRECT), p.connect(p.DIRECT)
+    try:
+        add_boxes(Shapes(plain, gui=False), boxes)
+        shown = Shapes(looks, gui=True)  # visual shapes, as the GUI makes them
+        add_boxes(shown, boxes)
+        add_robot_looks(shown, 0.35, 0.5, [tuple(xy) for xy in poses[:, :2]])
+        expected = lidar.scan(plain, poses, radii, rng, discs=True)
+        seen = lidar.scan(looks, poses, radii, rng, discs=True)
+    finally:
+        p.disconnect(physicsClientId=plain)
+        p.disconnect(physicsClientId=looks)
+    assert np.isfinite(expected).sum() > 100
+    np.testing.assert_array_equal(seen, expected)
+
+
+def test_every_building_of_a_city_is_in_the_few_static_meshes() -> None:
+    buildings = generate_city(7, 6).buildings
+    with silenced():
+        client = p.connect(p.DIRECT)
+    try:
+        bodies = add_boxes(Shapes(client, gui=False), buildings)
+        west = [[b.x - b.half_x - 1.0, b.y, 0.3] for b in buildings]  # 1 m west of each west face, at lidar height
+        east = [[b.x, b.y, 0.3] for b in buildings]
+        above = [[b.x, b.y, 100.0] for b in buildings]
+        ground = [[b.x, b.y, 0.0] for b in buildings]
+        sideways = p.rayTestBatch(west, east, physicsClientId=client)
+        down = p.rayTestBatch(above, ground, physicsClientId=client)
+    finally:
+        p.disconnect(physicsClientId=client)
+    assert len(bodies) < len(buildings) / 4
+    reach = np.array([1.0 + b.half_x for b in buildings])
+    np.testing.assert_allclose([hit[2] for hit in sideways], 1.0 / reach, rtol=1e-6)
+    np.testing.assert_allclose([hit[3][2] for hit in down], [b.height for b in buildings], atol=1e-6)
+
+
+def test_a_kinematic_robot_pressed_against_a_wall_reads_it_at_its_radius() -> None:
+    with World([WALL], seed=3) as world:
+        world.add_robot(0.0, 0.0, 0.0)
+        world.command(0, 1.0, 0.0)
+        world.step(80)  # stopped at the face and still pushing: beams start at the centre, outside the wall
+        ranges = scan_of(world, 0)
+        gap = 5.0 - world.truth.poses[0, 0]
+    assert gap == pytest.approx(0.35, abs=0.01)
+    assert abs(ranges[FORWARD] - gap) < 3 * SIGMA

@@ -264,3 +264,22 @@ def test_the_world_reports_its_lidar_and_physics() -> None:
         assert world.time_s == pytest.approx(0.15)
     with pytest.raises(ValueError):
         World([], seed=1, physics="magic")
+
+
+def test_readings_are_plain_python_values_of_the_latest_tick() -> None:
+    with World([], seed=2, chargers=[(0.0, 5.0)]) as world:
+        world.add_robot(0.0, 0.0, 0.0, battery=0.5)
+        start = world.odometry(0)
+        assert start == (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        assert world.gnss(0) is None and world.battery(0) == 0.5 and world.charging(0) is False
+        world.add_robot(0.0, 5.0, 0.0)  # a robot added after a read is readable at once
+        assert world.odometry(1)[1:4] == (0.0, 5.0, 0.0) and world.battery(1) == 1.0
+        world.command(0, 1.0, 0.0)
+        world.step(12)
+        odometry, fix, soc, charging = world.odometry(0), world.gnss(0), world.battery(0), world.charging(1)
+        assert odometry[0] == pytest.approx(1.2) and odometry[1] > 0.5 and odometry[6] > 0.5
+        assert fix is not None and fix[0] <= world.time_s and fix[3] == 1.5
+        assert soc < 0.5 and charging is True
+        assert all(type(v) is float for v in (*odometry, *fix, soc))
+        world.step()
+        assert world.odometry(0)[1] > odometry[1] and world.battery(0) < soc
