@@ -46,8 +46,8 @@ _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 # Types orjson would write in its own way (dataclasses, datetimes, str/int/dict subclasses) raise instead.
 _ORJSON_FAST_OPTIONS = (_ORJSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
                         | orjson.OPT_PASSTHROUGH_SUBCLASS)
-# An integral float as orjson writes it ("2.0", never "-0.0", which JCS writes "0"), between delimiters.
-_INTEGRAL_FLOAT = re.compile(rb"(?<=[:\[,])(-?[1-9][0-9]*|0)\.0(?=[,\]}])")
+# Negative zero as orjson writes it before a delimiter: JCS writes "0", so such bytes take the reference.
+_NEGATIVE_ZERO = (b"-0.0,", b"-0.0}", b"-0.0]")
 _FOLD_DELIMITERS = bytes.maketrans(b",]}+-", b"\x01\x01\x01\x02\x02")
 
 
@@ -84,11 +84,13 @@ def canonicalize(value: Any) -> bytes:
         fast = orjson.dumps(value, option=_ORJSON_FAST_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
         fast = None
-    if fast is not None:
-        if b".0" in fast:
-            fast = _INTEGRAL_FLOAT.sub(rb"\1", fast)  # 2.0 is 2 in JCS; a hit inside a string fails the read-back
-        if not _maybe_differs_from_jcs(fast) and orjson.loads(fast) == value:
-            return fast
+    if fast is not None and b".0" in fast:
+        if any(zero in fast for zero in _NEGATIVE_ZERO):
+            fast = None
+        else:  # an integral float, "2.0", is "2" in JCS; a hit inside a string fails the read-back below
+            fast = fast.replace(b".0,", b",").replace(b".0}", b"}").replace(b".0]", b"]")
+    if fast is not None and not _maybe_differs_from_jcs(fast) and orjson.loads(fast) == value:
+        return fast
     return _canonicalize_reference(value)
 
 

@@ -651,3 +651,13 @@ def test_the_fast_serializer_does_not_write_null_for_a_non_number(value: Any) ->
     with pytest.raises(CanonicalError) as refused:
         canonicalize(value)
     assert refused.value.code == "not_serializable"
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 2.0, "b": [0.0, -0.0, 1.5, -3.0, 1e20, -0.05]}, {"s": "x:1.0,"}, {"k.0,": 1.0}, [-0.0], ["1.0]", 1.0],
+    {"t": -0.05, "u": -10.0}, 7.0,
+])
+def test_integral_floats_and_look_alikes_in_strings(value: Any) -> None:
+    from identity.canonical import _canonicalize_reference
+
+    assert canonicalize(value) == _canonicalize_reference(value)
