@@ -51,7 +51,8 @@ class SimBody:
             self._fix = GnssFix(*fix)
         scan = world.scan(i)
         if scan is not None and (self._scan is None or self._scan.t_s != scan[0]):
-            self._scan = LidarScan(scan[0], self._angle_min, self._increment, self._range_max, scan[1])
+            self._scan = LidarScan(scan[0], self._angle_min, self._increment, self._range_max, scan[1],
+                                   world.nearest(i))
         parcel, kg = world.payload(i)
         return Sensors(t, Odometry(t, x, y, theta, v, w, distance), self._fix, self._scan,
                        world.battery(i), world.charging(i), parcel, kg)

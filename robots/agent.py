@@ -204,7 +204,8 @@ class RobotAgent:
         scan = sensors.scan
         blocked = False
         if scan is not None:
-            v, w, blocked = self.avoider.adjust(v, w, scan.ranges, scan.angle_min, scan.angle_increment)
+            v, w, blocked = self.avoider.adjust(v, w, scan.ranges, scan.angle_min, scan.angle_increment,
+                                                scan.nearest)
         if now >= self._hold_until and self.detector.update(now, x, y, blocked):
             self._blocked(now)
         return v, w

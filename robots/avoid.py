@@ -61,9 +61,12 @@ class Avoider:
         self._halves: tuple[_Half, _Half] | None = None
 
     def adjust(self, v: float, w: float, ranges: np.ndarray, angle_min: float,
-               angle_increment: float) -> tuple[float, float, bool]:
-        """The safe (v, w) for the commanded one, and whether the way is blocked so the robot had to stop."""
-        if v == 0.0:
+               angle_increment: float, nearest: float | None = None) -> tuple[float, float, bool]:
+        """The safe (v, w) for the commanded one, and whether the way is blocked so the robot had to stop.
+
+        ``nearest`` (the scan's shortest range, if the caller knows it) lets a clear scan return at once.
+        """
+        if v == 0.0 or (nearest is not None and nearest > self._far):
             return v, w, False
         layout = (angle_min, angle_increment, len(ranges))
         if layout != self._layout:

@@ -62,6 +62,7 @@ class LidarScan(NamedTuple):
     angle_increment: float
     range_max: float
     ranges: np.ndarray
+    nearest: float  # the shortest range in the scan (inf: none), so a clear scan is known at a glance
 
 
 class Sensors(NamedTuple):

@@ -157,6 +157,7 @@ class World:
         self._scan_every = max(1, round(1.0 / (lidar.rate_hz * dt)))
         self._scans = np.empty((0, lidar.rays), dtype=np.float32)
         self._scan_t = 0.0
+        self._nearest: list[float] = []
 
         with silenced():
             self._client = p.connect(p.GUI if gui else p.DIRECT)
@@ -348,6 +349,7 @@ class World:
         if self._steps % self._scan_every == 0:
             self._scans = self._lidar.scan(self._client, self._poses(), self._radius, self._lidar_rng, discs=kinematic)
             self._scan_t = self.time_s
+            self._nearest = self._scans.min(axis=1, initial=np.inf).tolist()
 
     def _ramped_twist(self) -> tuple[np.ndarray, np.ndarray]:
         """The commanded twist as far as the acceleration limits allow this tick; an empty battery commands zero."""
@@ -487,6 +489,10 @@ class World:
         if i >= len(self._scans):
             return None
         return self._scan_t, self._scans[i]
+
+    def nearest(self, i: int) -> float:
+        """The shortest range in robot ``i``'s latest scan (inf: nothing in range), computed for all robots at once."""
+        return self._nearest[i] if i < len(self._nearest) else float("inf")
 
     def battery(self, i: int) -> float:
         """Robot ``i``'s state of charge, 0..1."""
