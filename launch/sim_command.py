@@ -17,7 +17,8 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +91,14 @@ def _check(args: argparse.Namespace) -> None:
                        exit_code=EXIT_USAGE)
 
 
-def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest, dispatcher: Dispatcher,
-              started: list[float]) -> Any:
-    """A one-line status on stderr, rewritten in place on a terminal, every simulated second."""
-    import time as _time
-
+def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest,
+              dispatcher: Dispatcher) -> Callable[[float], None]:
+    """A one-line status on stderr every simulated second: rewritten in place on a terminal, else every 10 s."""
     tty = report_to.isatty()
+    started = time.perf_counter()
 
     def show(sim_s: float) -> None:
-        wall = _time.perf_counter() - started[0]
+        wall = time.perf_counter() - started
         refused = int(ingest.metrics.total("depai_ingest_refused_total"))
         line = (f"sim {sim_s:7.1f} s  x{sim_s / wall if wall > 0 else 0:5.1f} real time  "
                 f"robots {len(fleet.agents)}  orders open {dispatcher.open_orders} "
@@ -114,8 +114,6 @@ def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest, di
 
 def cmd_sim(args: argparse.Namespace, home: Home) -> int:
     """Build the fleet, run it over the chosen link, and report what it did."""
-    import time as _time
-
     _check(args)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -137,11 +135,9 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
             link, where = _link(args, fleet, ingest, work, stack)
             if not args.json:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
-            started = [_time.perf_counter()]
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
                          dispatcher=dispatcher, demand=Demand(fleet.city, args.seed, config.order_rate),
-                         progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher,
-                                                                   started),
+                         progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher),
                          should_stop=stop.is_set)
             link.settle()
             if not args.json and sys.stderr.isatty():
