@@ -41,10 +41,10 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     sim.add_argument("--robots", type=int, default=10, help="how many robots (default 10)")
     sim.add_argument("--seed", type=int, default=7, help="the city, spawn points, noise and orders (default 7)")
     sim.add_argument("--blocks", type=int, default=6, help="city size in blocks per side (default 6)")
-    sim.add_argument("--duration", type=float, default=120.0, metavar="S",
-                     help="simulated seconds to run (default 120; 0 runs until Ctrl-C)")
-    sim.add_argument("--speed", type=float, default=1.0,
-                     help="simulated seconds per real second (default 1; 0 = as fast as possible)")
+    sim.add_argument("--duration", type=float, default=600.0, metavar="S",
+                     help="simulated seconds to run (default 600; 0 runs until Ctrl-C)")
+    sim.add_argument("--speed", type=float, default=5.0,
+                     help="simulated seconds per real second (default 5; 1 = real time; 0 = as fast as possible)")
     sim.add_argument("--physics", choices=["kinematic", "dynamic"], default="kinematic",
                      help="kinematic (default, scales to 1000+ robots) or full wheeled dynamics")
     sim.add_argument("--gui", action="store_true", help="open the PyBullet window")

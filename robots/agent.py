@@ -256,6 +256,11 @@ class RobotAgent:
         self._route_goal = None
         if self.mode == "task":
             self._fail("no_route", why)
+        elif self.mode == "return":  # the parcel stays aboard; the operator must fetch it
+            self._event("parcel.stranded", detail={"why": why[:200]})
+            self._return_to = None
+            self.tasks.finish()
+            self.mode = "idle"
         else:
             self._event("route.none", detail={"why": why[:200]})
             self.mode = "task" if self.tasks.busy else "idle"
@@ -312,7 +317,7 @@ class RobotAgent:
         self._event(**event)
         self._route_goal = None
         aboard = self._last is not None and self._last.payload is not None
-        if aboard and task is not None and reason != "no_route":
+        if aboard and task is not None:
             self._return_to = task.pickup
             self.mode = "return"
         else:

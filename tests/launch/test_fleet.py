@@ -128,6 +128,22 @@ def test_a_delivery_runs_through_every_state_with_a_receipt(scene) -> None:
     assert s.refused() == 0
 
 
+def test_an_aborted_task_takes_its_parcel_back(scene) -> None:
+    s = scene()
+    depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
+    s.command(0, "deliver", task="task-2", args={"pickup": {"x": depot.x, "y": depot.y},
+                                                 "dropoff": {"x": drop[0], "y": drop[1]}, "payload_kg": 1.0})
+    s.run_until(lambda: "task.loaded" in s.heard.events(), limit_s=600)
+    assert s.fleet.world.payload(0)[0] == "task-2"
+    run(s.fleet, s.link, duration_s=10)
+    s.command(0, "abort", task="task-2")
+    s.run_until(lambda: "parcel.returned" in s.heard.events(), limit_s=300)
+    assert s.heard.events()[-2:] == ["task.failed", "parcel.returned"]
+    assert s.fleet.world.payload(0) == (None, 0.0) and s.fleet.agents[0].state.value == "idle"
+    x, y = s.fleet.world.truth.poses[0, :2]
+    assert math.hypot(x - depot.x, y - depot.y) < 2.0
+
+
 def test_a_forged_or_untrusted_command_moves_nothing(scene, tmp_path: Path) -> None:
     s = scene()
     stranger = register(s.ingest.registry)
