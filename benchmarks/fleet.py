@@ -146,7 +146,7 @@ class Patrol:
                 self.retries += 1
                 self.send_goto(agent)
 
-    def command(self, messages: list[Outgoing]) -> None:
+    def publish_services(self, messages: list[Outgoing]) -> None:
         self._queued.extend(messages)
 
     def pump(self) -> None:

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from bus.session import MachineSession, Outgoing, connection_greeting
-from bus.topics import topic_root
+from bus.topics import MAP_GRAPH, topic_root
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.envelope import EnvelopeSigner
@@ -40,6 +40,7 @@ from sim.demand import Demand
 from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
 from sim.world import RobotSpec, World
+from spatial.view import MapView
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class SimFleet:
     """The world and one agent per robot, each with its own registered identity."""
 
     def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
-                 commanders: Sequence[str], epoch_s: float | None = None) -> None:
+                 commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None) -> None:
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
         self.schedule = (ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles
@@ -128,6 +129,8 @@ class SimFleet:
                            gui=config.gui, lidar=config.lidar, obstacles=self.schedule, chargers=self.chargers)
         self.clock = FleetClock(self.world, 0.0)  # its epoch is set once every identity is registered
         self.planner = RoadPlanner(self.city.road_graph())
+        # One verified view of the shared road graph for the whole gateway (a site bridge would do the same).
+        self.map_view = MapView(registry, map_services, clock=self.clock)
         self.gateway_identity = register(registry, controller=controller, with_topic_root=True)
         self.gateway = MachineSession(self.gateway_identity.envelope_signer(self.clock),
                                       topic_root(self.gateway_identity.did), self.gateway_identity.document,
@@ -150,7 +153,8 @@ class SimFleet:
             agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
                                        telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
             agent = RobotAgent(SimBody(self.world, index, spec), session, self.planner, send=self._outbox.append,
-                               clock=self.clock, chargers=self.chargers, gate=gate, config=agent_config)
+                               clock=self.clock, chargers=self.chargers, gate=gate, config=agent_config,
+                               map_view=self.map_view)
             self.agents.append(agent)
             self._by_topic[gate.topic] = agent
         # Fleet time starts after the last registration, so no message predates its signer's key.
@@ -173,7 +177,11 @@ class SimFleet:
         return said
 
     def deliver(self, topic: str, payload: bytes) -> None:
-        """A message from a robot's command topic, handed to that robot (which verifies it)."""
+        """A message for the robots: a command to the robot whose topic it is, the road graph to the fleet's
+        map view (each verifies it)."""
+        if topic == MAP_GRAPH:
+            self.map_view.receive(topic, payload)
+            return
         agent = self._by_topic.get(topic)
         if agent is None:
             self.stray_commands += 1
@@ -192,12 +200,12 @@ class Link(Protocol):
         """Send the robots' signed messages."""
         ...
 
-    def command(self, messages: list[Outgoing]) -> None:
-        """Send the services' signed commands."""
+    def publish_services(self, messages: list[Outgoing]) -> None:
+        """Send the services' signed messages: commands, map tiles and the road graph."""
         ...
 
     def pump(self) -> None:
-        """Hand the commands that arrived to the robots."""
+        """Hand what arrived for the robots to them."""
         ...
 
     def settle(self, timeout: float = 10.0) -> None:
@@ -222,11 +230,23 @@ class RunReport:
         return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
 
 
+class Service(Protocol):
+    """A fleet service the loop gives a turn every tick (the map service, for one)."""
+
+    def step(self) -> list[Outgoing]:
+        """The signed messages it has to send now."""
+        ...
+
+
 def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
-        dispatcher: Dispatcher | None = None, demand: Demand | None = None,
+        dispatcher: Dispatcher | None = None, demand: Demand | None = None, services: Sequence[Service] = (),
         progress: Callable[[float], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
         ) -> RunReport:
-    """Run ``fleet`` for ``duration_s`` simulated seconds (``speed`` 0: as fast as possible)."""
+    """Run ``fleet`` for ``duration_s`` simulated seconds (``speed`` 0: as fast as possible).
+
+    Each tick the world and its robots move, their messages go out, customers place orders with the
+    dispatcher, and every service (the dispatcher first) sends what it has for the robots.
+    """
     if speed < 0:
         raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
     world = fleet.world
@@ -240,8 +260,10 @@ def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
         if demand is not None and dispatcher is not None:
             for order in demand.due(world.time_s):
                 dispatcher.offer(order)
-        if dispatcher is not None:
-            link.command(dispatcher.step())
+        for service in ([dispatcher] if dispatcher is not None else []) + list(services):
+            outgoing = service.step()
+            if outgoing:
+                link.publish_services(outgoing)
         link.pump()
         ticks += 1
         if progress is not None and world.time_s >= next_progress:

@@ -14,17 +14,17 @@ from pathlib import Path
 from bus.client import BusClient
 from bus.ingest import Ingest
 from bus.session import Outgoing
-from bus.topics import COMMAND_CHANNEL, robot_filter
+from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, robot_filter
 from launch.fleet import SimFleet
 
 
 class LoopbackLink:
-    """In process: robots' messages go straight into ``ingest``; commands reach robots at the next pump."""
+    """In process: robots' messages go straight into ``ingest``; services' messages reach robots at the next pump."""
 
     def __init__(self, fleet: SimFleet, ingest: Ingest) -> None:
         self.fleet = fleet
         self.ingest = ingest
-        self._commands: list[Outgoing] = []
+        self._to_robots: list[Outgoing] = []
         self.publish(fleet.births())
 
     def publish(self, messages: list[Outgoing]) -> None:
@@ -33,17 +33,17 @@ class LoopbackLink:
         for message in messages:
             handle(message.topic, message.payload)
 
-    def command(self, messages: list[Outgoing]) -> None:
-        """Queue the services' commands for the robots."""
-        self._commands.extend(messages)
+    def publish_services(self, messages: list[Outgoing]) -> None:
+        """Queue the services' messages (commands, the road graph) for the robots."""
+        self._to_robots.extend(messages)
 
     def settle(self, timeout: float = 10.0) -> None:
         """Nothing is in flight in process."""
 
     def pump(self) -> None:
-        """Hand the queued commands to their robots."""
-        commands, self._commands = self._commands, []
-        for message in commands:
+        """Hand the queued messages to their robots."""
+        queued, self._to_robots = self._to_robots, []
+        for message in queued:
             self.fleet.deliver(message.topic, message.payload)
 
 
@@ -67,7 +67,7 @@ class MqttLink:
         self.gateway = BusClient(url, client_id=f"depai-sim-{gateway_address[:16]}", username=user,
                                  password=password, on_session=fleet.greeting(),
                                  outbox_path=state_dir / "gateway-outbox.sqlite3" if state_dir else None)
-        for topic_filter in robot_filter(COMMAND_CHANNEL):
+        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH]:
             self.gateway.subscribe(topic_filter, self._arrive)
         user, password = service_login or (None, None)
         self.service = BusClient(url, client_id=f"depai-services-{gateway_address[:16]}", username=user,
@@ -94,13 +94,13 @@ class MqttLink:
         if messages:
             self.gateway.publish_many([message.astuple() for message in messages])
 
-    def command(self, messages: list[Outgoing]) -> None:
-        """Publish the services' commands on the service connection."""
+    def publish_services(self, messages: list[Outgoing]) -> None:
+        """Publish the services' messages (commands, map tiles and graph) on the service connection."""
         if messages:
             self.service.publish_many([message.astuple() for message in messages])
 
     def pump(self) -> None:
-        """Hand the commands that arrived since the last pump to their robots."""
+        """Hand what arrived for the robots since the last pump to them."""
         arrived = self._arrived
         while arrived:
             self.fleet.deliver(*arrived.popleft())

@@ -27,6 +27,7 @@ from robots.lanes import keep_right
 from robots.localize import PoseEstimator
 from robots.planner import NoRoute, RoadPlanner
 from robots.tasks import DeliveryTask, IllegalTransition, TaskMachine, TaskState
+from spatial.view import MapView
 
 FIRST_FIX_WAIT_S = 3.0  # how long a robot waits for GNSS before trusting its odometry pose alone
 EdgeCost = Callable[[str, str, dict], float | None]
@@ -65,7 +66,7 @@ class RobotAgent:
         chargers: Sequence[tuple[float, float]] = (),
         gate: CommandGate | None = None,
         config: AgentConfig = AgentConfig(),
-        edge_cost: EdgeCost | None = None,
+        map_view: MapView | None = None,
     ) -> None:
         self.body = body
         self.session = session
@@ -75,7 +76,9 @@ class RobotAgent:
         self.chargers = tuple(chargers)
         self.gate = gate
         self.config = config
-        self.edge_cost = edge_cost
+        self.map_view = map_view
+        self.edge_cost: EdgeCost | None = map_view.edge_cost if map_view is not None else None
+        self._map_version = map_view.version if map_view is not None else -1
         profile = body.profile
         self.follower = PurePursuit(lookahead_m=config.lookahead_m, max_speed_mps=profile.max_speed_mps,
                                     max_turn_rps=profile.max_turn_rps)
@@ -189,6 +192,9 @@ class RobotAgent:
         goal = self._goal()
         if goal is None:
             return 0.0, 0.0
+        if self.map_view is not None and self.map_view.version != self._map_version:
+            self._map_version = self.map_view.version
+            self._route_goal = None  # the shared map changed: plan again on it
         x, y, theta = self.pose
         if goal != self._route_goal and not self._plan(goal, now):
             return 0.0, 0.0
@@ -218,19 +224,20 @@ class RobotAgent:
         return list(self.blocked_until)
 
     def _plan(self, goal: tuple[float, float], now: float, heading: float | None = None) -> bool:
-        """Route from here to ``goal`` (``heading``: turn back if the street ahead is closed); forgets its own
-        blocked-street notes before giving up."""
+        """Route from here to ``goal`` (``heading``: turn back if the street ahead is closed). With no route,
+        it forgets its own blocked-street notes, then the shared map's, before giving up."""
         x, y, _ = self.pose
-        try:
-            route = self.planner.plan((x, y), goal, blocked_streets=self._avoided(now), cost=self.edge_cost,
-                                      heading=heading)
-        except NoRoute:
-            self.blocked_until.clear()
+        attempts = ((self._avoided(now), self.edge_cost, heading), ((), self.edge_cost, None), ((), None, None))
+        for blocked, cost, turn in attempts:
             try:
-                route = self.planner.plan((x, y), goal, cost=self.edge_cost)
+                route = self.planner.plan((x, y), goal, blocked_streets=blocked, cost=cost, heading=turn)
+                break
             except NoRoute as err:
-                self._unreachable(str(err), now)
-                return False
+                why = str(err)
+        else:
+            self.blocked_until.clear()
+            self._unreachable(why, now)
+            return False
         self.follower.reset(keep_right(route.waypoints, self.config.lane_offset_m))
         self.detector.reset()
         self._route_goal = goal

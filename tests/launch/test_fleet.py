@@ -64,7 +64,7 @@ class Scene:
         agent = self.fleet.agents[index]
         body = {"to": agent.did, "type": kind, **fields}
         topic = f"{agent.session.topic_root}/{BY_KIND['command'].channel}"
-        self.link.command([Outgoing(topic, self._signer.seal("command", body), 1, False)])
+        self.link.publish_services([Outgoing(topic, self._signer.seal("command", body), 1, False)])
 
     def run_until(self, done, limit_s: float) -> float:
         """Run in one-second slices until ``done()``; returns the simulated seconds it took."""
@@ -152,7 +152,7 @@ def test_a_forged_or_untrusted_command_moves_nothing(scene, tmp_path: Path) -> N
     topic = f"{agent.session.topic_root}/cmd"
     forged = stranger.envelope_signer(s.fleet.clock).seal("command", {"to": agent.did, "type": "goto",
                                                                        "args": {"x": 0, "y": 0}})
-    s.link.command([Outgoing(topic, forged, 1, False)])
+    s.link.publish_services([Outgoing(topic, forged, 1, False)])
     s.run_until(lambda: "command.refused" in s.heard.events(), limit_s=5)
     assert agent.mode == "idle" and agent.refused == Counter({"untrusted_sender": 1})
 
