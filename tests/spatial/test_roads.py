@@ -1,0 +1,217 @@
+"""Edge states from believed cells: barriers block, vans narrow, junctions and unknown ground do not count."""
+
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from bus.schemas import SchemaError, validate_body
+from spatial.grid import OCCUPIED
+from spatial.roads import BLOCKED, FREE, SLOW, EdgeState, RoadStates, graph_message
+
+ALICE, BOB = "did:key:zAlice", "did:key:zBob"
+EAST = ("depot-0", "n1_0")  # depot-0 (20, 0) to junction n1_0 (48, 0); its road spans x in [20, 44], y in [-4, 4]
+WEST = ("depot-0", "n0_0")  # junction n0_0 (0, 0) to depot-0; road x in [4, 20]
+NORTH = ("n1_0", "n1_1")  # junction n1_0 (48, 0) to junction n1_1 (48, 48); road x in [44, 52], y in [4, 44]
+STUB = ("charger-0", "n0_0")  # a place 4 m from its junction: all of it inside the junction square
+
+
+class BoxBelief:
+    """Believed OCCUPIED inside half-open boxes [x0, x1) x [y0, y1), each said by one DID; ``rest`` elsewhere."""
+
+    def __init__(self, *boxes: tuple[float, float, float, float, str], rest: int = 0) -> None:
+        self.boxes, self.rest = boxes, rest
+        self.queried: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _inside(self, box: tuple[float, float, float, float, str], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1, _ = box
+        return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+
+    def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        self.queried.append((xs, ys))
+        states = np.full(xs.shape, self.rest, dtype=np.int8)
+        for box in self.boxes:
+            states[self._inside(box, xs, ys)] = OCCUPIED
+        return states
+
+    def contributors_at(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, float]:
+        said: dict[str, float] = {}
+        for box in self.boxes:
+            count = int(np.count_nonzero(self._inside(box, xs, ys)))
+            if count:
+                said[box[4]] = said.get(box[4], 0.0) + count
+        return said
+
+
+def street_graph() -> nx.Graph:
+    graph = nx.Graph()
+    for node, pos in {"n0_0": (0.0, 0.0), "n1_0": (48.0, 0.0), "n1_1": (48.0, 48.0)}.items():
+        graph.add_node(node, pos=pos, kind="junction")
+    graph.add_node("depot-0", pos=(20.0, 0.0), kind="depot")
+    graph.add_node("charger-0", pos=(0.0, 4.0), kind="charger")
+    graph.add_edge("n0_0", "depot-0", length=20.0, street="n0_0|n1_0")
+    graph.add_edge("depot-0", "n1_0", length=28.0, street="n0_0|n1_0")
+    graph.add_edge("n1_0", "n1_1", length=48.0, street="n1_0|n1_1")
+    graph.add_edge("n0_0", "charger-0", length=4.0, street="n0_0|n0_1")
+    return graph
+
+
+@pytest.fixture
+def roads() -> RoadStates:
+    return RoadStates(street_graph())
+
+
+def test_unknown_everywhere_is_free(roads: RoadStates) -> None:
+    report = roads.evaluate(BoxBelief())
+    assert report.version == 0
+    assert report.states == {edge: EdgeState(FREE, 8.0, {}) for edge in (EAST, WEST, NORTH, STUB)}
+
+
+def test_sample_points_cover_each_road_outside_the_junction_squares(roads: RoadStates) -> None:
+    belief = BoxBelief()
+    roads.evaluate(belief)
+    (xs, ys), = belief.queried
+    assert xs.shape == ys.shape == (roads.xs.size,)
+    on_street = ((xs > 4) & (xs < 44) & (np.abs(ys) < 4)) | ((ys > 4) & (ys < 44) & (np.abs(xs - 48) < 4))
+    assert on_street.all()
+    sections = {(round(x, 6), round(y, 6)) for x, y in zip(xs, ys)}
+    assert len(sections) == xs.size == (16 / 0.2 + 24 / 0.2 + 40 / 0.2) * 40
+    assert np.isclose(np.unique(np.round(ys[xs < 44], 6)), np.arange(-3.9, 4.0, 0.2)).all()
+    assert xs[xs < 44].min() == pytest.approx(4.1) and xs[xs < 44].max() == pytest.approx(43.9)
+
+
+def test_a_barrier_across_the_road_blocks_the_edge_and_names_who_saw_it(roads: RoadStates) -> None:
+    report = roads.evaluate(BoxBelief((30.0, -5.0, 30.6, 5.0, ALICE), (35.0, 2.0, 36.0, 3.0, BOB)))
+    assert report.states[EAST] == EdgeState(BLOCKED, 0.0, {ALICE: 40.0})
+    assert {edge: report.states[edge].state for edge in (WEST, NORTH, STUB)} == dict.fromkeys((WEST, NORTH, STUB), FREE)
+
+
+@pytest.mark.parametrize("x", np.arange(24.0, 25.0, 0.05))
+def test_a_barrier_one_cell_thick_never_slips_between_cross_sections(roads: RoadStates, x: float) -> None:
+    assert roads.evaluate(BoxBelief((x, -4.0, x + 0.2, 4.0, ALICE))).states[EAST].state == BLOCKED
+
+
+def test_coarser_cross_sections_can_miss_a_thin_barrier() -> None:
+    thin = BoxBelief((24.0, -4.0, 24.2, 4.0, ALICE))
+    assert RoadStates(street_graph(), step_m=0.5).evaluate(thin).states[EAST].state == FREE
+
+
+def test_a_parked_van_narrows_the_road(roads: RoadStates) -> None:
+    leaving = {5.0: FREE, 3.0: SLOW, 2.0: SLOW, 1.0: SLOW}
+    for lane, state in leaving.items():
+        van = (44.0, 20.0, 52.0 - lane, 26.0, BOB)
+        edge = RoadStates(street_graph()).evaluate(BoxBelief(van)).states[NORTH]
+        assert (edge.state, edge.free_width_m) == (state, lane)
+        assert edge.contributors == ({} if state == FREE else {BOB: (8.0 - lane) / 0.2})
+
+
+def test_how_narrow_counts_as_slow_is_a_fraction_of_the_road() -> None:
+    van = BoxBelief((44.0, 20.0, 47.0, 26.0, BOB))  # leaves a 5 m lane
+    assert RoadStates(street_graph(), slow_fraction=0.7).evaluate(van).states[NORTH].state == SLOW
+
+
+def test_a_gap_narrower_than_the_robot_blocks_and_gaps_do_not_add_up(roads: RoadStates) -> None:
+    one_metre = BoxBelief((44.0, 20.0, 47.95, 21.0, ALICE), (49.05, 20.0, 52.0, 21.0, BOB))
+    assert roads.evaluate(one_metre).states[NORTH] == EdgeState(SLOW, 1.0, {ALICE: 20.0, BOB: 15.0})
+    half_metre = BoxBelief((44.0, 20.0, 48.25, 21.0, ALICE), (48.75, 20.0, 52.0, 21.0, BOB))
+    assert roads.evaluate(half_metre).states[NORTH] == EdgeState(BLOCKED, 0.6, {ALICE: 21.0, BOB: 16.0})
+    two_gaps = BoxBelief((44.0, 20.0, 46.15, 21.0, ALICE), (46.75, 20.0, 48.25, 21.0, ALICE),
+                         (48.75, 20.0, 52.0, 21.0, BOB))
+    assert roads.evaluate(two_gaps).states[NORTH].state == BLOCKED
+
+
+def test_the_narrowest_cross_section_decides_and_provides_the_contributors(roads: RoadStates) -> None:
+    belief = BoxBelief((20.0, -4.0, 21.0, 3.0, ALICE), (30.0, -4.0, 31.0, 1.0, BOB))
+    assert roads.evaluate(belief).states[EAST] == EdgeState(SLOW, 1.0, {ALICE: 35.0})
+
+
+def test_an_obstacle_in_a_junction_square_blocks_no_edge(roads: RoadStates) -> None:
+    in_square = BoxBelief((44.0, -4.0, 52.0, 4.0, ALICE), (-4.0, -4.0, 4.0, 4.0, ALICE))
+    assert all(edge.state == FREE for edge in roads.evaluate(in_square).states.values())
+    just_outside = BoxBelief((43.7, -4.0, 44.0, 4.0, ALICE))
+    assert roads.evaluate(just_outside).states[EAST].state == BLOCKED
+
+
+def test_changed_since_and_the_version_follow_state_changes_only(roads: RoadStates) -> None:
+    first = roads.evaluate(BoxBelief())
+    assert first.changed_since(None) == [STUB, WEST, EAST, NORTH]  # sorted by (u, v)
+    blocked = roads.evaluate(BoxBelief((30.0, -5.0, 31.0, 5.0, ALICE)))
+    assert (blocked.version, blocked.changed_since(first)) == (1, [EAST])
+    moved = roads.evaluate(BoxBelief((32.0, -5.0, 33.0, 5.0, BOB)))
+    assert (moved.version, moved.changed_since(blocked)) == (1, [])
+    cleared = roads.evaluate(BoxBelief(rest=-1))
+    assert (cleared.version, cleared.changed_since(moved), cleared.changed_since(first)) == (2, [EAST], [])
+
+
+def test_graph_message_lists_every_edge_in_order_and_fits_the_protocol(roads: RoadStates) -> None:
+    report = roads.evaluate(BoxBelief((30.0, -5.0, 31.0, 5.0, ALICE), (44.0, 20.0, 50.0, 21.0, BOB)))
+    body = graph_message(report, 7)
+    validate_body("map.graph", body)
+    assert body == {"version": 7, "edges": [
+        {"u": "charger-0", "v": "n0_0", "state": "free"},
+        {"u": "depot-0", "v": "n0_0", "state": "free"},
+        {"u": "depot-0", "v": "n1_0", "state": "blocked"},
+        {"u": "n1_0", "v": "n1_1", "state": "slow"},
+    ]}
+    with pytest.raises(SchemaError):
+        validate_body("map.graph", graph_message(report, -1))
+
+
+def test_a_belief_answering_the_wrong_shape_is_refused(roads: RoadStates) -> None:
+    class Short(BoxBelief):
+        def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+            return super().state_at(xs, ys)[:-1]
+
+    with pytest.raises(ValueError, match="state_at returned shape"):
+        roads.evaluate(Short())
+    with pytest.raises(ValueError):
+        RoadStates(street_graph(), robot_width_m=9.0)
+
+
+class RasterBelief:
+    """A grid-like belief: an int8 raster at 0.2 m looked up per point, as the occupancy grid does."""
+
+    def __init__(self, states: np.ndarray, origin: float, resolution: float) -> None:
+        self.states, self.origin, self.resolution = states, origin, resolution
+
+    def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        ix = np.floor((xs - self.origin) / self.resolution).astype(np.int64)
+        iy = np.floor((ys - self.origin) / self.resolution).astype(np.int64)
+        return self.states[ix, iy]
+
+    def contributors_at(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, float]:
+        return {ALICE: float(len(xs))}
+
+
+def city_graph(blocks: int = 6, pitch: float = 48.0) -> nx.Graph:
+    graph = nx.Graph()
+    for i in range(blocks + 1):
+        for j in range(blocks + 1):
+            graph.add_node(f"n{i}_{j}", pos=(i * pitch, j * pitch), kind="junction")
+    for i in range(blocks + 1):
+        for j in range(blocks + 1):
+            if i < blocks:
+                graph.add_edge(f"n{i}_{j}", f"n{i + 1}_{j}", length=pitch, street=f"n{i}_{j}|n{i + 1}_{j}")
+            if j < blocks:
+                graph.add_edge(f"n{i}_{j}", f"n{i}_{j + 1}", length=pitch, street=f"n{i}_{j}|n{i}_{j + 1}")
+    return graph
+
+
+def test_a_six_by_six_block_city_evaluates_in_a_few_milliseconds() -> None:
+    graph = city_graph()
+    roads = RoadStates(graph)
+    raster = np.zeros((1600, 1600), dtype=np.int8)
+    raster[::37, ::41] = OCCUPIED  # scattered litter, too small to slow anyone
+    raster[150, 30:70] = OCCUPIED  # a barrier across n0_0-n1_0 at x = 20
+    raster[30:60, 150] = OCCUPIED  # a van on n0_0-n0_1 at y = 20, leaving 2 m
+    belief = RasterBelief(raster, -10.0, 0.2)
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        report = roads.evaluate(belief)
+        timings.append(time.perf_counter() - start)
+    assert len(report.states) == graph.number_of_edges() == 84
+    assert {key: edge.state for key, edge in report.states.items() if edge.state != FREE} == {
+        ("n0_0", "n1_0"): BLOCKED, ("n0_0", "n0_1"): SLOW}
+    assert min(timings) < 0.05
