@@ -39,6 +39,7 @@ from sim.city import CityLayout, generate_city
 from sim.demand import Demand
 from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
+from sim.sensors import NoiseSpec
 from sim.world import RobotSpec, World
 from spatial.view import MapView
 
@@ -61,6 +62,7 @@ class FleetConfig:
     horizon_s: float = 4 * 3600.0  # how far ahead the obstacle schedule is drawn
     robot: RobotSpec = field(default_factory=RobotSpec)
     battery: float = 1.0  # every robot's state of charge at the start
+    noise: NoiseSpec = field(default_factory=NoiseSpec)  # sensor noise: odometry drift, GNSS, lidar
 
     def __post_init__(self) -> None:
         if self.robots < 1:
@@ -119,14 +121,17 @@ class SimFleet:
     """The world and one agent per robot, each with its own registered identity."""
 
     def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
-                 commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None) -> None:
+                 commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None,
+                 agent_class: Callable[[int], type[RobotAgent]] = lambda index: RobotAgent) -> None:
+        """``agent_class(i)`` is the agent robot i runs (benchmarks run adversarial robots this way)."""
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
         self.schedule = (ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles
                          else ObstacleSchedule())
         self.chargers = [(p.x, p.y) for p in self.city.places_of("charger")]
         self.world = World(self.city.buildings, seed=config.seed, dt=config.dt, physics=config.physics,
-                           gui=config.gui, lidar=config.lidar, obstacles=self.schedule, chargers=self.chargers)
+                           gui=config.gui, lidar=config.lidar, noise=config.noise, obstacles=self.schedule,
+                           chargers=self.chargers)
         self.clock = FleetClock(self.world, 0.0)  # its epoch is set once every identity is registered
         self.planner = RoadPlanner(self.city.road_graph())
         # One verified view of the shared road graph for the whole gateway (a site bridge would do the same).
@@ -152,7 +157,7 @@ class SimFleet:
             gate = CommandGate(me.did, root, registry, commanders, clock=self.clock)
             agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
                                        telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
-            agent = RobotAgent(SimBody(self.world, index, spec), session, self.planner, send=self._outbox.append,
+            agent = agent_class(index)(SimBody(self.world, index, spec), session, self.planner, send=self._outbox.append,
                                clock=self.clock, chargers=self.chargers, gate=gate, config=agent_config,
                                map_view=self.map_view)
             self.agents.append(agent)

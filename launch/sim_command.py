@@ -31,6 +31,7 @@ from launch.home import Home
 from launch.links import LoopbackLink, MqttLink
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit
 from marketplace.dispatch import Dispatcher
+from spatial.service import MapService
 from sim.demand import Demand
 
 
@@ -50,6 +51,8 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     sim.add_argument("--gui", action="store_true", help="open the PyBullet window")
     sim.add_argument("--orders-per-min", type=float, metavar="N",
                      help="customer orders per simulated minute (default: robots / 4)")
+    sim.add_argument("--scan-hz", type=float, default=1.0, metavar="HZ",
+                     help="how often each robot publishes its lidar scan for the shared map (default 1; 0: never)")
     sim.add_argument("--broker", default="auto", metavar="KIND|URL|none",
                      help="auto (default), mosquitto or amqtt to start one; an mqtt:// URL to use yours; "
                           "none to run in process")
@@ -58,15 +61,16 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 
 class _Tally:
-    """Counts what the fleet's services accepted, by kind, and hands telemetry and events on."""
+    """Counts what the fleet's services accepted, by kind, and hands every verified message to them."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+    def __init__(self, *consumers: Callable[[str, Envelope], None]) -> None:
+        self.consumers = consumers
         self.accepted: dict[str, int] = {}
 
     def __call__(self, topic: str, envelope: Envelope) -> None:
         self.accepted[envelope.kind] = self.accepted.get(envelope.kind, 0) + 1
-        self.dispatcher.observe(topic, envelope)
+        for consume in self.consumers:
+            consume(topic, envelope)
 
 
 @contextlib.contextmanager
@@ -122,27 +126,37 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                 contextlib.ExitStack() as stack:
             operator = register(registry)
             dispatcher_identity = register(registry, controller=operator.did)
+            map_identity = register(registry, controller=operator.did)
             config = FleetConfig(robots=args.robots, seed=args.seed, blocks=args.blocks, physics=args.physics,
-                                 gui=args.gui, orders_per_min=args.orders_per_min)
+                                 gui=args.gui, orders_per_min=args.orders_per_min, scan_hz=args.scan_hz)
             if not args.json:
                 print(f"depai sim: building a {args.blocks}x{args.blocks}-block city and registering "
                       f"{args.robots} robot identities ...", file=sys.stderr, flush=True)
-            fleet = SimFleet(config, registry, controller=operator.did, commanders=[dispatcher_identity.did])
+            fleet = SimFleet(config, registry, controller=operator.did, commanders=[dispatcher_identity.did],
+                             map_services=[map_identity.did])
             stack.callback(fleet.close)
             dispatcher = Dispatcher(dispatcher_identity.envelope_signer(fleet.clock), clock=fleet.clock)
-            tally = _Tally(dispatcher)
+            fleet_members = {agent.did for agent in fleet.agents}
+            shared_map = MapService(map_identity.envelope_signer(fleet.clock), fleet.city.road_graph(),
+                                    bounds=fleet.city.bounds(), clock=fleet.clock,
+                                    level_of=lambda did: "fleet" if did in fleet_members else "self")
+            tally = _Tally(dispatcher.observe, shared_map.observe)
             ingest = Ingest(registry, tally, clock=fleet.clock)
             link, where = _link(args, fleet, ingest, work, stack)
             if not args.json:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
                          dispatcher=dispatcher, demand=Demand(fleet.city, args.seed, config.order_rate),
+                         services=[shared_map],
                          progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher),
                          should_stop=stop.is_set)
             link.settle()
             if not args.json and sys.stderr.isatty():
                 print(file=sys.stderr)
             summary = _summary(report, fleet, tally, ingest, dispatcher, where)
+            summary["map"] = {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
+                              "refused": dict(shared_map.refused), "roads_blocked": len(shared_map.blocked_roads()),
+                              "graph_version": shared_map.graph_version, "robot_view_version": fleet.map_view.version}
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -189,7 +203,7 @@ def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, 
 
 
 def _text(summary: dict[str, Any]) -> str:
-    orders = summary["orders"]
+    orders, shared = summary["orders"], summary["map"]
     verified = ", ".join(f"{n} {kind}" for kind, n in summary["verified"].items())
     return "\n".join([
         f"depai sim: {summary['robots']} robots ran {summary['sim_s']} simulated s in {summary['wall_s']} s "
@@ -198,4 +212,6 @@ def _text(summary: dict[str, Any]) -> str:
         f"{orders['failed']} failed",
         f"  messages: {summary['messages_sent']} signed; verified {verified or 'none'}; refused {summary['refused']}",
         f"  driven: {summary['distance_m']} m in total, {summary['collisions']} collisions (ground truth)",
+        f"  shared map: {shared['scans_fused']} scans fused into {shared['tiles']} tiles; "
+        f"{shared['roads_blocked']} roads believed blocked; road graph version {shared['graph_version']}",
     ])
