@@ -1,0 +1,29 @@
+"""The shared map against the simulator's ground truth, honest and with lying robots (fixed seed and thresholds).
+
+The runs are benchmarks/map_accuracy.py's scenarios, shortened: a small fleet
+delivering orders in a city with parked vans and closed streets, every robot
+publishing signed scans, one robot in ten lying in the second run (the issue's 10 %).
+"""
+
+import pytest
+
+from benchmarks.map_accuracy import run_scenario
+
+
+@pytest.fixture(scope="module")
+def honest():
+    return run_scenario(seed=3, robots=10, liar_fraction=0.0, duration_s=200)
+
+
+def test_an_honest_fleets_map_matches_the_ground_truth(honest) -> None:
+    assert honest.observed_cells > 20_000, "the fleet should have seen a good part of the city"
+    assert honest.iou >= 0.9
+    assert honest.false_blockages == 0 and honest.refused == 0
+
+
+def test_liars_lose_trust_and_do_not_move_the_map(honest) -> None:
+    lying = run_scenario(seed=3, robots=10, liar_fraction=0.1, duration_s=200)
+    assert lying.liars == 1
+    assert honest.iou - lying.iou <= 0.02
+    assert lying.false_blockages == 0
+    assert lying.liar_weight < lying.honest_weight / 2
