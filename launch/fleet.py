@@ -157,9 +157,9 @@ class SimFleet:
             gate = CommandGate(me.did, root, registry, commanders, clock=self.clock)
             agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
                                        telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
-            agent = agent_class(index)(SimBody(self.world, index, spec), session, self.planner, send=self._outbox.append,
-                               clock=self.clock, chargers=self.chargers, gate=gate, config=agent_config,
-                               map_view=self.map_view)
+            agent = agent_class(index)(SimBody(self.world, index, spec), session, self.planner,
+                                       send=self._outbox.append, clock=self.clock, chargers=self.chargers,
+                                       gate=gate, config=agent_config, map_view=self.map_view)
             self.agents.append(agent)
             self._by_topic[gate.topic] = agent
         # Fleet time starts after the last registration, so no message predates its signer's key.

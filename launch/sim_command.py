@@ -153,10 +153,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
             link.settle()
             if not args.json and sys.stderr.isatty():
                 print(file=sys.stderr)
-            summary = _summary(report, fleet, tally, ingest, dispatcher, where)
-            summary["map"] = {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
-                              "refused": dict(shared_map.refused), "roads_blocked": len(shared_map.blocked_roads()),
-                              "graph_version": shared_map.graph_version, "robot_view_version": fleet.map_view.version}
+            summary = _summary(report, fleet, tally, ingest, dispatcher, shared_map, where)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -187,7 +184,7 @@ def _link(args: argparse.Namespace, fleet: SimFleet, ingest: Ingest, work: Path,
 
 
 def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, dispatcher: Dispatcher,
-             where: str) -> dict[str, Any]:
+             shared_map: MapService, where: str) -> dict[str, Any]:
     truth = fleet.world.truth
     return {
         "robots": len(fleet.agents), "link": where,
@@ -199,6 +196,9 @@ def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, 
                    "under_way": dispatcher.in_progress, "open": dispatcher.open_orders},
         "distance_m": round(float(truth.odometer_m.sum()), 1),
         "collisions": int(truth.collisions.sum()),
+        "map": {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
+                "refused": dict(shared_map.refused), "roads_blocked": len(shared_map.blocked_roads()),
+                "graph_version": shared_map.graph_version, "robot_view_version": fleet.map_view.version},
     }
 
 

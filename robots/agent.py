@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus.session import MachineSession, Outgoing
+from bus.trusted import Refused
 from identity.envelope import Envelope
 from robots.avoid import Avoider, BlockageDetector
 from robots.body import Body, Sensors
-from robots.commands import CommandGate, CommandRefused
+from robots.commands import CommandGate
 from robots.energy import must_charge
 from robots.follow import PurePursuit
 from robots.lanes import keep_right
@@ -89,7 +90,7 @@ class RobotAgent:
         self.mode = "idle"  # idle | task | charging | goto | return
         self.refused: Counter[str] = Counter()
         self.blocked_until: dict[str, float] = {}
-        self._inbox: deque[Envelope | CommandRefused] = deque()
+        self._inbox: deque[Envelope | Refused] = deque()
         self._goto: tuple[float, float] | None = None
         self._charger: tuple[float, float] | None = None
         self._return_to: tuple[float, float] | None = None
@@ -132,7 +133,7 @@ class RobotAgent:
             return
         try:
             self._inbox.append(self.gate.admit(topic, payload))
-        except CommandRefused as refusal:
+        except Refused as refusal:
             self.refused[refusal.code] += 1
             self._inbox.append(refusal)
 
@@ -363,8 +364,8 @@ class RobotAgent:
 
     # --- commands ----------------------------------------------------------------------------------
 
-    def _act_on(self, item: Envelope | CommandRefused, now: float) -> None:
-        if isinstance(item, CommandRefused):
+    def _act_on(self, item: Envelope | Refused, now: float) -> None:
+        if isinstance(item, Refused):
             self._event("command.refused", detail={"reason": item.code})
             return
         body = item.body

@@ -17,7 +17,6 @@ from bus.trusted import Refused, ServiceGate
 from identity.envelope import Envelope, KeyResolver
 
 COMMAND = "command"
-CommandRefused = Refused
 
 
 class CommandGate:
@@ -41,6 +40,6 @@ class CommandGate:
             raise Refused(f"command is addressed to {envelope.body['to']}, not {self.did}", code="wrong_robot")
 
     def admit(self, topic: str, payload: bytes) -> Envelope:
-        """The verified command; CommandRefused (code = reason) if it must not be acted on."""
+        """The verified command; bus.trusted.Refused (code = reason) if it must not be acted on."""
         return self._gate.admit(topic, payload, kinds=(COMMAND,), expected_topic=lambda _: self.topic,
                                 check=self._addressed)

@@ -197,18 +197,6 @@ class RoadPlanner:
         length = sum(math.dist(p, q) for p, q in zip(waypoints, waypoints[1:]))
         return Route(nodes=nodes, waypoints=tuple(waypoints), length_m=length)
 
-    def route_length(
-        self,
-        start: Point | str,
-        goal: Point | str,
-        *,
-        blocked_streets: Collection[str] = (),
-        cost: EdgeCost | None = None,
-        heading: float | None = None,
-    ) -> float:
-        """The length in metres of the route ``plan`` would give (for energy estimates and bids)."""
-        return self.plan(start, goal, blocked_streets=blocked_streets, cost=cost, heading=heading).length_m
-
     def _join(self, place: Point | str, role: str) -> tuple[Hashable, Point, _Anchor | None]:
         """The search node for ``place``, its position, and where it joins the graph (None for a node)."""
         if isinstance(place, str):

@@ -27,6 +27,7 @@ from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run
 from launch.links import LoopbackLink, MqttLink
 from marketplace.dispatch import Dispatcher
+from sim.city import Place
 from sim.demand import Demand
 from sim.obstacles import ROADWORKS_HEIGHT_M, Obstacle
 
@@ -112,11 +113,17 @@ def test_a_robot_drives_to_where_it_is_sent(scene) -> None:
     assert math.hypot(believed[0] - truth.poses[0, 0], believed[1] - truth.poses[0, 1]) < 1.5
 
 
+def _deliver(s: Scene, task: str, payload_kg: float) -> tuple[Place, tuple[float, float]]:
+    """Send robot 0 a signed deliver command from the first depot to the farthest drop-off; (depot, drop-off)."""
+    depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
+    s.command(0, "deliver", task=task, args={"pickup": {"x": depot.x, "y": depot.y},
+                                             "dropoff": {"x": drop[0], "y": drop[1]}, "payload_kg": payload_kg})
+    return depot, drop
+
+
 def test_a_delivery_runs_through_every_state_with_a_receipt(scene) -> None:
     s = scene()
-    depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
-    s.command(0, "deliver", task="task-1", args={"pickup": {"x": depot.x, "y": depot.y},
-                                                 "dropoff": {"x": drop[0], "y": drop[1]}, "payload_kg": 3.0})
+    _, drop = _deliver(s, "task-1", 3.0)
     s.run_until(lambda: "task.delivered" in s.heard.events(), limit_s=900)
     assert s.heard.events() == ["task.to_pickup", "task.loaded", "task.to_dropoff", "task.delivered"]
     [receipt] = [e for e in s.heard.envelopes if e.kind == "receipt"]
@@ -130,9 +137,7 @@ def test_a_delivery_runs_through_every_state_with_a_receipt(scene) -> None:
 
 def test_an_aborted_task_takes_its_parcel_back(scene) -> None:
     s = scene()
-    depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
-    s.command(0, "deliver", task="task-2", args={"pickup": {"x": depot.x, "y": depot.y},
-                                                 "dropoff": {"x": drop[0], "y": drop[1]}, "payload_kg": 1.0})
+    depot, _ = _deliver(s, "task-2", 1.0)
     s.run_until(lambda: "task.loaded" in s.heard.events(), limit_s=600)
     assert s.fleet.world.payload(0)[0] == "task-2"
     run(s.fleet, s.link, duration_s=10)

@@ -3,11 +3,12 @@
 import pytest
 
 from bus.topics import topic_root
+from bus.trusted import Refused
 from identity.did import did_peaq
 from identity.envelope import EnvelopeSigner
 from identity.keys import Signer
 from identity.lifecycle import create_identity
-from robots.commands import CommandGate, CommandRefused
+from robots.commands import CommandGate
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_a_trusted_addressed_command_is_admitted_once(parties) -> None:
     gate, service, _, robot = parties
     wire = service.seal("command", _go(robot))
     assert gate.admit(gate.topic, wire).body["type"] == "goto"
-    with pytest.raises(CommandRefused) as refused:
+    with pytest.raises(Refused) as refused:
         gate.admit(gate.topic, wire)
     assert refused.value.code == "replayed"
 
@@ -55,7 +56,7 @@ def test_refused_commands_name_why_and_burn_nothing(parties, case: str, code: st
         wire = wire.replace(b'"x":1', b'"x":9')
     elif case == "not_json":
         wire = b"{not json"
-    with pytest.raises(CommandRefused) as refused:
+    with pytest.raises(Refused) as refused:
         gate.admit(topic, wire)
     assert refused.value.code == code
     fresh = service.seal("command", _go(robot))
@@ -65,6 +66,6 @@ def test_refused_commands_name_why_and_burn_nothing(parties, case: str, code: st
 def test_a_command_refused_for_its_topic_is_still_good_on_the_right_one(parties) -> None:
     gate, service, _, robot = parties
     wire = service.seal("command", _go(robot))
-    with pytest.raises(CommandRefused):
+    with pytest.raises(Refused):
         gate.admit(gate.topic.replace("/cmd", "/event"), wire)
     assert gate.admit(gate.topic, wire).body["to"] == robot
