@@ -9,7 +9,10 @@ verified ones, and robots plan on the road graph it publishes. A fraction of
 the robots lie in what they publish (their signatures are valid, their data is
 not): half inject a phantom barrier across the road ahead, half erase every
 return. The report gives occupancy IoU over the observed area, blocked-road
-precision and recall, false blockages ever believed, and where trust ended up.
+precision and recall at the end, the share of time each closure was believed
+after a robot first came near it (nobody's map can know a closure no robot has
+seen, and unseen evidence fades), the surveys the map asked for, false
+blockages ever believed, and where trust ended up.
 Ground truth is read only here, to measure.
 """
 
@@ -37,7 +40,7 @@ import numpy as np  # noqa: E402
 from bus.ingest import Ingest  # noqa: E402
 from identity.envelope import Envelope  # noqa: E402
 from identity.registry import DidRegistry  # noqa: E402
-from launch.fleet import FleetConfig, SimFleet, register, run  # noqa: E402
+from launch.fleet import FleetConfig, SimFleet, SurveyRequests, register, run  # noqa: E402
 from launch.links import LoopbackLink  # noqa: E402
 from marketplace.dispatch import Dispatcher  # noqa: E402
 from robots.agent import RobotAgent  # noqa: E402
@@ -93,9 +96,12 @@ class Outcome:
     observed_cells: int
     iou: float
     blocked_truth: int
+    blocked_seen: int  # truly blocked roads some robot came within the map's insertion range of
     blocked_believed: int
     precision: float
     recall: float
+    believed_share: float  # of the seconds since a robot first came near each closure, the share it was believed
+    surveys: int
     false_blockages: int
     honest_weight: float
     liar_weight: float
@@ -127,6 +133,13 @@ def _stage(fleet: SimFleet, closures: int, vans: int) -> list[str]:
         box = Box(x, y, 3.0 if along_x else 1.1, 1.1 if along_x else 3.0, VAN_HEIGHT_M)
         fleet.schedule.add(Obstacle(f"van-{i}", "van", 0.0, 1e9, box, street))
     return closed[:closures]
+
+
+def _box_distance(box: Box, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """How far each point (xs[i], ys[i]) is from the box's footprint (0 inside)."""
+    dx = np.maximum(np.abs(xs - box.x) - box.half_x, 0.0)
+    dy = np.maximum(np.abs(ys - box.y) - box.half_y, 0.0)
+    return np.hypot(dx, dy)
 
 
 def _truth_occupied(boxes: list[Box], cells: np.ndarray, resolution: float) -> np.ndarray:
@@ -189,12 +202,24 @@ def run_scenario(*, seed: int = 3, robots: int = 12, liar_fraction: float = 0.0,
             graph = fleet.planner.graph
             truly_blocked = {(u, v) if u <= v else (v, u) for u, v, street in graph.edges(data="street")
                              if street in closed}
+            closures_at = {street: box for street, box in ((o.street, o.box) for o in fleet.schedule.obstacles)
+                           if street in closed}
+            seen_streets: set[str] = set()
+            seen_s = believed_s = 0
             false_blockages = 0
             demand = Demand(fleet.city, seed, config.order_rate)
+            surveys = SurveyRequests(service, dispatcher)
+            services = [service, surveys]
             for _ in range(int(duration_s)):
-                run(fleet, link, duration_s=1.0, dispatcher=dispatcher, demand=demand, services=[service])
+                run(fleet, link, duration_s=1.0, dispatcher=dispatcher, demand=demand, services=services)
                 believed = set(service.blocked_roads())
                 false_blockages += len(believed - truly_blocked)
+                poses = fleet.world.truth.poses
+                seen_streets |= {street for street, box in closures_at.items()
+                                 if _box_distance(box, poses[:, 0], poses[:, 1]).min() <= service.max_range_m}
+                seen = {edge for edge in truly_blocked if graph.edges[edge]["street"] in seen_streets}
+                seen_s += len(seen)
+                believed_s += len(seen & believed)
             believed = set(service.blocked_roads())
             iou, observed = _iou(fleet, service)
             weights = service.trust.weights()
@@ -203,9 +228,11 @@ def run_scenario(*, seed: int = 3, robots: int = 12, liar_fraction: float = 0.0,
             hits = len(believed & truly_blocked)
             return Outcome(
                 robots=robots, liars=liars, sim_s=fleet.world.time_s, scans=service.scans,
-                observed_cells=observed, iou=iou, blocked_truth=len(truly_blocked), blocked_believed=len(believed),
+                observed_cells=observed, iou=iou, blocked_truth=len(truly_blocked), blocked_seen=len(seen),
+                blocked_believed=len(believed),
                 precision=hits / len(believed) if believed else 1.0,
                 recall=hits / len(truly_blocked) if truly_blocked else 1.0,
+                believed_share=believed_s / seen_s if seen_s else 1.0, surveys=surveys.requested,
                 false_blockages=false_blockages,
                 honest_weight=float(np.median(honest)) if honest else math.nan,
                 liar_weight=float(np.median(lying)) if lying else math.nan,
@@ -232,19 +259,25 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_scenario(seed=args.seed, robots=robots, liar_fraction=fraction, duration_s=duration,
                                  gnss_sigma_m=args.gnss))
     print(f"GNSS sigma {args.gnss} m; seed {args.seed}; {duration:.0f} simulated s per fleet\n")
-    print("| liars | robots | scans fused | observed cells | IoU | IoU drop | blocked roads (truth / believed) "
-          "| precision | recall | false blockages ever believed | median weight honest / liars | refused |")
-    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
+    print("| liars | robots | scans fused | observed cells | IoU | IoU drop "
+          "| blocked roads (truth / seen by a robot / believed at the end) | precision | recall "
+          "| share of time a seen closure was believed | surveys "
+          "| false blockages ever believed | median weight honest / liars | refused |")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         print(f"| {row.liars} | {row.robots} | {row.scans:,} | {row.observed_cells:,} | {row.iou:.3f} "
-              f"| {rows[0].iou - row.iou:+.3f} | {row.blocked_truth} / {row.blocked_believed} | {row.precision:.2f} "
-              f"| {row.recall:.2f} | {row.false_blockages} | {row.honest_weight:.2f} / {row.liar_weight:.2f} "
-              f"| {row.refused} |")
+              f"| {rows[0].iou - row.iou:+.3f} | {row.blocked_truth} / {row.blocked_seen} / {row.blocked_believed} "
+              f"| {row.precision:.2f} | {row.recall:.2f} | {row.believed_share:.2f} | {row.surveys} "
+              f"| {row.false_blockages} | {row.honest_weight:.2f} / {row.liar_weight:.2f} | {row.refused} |")
     honest, ten = rows[0], rows[1]
     print(f"\nhonest IoU >= 0.9: {'met' if honest.iou >= 0.9 else 'NOT met'} ({honest.iou:.3f})")
     print(f"10 % liars: IoU drop <= 0.02: {'met' if honest.iou - ten.iou <= 0.02 else 'NOT met'} "
           f"({honest.iou - ten.iou:+.3f}); no false blockage ever believed: "
           f"{'met' if ten.false_blockages == 0 else 'NOT met'} ({ten.false_blockages})")
+    for row in rows:
+        print(f"{row.liars} liars: blocked-road precision {row.precision:.2f}, recall {row.recall:.2f} at the end; "
+              f"the {row.blocked_seen} closures a robot came near were believed {row.believed_share:.0%} of the "
+              f"time since; {row.surveys} surveys asked for")
     return 0
 
 

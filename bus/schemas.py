@@ -176,10 +176,13 @@ CATALOGUE: tuple[MessageSpec, ...] = (
     ),
     MessageSpec(
         "map.graph", MAP_GRAPH, 1, True, "service",
-        "The road graph's edge states (free, slow, blocked) derived from the shared map.",
+        "The road graph's edge states (free, slow, blocked, or suspect: one robot's word, planned as free "
+        "until a second robot confirms it) derived from the shared map; a non-free edge says where.",
         _object({"version": {"type": "integer", "minimum": 0},
                  "edges": {"type": "array", "items": _object(
-                     {"u": _ID, "v": _ID, "state": {"type": "string", "enum": ["free", "slow", "blocked"]}})}}),
+                     {"u": _ID, "v": _ID,
+                      "state": {"type": "string", "enum": ["free", "slow", "blocked", "suspect"]}},
+                     {"at": _POINT})}}),
     ),
 )
 

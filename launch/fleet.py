@@ -41,6 +41,7 @@ from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
 from sim.sensors import NoiseSpec
 from sim.world import RobotSpec, World
+from spatial.service import MapService
 from spatial.view import MapView
 
 
@@ -241,6 +242,34 @@ class Service(Protocol):
     def step(self) -> list[Outgoing]:
         """The signed messages it has to send now."""
         ...
+
+
+class SurveyRequests:
+    """Sends the dispatcher to look at every road the map suspects blocked on one robot's word.
+
+    A loop service that says nothing itself: each turn, a suspect it has not asked about (or not for
+    ``resurvey_s``) becomes a survey, with the witnesses excluded so the second look is independent;
+    a survey whose road was confirmed or cleared meanwhile is called off.
+    """
+
+    def __init__(self, map_service: MapService, dispatcher: Dispatcher, *, resurvey_s: float = 120.0) -> None:
+        self.map_service, self.dispatcher, self.resurvey_s = map_service, dispatcher, resurvey_s
+        self._asked: dict[tuple[str, str], float] = {}
+        self.requested = 0
+
+    def step(self) -> list[Outgoing]:
+        """Ask for the surveys due now; the dispatcher's own turn sends the robots."""
+        now = self.map_service.clock()
+        suspects = self.map_service.suspects()
+        for u, v in [edge for edge in self._asked if edge not in suspects]:  # confirmed or cleared
+            del self._asked[(u, v)]
+            self.dispatcher.cancel_survey(f"survey-{u}-{v}")
+        for (u, v), suspect in suspects.items():
+            if now - self._asked.get((u, v), -math.inf) >= self.resurvey_s:
+                self._asked[(u, v)] = now
+                self.requested += 1
+                self.dispatcher.survey(f"survey-{u}-{v}", suspect.vantage_points, exclude=suspect.contributors)
+        return []
 
 
 def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,

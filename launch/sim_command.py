@@ -26,7 +26,7 @@ from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_b
 from bus.ingest import Ingest
 from identity.envelope import Envelope
 from identity.registry import DidRegistry
-from launch.fleet import FleetConfig, RunReport, SimFleet, register, run
+from launch.fleet import FleetConfig, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
 from launch.links import LoopbackLink, MqttLink
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit
@@ -147,7 +147,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
                          dispatcher=dispatcher, demand=Demand(fleet.city, args.seed, config.order_rate),
-                         services=[shared_map],
+                         services=[shared_map, SurveyRequests(shared_map, dispatcher)],
                          progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher),
                          should_stop=stop.is_set)
             link.settle()

@@ -5,13 +5,18 @@ only from verified messages (it is an ingest consumer), and it speaks only in
 signed commands on each robot's command topic. An order whose robot fails or
 never acknowledges goes back in the queue. (The auction of bids and awards
 replaces the choice of robot in the marketplace proper; the rest stays.)
+
+It also runs surveys: when the map asks for a second pair of eyes on a place
+(a road only one robot has seen blocked), the nearest free robot that is not
+one of the first witnesses gets a ``goto`` to the nearest vantage point.
+Surveys go before orders: they are short, and the fleet plans on their answer.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +28,7 @@ from identity.envelope import Envelope, EnvelopeSigner
 ACK_TIMEOUT_S = 15.0  # a robot that has not shown the task in its telemetry by then did not get it
 MIN_BATTERY = 0.35
 MAX_ATTEMPTS = 3
+FREE_STATES = ("idle", "charging")  # a charging robot takes a task and sets off once charged
 
 
 class OrderLike(Protocol):
@@ -47,6 +53,15 @@ class RobotView:
 
 
 @dataclass(slots=True)
+class _Survey:
+    points: tuple[tuple[float, float], ...]
+    exclude: frozenset[str]
+    robot: str | None = None
+    sent_s: float = 0.0
+    acknowledged: bool = False
+
+
+@dataclass(slots=True)
 class _Assignment:
     order: OrderLike
     robot: str
@@ -67,6 +82,8 @@ class Dispatcher:
         self.failed: list[str] = []
         self._open: deque[tuple[OrderLike, int]] = deque()
         self._assigned: dict[str, _Assignment] = {}
+        self._surveys: dict[str, _Survey] = {}
+        self.surveyed: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -79,19 +96,65 @@ class Dispatcher:
         with self._lock:
             self._open.append((order, 1))
 
+    def survey(self, key: str, points: Sequence[tuple[float, float]], exclude: Collection[str] = ()) -> bool:
+        """Ask for a robot (not one of ``exclude``) to go and look from the nearest of ``points``.
+
+        ``key`` names the survey (one at a time per key); False when it is already under way.
+        """
+        if not points:
+            raise ValueError(f"survey {key!r} needs at least one vantage point")
+        with self._lock:
+            if key in self._surveys:
+                return False
+            self._surveys[key] = _Survey(tuple((float(x), float(y)) for x, y in points), frozenset(exclude))
+            return True
+
+    def cancel_survey(self, key: str) -> bool:
+        """Call off a survey that is no longer needed (a robot already on its way finishes the trip); False if
+        there was none."""
+        with self._lock:
+            return self._surveys.pop(key, None) is not None
+
+    @property
+    def open_surveys(self) -> int:
+        """Surveys asked for and not yet done."""
+        return len(self._surveys)
+
     def observe(self, topic: str, envelope: Envelope) -> None:
-        """An ingest consumer: telemetry updates the robot's view; task events close assignments."""
+        """An ingest consumer: telemetry updates the robot's view; task events close assignments and surveys."""
         body, robot = envelope.body, envelope.issuer
         with self._lock:
             if envelope.kind == "telemetry":
                 pose = body["pose"]
-                self.robots[robot] = RobotView(pose["x"], pose["y"], body["battery"], body.get("state", "idle"),
-                                               body.get("task"), self.clock())
+                state = body.get("state", "idle")
+                self.robots[robot] = RobotView(pose["x"], pose["y"], body["battery"], state, body.get("task"),
+                                               self.clock())
                 held = self._assigned.get(body.get("task", ""))
                 if held is not None and held.robot == robot:
                     held.acknowledged = True
+                for key, survey in list(self._surveys.items()):
+                    if survey.robot == robot:
+                        if state == "goto":
+                            survey.acknowledged = True
+                        elif survey.acknowledged:  # it went and is done, or gave up for a charger
+                            self._end_survey(key)
             elif envelope.kind == "event" and body.get("task") in self._assigned:
                 self._on_task_event(robot, body)
+            elif envelope.kind == "event":
+                self._on_survey_event(robot, body)
+
+    def _on_survey_event(self, robot: str, body: dict) -> None:
+        for key, survey in list(self._surveys.items()):
+            if survey.robot != robot:
+                continue
+            if body["type"] == "goto.arrived":
+                self._end_survey(key)
+            elif body["type"] == "command.rejected" and body.get("task") == key:
+                survey.robot, survey.acknowledged = None, False  # busy after all: someone else goes
+
+    def _end_survey(self, key: str) -> None:
+        del self._surveys[key]
+        self.surveyed.append(key)
 
     def _on_task_event(self, robot: str, body: dict) -> None:
         held = self._assigned[body["task"]]
@@ -131,11 +194,25 @@ class Dispatcher:
                 if not held.acknowledged and now - held.sent_s > ACK_TIMEOUT_S:
                     del self._assigned[task_id]
                     self._requeue(held)
+            for survey in self._surveys.values():
+                if survey.robot is not None and not survey.acknowledged and now - survey.sent_s > ACK_TIMEOUT_S:
+                    survey.robot = None
             busy = {held.robot for held in self._assigned.values()}
+            busy |= {survey.robot for survey in self._surveys.values() if survey.robot is not None}
             free = {did: view for did, view in self.robots.items()
-                    if did not in busy and view.state == "idle" and view.battery >= MIN_BATTERY
+                    if did not in busy and view.state in FREE_STATES and view.battery >= MIN_BATTERY
                     and now - view.seen_s <= self.stale_s}
             commands = []
+            for key, survey in self._surveys.items():
+                candidates = [(abs(free[did].x - x) + abs(free[did].y - y), did, (x, y))
+                              for did in free if did not in survey.exclude and free[did].state == "idle"
+                              for x, y in survey.points]  # a goto would take a robot off its charger
+                if survey.robot is not None or not candidates:
+                    continue
+                _, robot, (x, y) = min(candidates)
+                del free[robot]
+                survey.robot, survey.sent_s = robot, now
+                commands.append(self._command(robot, "goto", key, {"x": x, "y": y}))
             while self._open and free:
                 order, attempts = self._open.popleft()
                 px, py = order.pickup
@@ -146,10 +223,14 @@ class Dispatcher:
         return commands
 
     def _deliver(self, robot: str, order: OrderLike) -> Outgoing:
-        spec = BY_KIND["command"]
-        body = {"to": robot, "type": "deliver", "task": order.id, "args": {
+        return self._command(robot, "deliver", order.id, {
             "pickup": {"x": order.pickup[0], "y": order.pickup[1]},
             "dropoff": {"x": order.dropoff[0], "y": order.dropoff[1]},
-            "payload_kg": order.payload_kg, "parcel": f"parcel-{order.id}"}}
+            "payload_kg": order.payload_kg, "parcel": f"parcel-{order.id}"})
+
+    def _command(self, robot: str, kind: str, task: str, args: dict) -> Outgoing:
+        """A signed command to ``robot`` on its command topic."""
+        spec = BY_KIND["command"]
+        body = {"to": robot, "type": kind, "task": task, "args": args}
         topic = f"{topic_root(robot)}/{spec.channel}"
         return Outgoing(topic, self.signer.seal("command", body), spec.qos, spec.retain)

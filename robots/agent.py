@@ -50,6 +50,7 @@ class AgentConfig:
     backoff_s: float = 1.5  # when stuck, reverse this long ...
     backoff_mps: float = 0.3
     max_hold_s: float = 2.0  # ... then wait up to this long (drawn at random) before going on
+    goal_street_tries: int = 3  # blocked this often on the goal's own street in a row: the goal is out of reach
     seed: int = 0  # the robot's own randomness (how long it holds back), for repeatable runs
 
 
@@ -95,6 +96,7 @@ class RobotAgent:
         self._charger: tuple[float, float] | None = None
         self._return_to: tuple[float, float] | None = None
         self._route_goal: tuple[float, float] | None = None
+        self._goal_blocks: tuple[tuple[float, float] | None, int] = (None, 0)  # (goal, blocked on its street)
         self._next_battery_check = 0.0
         period = 1.0 / config.telemetry_hz if config.telemetry_hz > 0 else math.inf
         self._telemetry_period = period
@@ -257,8 +259,17 @@ class RobotAgent:
         self._event("route.blocked", detail={"street": street})
         goal = self._route_goal
         self._route_goal = None
-        if goal is not None:
-            self._plan(goal, now, heading=theta)
+        if goal is None:
+            return
+        gu, gv = self.planner.nearest_edge(*goal)
+        if self.planner.graph.edges[gu, gv]["street"] == street:  # every way round ends on this street
+            tries = self._goal_blocks[1] + 1 if self._goal_blocks[0] == goal else 1
+            self._goal_blocks = (goal, tries)
+            if tries >= config.goal_street_tries:
+                self._goal_blocks = (None, 0)
+                self._unreachable(f"the goal's street {street} stayed blocked after {tries} tries", now)
+                return
+        self._plan(goal, now, heading=theta)
 
     def _unreachable(self, why: str, now: float) -> None:
         self._route_goal = None
@@ -419,6 +430,14 @@ class RobotAgent:
             body["detail"] = detail
         self._publish("event", body)
 
+    @property
+    def activity(self) -> str:
+        """What the robot is doing, as telemetry says it: the task's state while a task is under way, else its
+        mode when that is not idle (goto, charging, return), else the task machine's resting state."""
+        if not self.tasks.busy and self.mode in ("goto", "charging", "return"):
+            return self.mode
+        return self.tasks.state.value
+
     def telemetry(self) -> dict[str, Any]:
         """The telemetry body as of the last step: believed pose, measured twist, battery, task."""
         sensors = self._last
@@ -429,7 +448,7 @@ class RobotAgent:
             "t": self._ms(), "pose": _pose(x, y, theta),
             "twist": {"v": round(sensors.odometry.v, 3), "w": round(sensors.odometry.w, 3)},
             "battery": round(min(1.0, max(0.0, sensors.battery)), 4),
-            "odometer_m": round(sensors.odometry.distance_m, 2), "state": self.tasks.state.value,
+            "odometer_m": round(sensors.odometry.distance_m, 2), "state": self.activity,
             "load_kg": sensors.load_kg,
         }
         if self.tasks.task is not None:

@@ -152,7 +152,7 @@ class OccupancyGrid:
         self._contributors: dict[str, _Contributor] = {}
         self._tiles: dict[TileKey, dict[str, int]] = {}  # tile -> DID -> pool row
         self._versions: dict[TileKey, int] = {}
-        self._cache: dict[TileKey, tuple[tuple[object, ...], FusedTile]] = {}
+        self._cache: dict[tuple[TileKey, int], tuple[tuple[object, ...], FusedTile]] = {}
 
     def integrate(
         self,
@@ -288,23 +288,25 @@ class OccupancyGrid:
         contributor = self._contributors[did]
         return math.exp(-(max(t_s, contributor.t_last) - contributor.t_ref) / self.spec.fade_s)
 
-    def belief(self, key: TileKey, trust: Mapping[str, float], t_s: float) -> FusedTile:
+    def belief(self, key: TileKey, trust: Mapping[str, float], t_s: float, k: int | None = None) -> FusedTile:
         """The tile's fused log-odds and believed states at t_s, every layer faded and weighted by trust.
 
         L = clamp(sum of weight * own log-odds). A cell is OCCUPIED when L >= occupied_l and either
         corroboration_k contributors of weight > 0.2 each hold own log-odds >= occupied_l there or in a
         cell within near_cells, or one of
         weight >= trusted_weight does; FREE likewise with free_l; else UNKNOWN. Thresholds are compared
-        within one storage unit (about 2e-4). Cached per (tile version, t_s, trust weights).
+        within one storage unit (about 2e-4). Cached per (tile version, t_s, trust weights, k). ``k``
+        overrides corroboration_k: k=1 is what any one credible robot says (a suspicion, not a belief).
         """
         spec = self.spec
+        k = spec.corroboration_k if k is None else k
         layers = self._tiles.get(key)
         version = self._versions.get(key, 0)
         if layers is None:
             return self._frozen(key, np.zeros(self._area, np.float32), np.zeros(self._area, np.int8), {}, version)
         weights = tuple(float(trust.get(did, DEFAULT_WEIGHT)) for did in layers)
         stamp = (version, t_s, weights)
-        cached = self._cache.get(key)
+        cached = self._cache.get((key, k))
         if cached is not None and cached[0] == stamp:
             return cached[1]
         rows = np.fromiter(layers.values(), dtype=np.int64, count=len(layers))
@@ -316,13 +318,13 @@ class OccupancyGrid:
         # A surface is one cell thick and sparse beams rarely hit the same cell twice: a robot corroborates
         # an occupied cell when its own evidence says occupied there or within near_cells of it.
         occupied = (fused >= spec.occupied_l - tolerance) & self._agreed(
-            self._near(own >= spec.occupied_l - tolerance), weight)
-        free = (fused <= spec.free_l + tolerance) & self._agreed(own <= spec.free_l + tolerance, weight)
+            self._near(own >= spec.occupied_l - tolerance), weight, k)
+        free = (fused <= spec.free_l + tolerance) & self._agreed(own <= spec.free_l + tolerance, weight, k)
         state = np.full(self._area, UNKNOWN, dtype=np.int8)
         state[occupied] = OCCUPIED
         state[free] = FREE
         fused_tile = self._frozen(key, fused, state, self.contributions(key), version)
-        self._cache[key] = (stamp, fused_tile)
+        self._cache[(key, k)] = (stamp, fused_tile)
         return fused_tile
 
     def _near(self, says: np.ndarray) -> np.ndarray:
@@ -337,9 +339,9 @@ class OccupancyGrid:
             near |= rows[:, dx:dx + n, :]
         return near.reshape(says.shape)
 
-    def _agreed(self, says: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    def _agreed(self, says: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
         """Cells where k independent contributors (weight > 0.2), or one trusted one, say so (says: (layers, cells))."""
-        independent = says[weight > CORROBORATING_WEIGHT].sum(axis=0) >= self.spec.corroboration_k
+        independent = says[weight > CORROBORATING_WEIGHT].sum(axis=0) >= k
         return independent | says[weight >= self.spec.trusted_weight].any(axis=0)
 
     def _frozen(
@@ -352,17 +354,19 @@ class OccupancyGrid:
         log_odds.flags.writeable = state.flags.writeable = False
         return FusedTile(key, log_odds, state, contributors, version)
 
-    def state_at(self, xs: np.ndarray, ys: np.ndarray, trust: Mapping[str, float], t_s: float) -> np.ndarray:
+    def state_at(self, xs: np.ndarray, ys: np.ndarray, trust: Mapping[str, float], t_s: float,
+                 k: int | None = None) -> np.ndarray:
         """Believed states (int8, shaped like xs) at world points; UNKNOWN outside every known tile."""
-        return self.consensus_at(self._cells_at(xs, ys), trust, t_s).reshape(np.shape(xs))
+        return self.consensus_at(self._cells_at(xs, ys), trust, t_s, k).reshape(np.shape(xs))
 
-    def consensus_at(self, cells: np.ndarray, trust: Mapping[str, float], t_s: float) -> np.ndarray:
+    def consensus_at(self, cells: np.ndarray, trust: Mapping[str, float], t_s: float,
+                     k: int | None = None) -> np.ndarray:
         """Believed states (int8) at (ix, iy) cells, an (n, 2) array; what a scan is scored against for trust."""
         keys, tile_of, local = self._by_tile(np.asarray(cells, dtype=np.int64).reshape(-1, 2))
         states = np.zeros((len(keys), self._area), dtype=np.int8)
         for index, key in enumerate(keys):
             if key in self._tiles:
-                states[index] = self.belief(key, trust, t_s).state.reshape(-1)
+                states[index] = self.belief(key, trust, t_s, k).state.reshape(-1)
         return states.reshape(-1).take(tile_of * self._area + local)
 
     def contributions(self, key: TileKey) -> dict[str, float]:
@@ -452,5 +456,6 @@ class OccupancyGrid:
             self._versions[key] += 1
             if not layers:
                 del self._tiles[key]
-                self._cache.pop(key, None)
+                for cached in [cached for cached in self._cache if cached[0] == key]:
+                    del self._cache[cached]
         self._pool.give_back(rows.values())

@@ -16,6 +16,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -25,8 +26,8 @@ from bus.schemas import BY_KIND
 from bus.session import Outgoing
 from bus.topics import MAP_GRAPH, map_tile_topic
 from identity.envelope import Envelope, EnvelopeSigner
-from spatial.grid import OCCUPIED, UNKNOWN, GridSpec, OccupancyGrid, TileKey
-from spatial.roads import BLOCKED, RoadReport, RoadStates, graph_message
+from spatial.grid import CORROBORATING_WEIGHT, OCCUPIED, UNKNOWN, GridSpec, OccupancyGrid, TileKey
+from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
 
@@ -34,13 +35,13 @@ UNKNOWN_COST_FACTOR = 1.5  # a metre of path through ground nobody has seen cost
 
 
 class _BoundBelief:
-    """The grid's believed states with one trust snapshot and time bound in: what RoadStates evaluates."""
+    """The grid's believed states with one trust snapshot, time and corroboration bound in: what RoadStates reads."""
 
-    def __init__(self, grid: OccupancyGrid, trust: Mapping[str, float], t_s: float) -> None:
-        self.grid, self.trust, self.t_s = grid, trust, t_s
+    def __init__(self, grid: OccupancyGrid, trust: Mapping[str, float], t_s: float, k: int | None = None) -> None:
+        self.grid, self.trust, self.t_s, self.k = grid, trust, t_s, k
 
     def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        return self.grid.state_at(xs, ys, self.trust, self.t_s)
+        return self.grid.state_at(xs, ys, self.trust, self.t_s, self.k)
 
     def contributors_at(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, float]:
         return self.grid.contributors_at(xs, ys, self.t_s)
@@ -64,6 +65,8 @@ class MapService:
         trust_refresh_s: float = 1.0,
         road_m: float = 8.0,
         max_range_m: float = 6.0,
+        teammate_radius_m: float = 0.9,
+        teammate_window_s: float = 1.5,
     ) -> None:
         self.signer = signer
         self.bounds = bounds
@@ -71,17 +74,21 @@ class MapService:
         self.grid = OccupancyGrid(spec)
         self.trust = trust or TrustLedger(prior=(3.0, 1.0))  # a robot new to the map starts at 0.75
         self.level_of = level_of
+        self.graph = graph
         self.roads = RoadStates(graph, road_m=road_m, resolution_m=spec.resolution_m)
         self.min_scan_gap_s = 1.0 / max_scan_hz
         self.publish_every_s = publish_every_s
         self.trust_refresh_s = trust_refresh_s
         self.max_range_m = max_range_m
+        self.teammate_radius_m = teammate_radius_m
+        self.teammate_window_s = teammate_window_s
         self.refused: Counter[str] = Counter()
         self.scans = 0
         self.report: RoadReport | None = None
         self.graph_version = 0
         self._published: dict[TileKey, int] = {}
         self._last_scan: dict[str, float] = {}
+        self._poses: dict[str, tuple[float, float, float, float, float]] = {}  # did -> t, x, y, theta, v
         self._weights: dict[str, float] = {}
         self._weights_at = -math.inf
         self._next_publish = -math.inf
@@ -95,10 +102,15 @@ class MapService:
     # --- in ------------------------------------------------------------------------------------------
 
     def observe(self, topic: str, envelope: Envelope) -> None:
-        """An ingest consumer: births set a robot's verification level; scans are checked and fused."""
+        """An ingest consumer: births set a robot's verification level; telemetry says where robots are;
+        scans are checked and fused."""
         if envelope.kind == "birth":
             with self._lock:
                 self.trust.set_level(envelope.issuer, self.level_of(envelope.issuer))
+        elif envelope.kind == "telemetry":
+            body = envelope.body
+            with self._lock:
+                self._place(envelope.issuer, body["t"] / 1000.0, body["pose"], float(body["twist"]["v"]))
         elif envelope.kind == "scan":
             with self._lock:
                 self._scan(envelope.issuer, envelope.body)
@@ -119,9 +131,12 @@ class MapService:
             self._refuse("too_frequent")
             return
         self._last_scan[did] = t_s
+        speed = self._poses[did][4] if did in self._poses else 0.0
+        self._place(did, t_s, pose, speed)
         # Like OctoMap's maxrange: far returns are where a small heading error moves a wall most.
         range_max = min(float(body["range_max"]), self.max_range_m)
         ranges = np.array([math.inf if r is None or r >= range_max else r for r in body["ranges"]])
+        self._drop_teammates(did, (x, y, theta), body["angle_min"], body["angle_increment"], ranges, t_s)
         observation = self.grid.integrate(did, (x, y, theta), body["angle_min"], body["angle_increment"],
                                           range_max, ranges, t_s)
         self.scans += 1
@@ -129,6 +144,34 @@ class MapService:
         others = {**weights, did: 0.0}  # a robot must not vouch for itself
         self.trust.score(did, observation.free, observation.hit,
                          lambda cells: self.grid.consensus_at(cells, others, t_s))
+
+    def _place(self, did: str, t_s: float, pose: Mapping[str, float], speed: float) -> None:
+        """Remember where a robot said it was (the newest report wins), to tell teammates from obstacles."""
+        known = self._poses.get(did)
+        if known is None or t_s >= known[0]:
+            self._poses[did] = (t_s, float(pose["x"]), float(pose["y"]), float(pose["theta"]), speed)
+
+    def _drop_teammates(self, did: str, pose: tuple[float, float, float], angle_min: float,
+                        angle_increment: float, ranges: np.ndarray, t_s: float) -> None:
+        """Drop (in place) the returns that land on another robot: a teammate is not part of the map.
+
+        Each robot's last reported pose, heard within teammate_window_s, is carried forward
+        along its heading at its reported speed to the scan's time; a return within
+        teammate_radius_m of it says nothing about the world and would only count as a
+        conflict against whoever sees that ground free a moment later.
+        """
+        others = [(x + v * (t_s - t) * math.cos(th), y + v * (t_s - t) * math.sin(th))
+                  for other, (t, x, y, th, v) in self._poses.items()
+                  if other != did and abs(t_s - t) <= self.teammate_window_s]
+        returns = np.flatnonzero(np.isfinite(ranges))
+        if not others or not len(returns):
+            return
+        x, y, theta = pose
+        angles = theta + angle_min + returns * angle_increment
+        ends = np.stack((x + ranges[returns] * np.cos(angles), y + ranges[returns] * np.sin(angles)), axis=1)
+        near = np.array(others)
+        gap = np.hypot(ends[:, None, 0] - near[None, :, 0], ends[:, None, 1] - near[None, :, 1]).min(axis=1)
+        ranges[returns[gap <= self.teammate_radius_m]] = -1.0  # a negative range: the beam is dropped
 
     def _trust_snapshot(self, t_s: float) -> dict[str, float]:
         """The contributors' weights, refreshed at most every trust_refresh_s (the grid caches per snapshot)."""
@@ -161,7 +204,8 @@ class MapService:
             out.append(self._tile(encode_tile("belief", key, version, resolution, belief_cells(fused.state))))
             out.append(self._tile(encode_tile("probability", key, version, resolution,
                                               probability_cells(fused.log_odds))))
-        report = self.roads.evaluate(_BoundBelief(self.grid, weights, now))
+        report = self.roads.evaluate(_BoundBelief(self.grid, weights, now), _BoundBelief(self.grid, weights, now, k=1),
+                                     lambda key: self._witnesses(key, weights, now), k=self.grid.spec.corroboration_k)
         if self.report is None or report.changed_since(self.report):
             self.graph_version += 1
             spec = BY_KIND["map.graph"]
@@ -169,6 +213,14 @@ class MapService:
             out.append(Outgoing(MAP_GRAPH, self.signer.seal("map.graph", body), spec.qos, spec.retain))
         self.report = report
         return out
+
+    def _witnesses(self, key: EdgeKey, weights: Mapping[str, float], now: float) -> list[_BoundBelief]:
+        """One belief per credible robot with evidence on this road, from its evidence alone."""
+        xs, ys = self.roads.points(key)
+        here = self.grid.contributors_at(xs.ravel(), ys.ravel(), now)
+        silent = dict.fromkeys([*weights, *here], 0.0)  # everyone else says nothing in a witness's view
+        return [_BoundBelief(self.grid, {**silent, did: weights[did]}, now, k=1) for did in sorted(here)
+                if weights.get(did, 0.0) > CORROBORATING_WEIGHT]
 
     def _tile(self, body: dict[str, Any]) -> Outgoing:
         spec = BY_KIND["map.tile"]
@@ -223,3 +275,35 @@ class MapService:
         if report is None:
             return {}
         return {edge: state.contributors for edge, state in report.states.items() if state.state == BLOCKED}
+
+    def suspects(self, vantage_m: float = 4.0) -> dict[EdgeKey, Suspect]:
+        """The roads one robot's evidence blocks and nobody has confirmed: where, who said so, and where to look from.
+
+        The vantage points lie on the road ``vantage_m`` short of the blockage, one from each end's side,
+        so a second robot sent to either sees it within the map's insertion range.
+        """
+        report = self.report
+        if report is None:
+            return {}
+        found = {}
+        for (u, v), state in report.states.items():
+            if state.state != SUSPECT or state.at is None:
+                continue
+            views = []
+            for end in (u, v):
+                ex, ey = self.graph.nodes[end]["pos"]
+                gap = math.hypot(ex - state.at[0], ey - state.at[1])
+                if gap > 1e-9:
+                    step = min(vantage_m, gap) / gap
+                    views.append((state.at[0] + (ex - state.at[0]) * step, state.at[1] + (ey - state.at[1]) * step))
+            found[(u, v)] = Suspect(state.at, tuple(views), state.contributors)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """A road blockage only one robot has seen: where it is, where to look from, and whose evidence it is."""
+
+    at: tuple[float, float]
+    vantage_points: tuple[tuple[float, float], ...]
+    contributors: dict[str, float]

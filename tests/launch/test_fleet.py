@@ -106,6 +106,8 @@ def test_a_robot_drives_to_where_it_is_sent(scene) -> None:
     gx, gy = _far_dropoff(s)
     s.command(0, "goto", args={"x": gx, "y": gy})
     s.run_until(lambda: "goto.arrived" in s.heard.events(), limit_s=600)
+    said = [e.body["state"] for e in s.heard.envelopes if e.kind == "telemetry" and e.issuer == s.fleet.agents[0].did]
+    assert "goto" in said and said[-1] == "idle"  # telemetry says what it is doing
     truth = s.fleet.world.truth
     assert math.hypot(truth.poses[0, 0] - gx, truth.poses[0, 1] - gy) < 2.0
     assert truth.collisions.sum() == 0 and s.refused() == 0

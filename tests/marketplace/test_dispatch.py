@@ -84,3 +84,68 @@ def test_an_unacknowledged_command_is_requeued(dispatcher, clock) -> None:
     dispatcher.observe("t", _telemetry(FAR, 5.0))
     [again] = dispatcher.step()
     assert again.topic.endswith("/5FarRobot/cmd")
+
+
+MID = "did:peaq:5MidRobot"
+
+
+def _goto_of(command, registry, clock) -> dict:
+    body = EnvelopeVerifier(registry, clock=clock).verify(command.payload, kinds=["command"]).body
+    assert body["type"] == "goto"
+    return body
+
+
+def test_a_survey_sends_the_nearest_idle_robot_that_is_not_a_witness_first(dispatcher, registry, clock) -> None:
+    for robot, x in ((NEAR, 2.0), (MID, 30.0), (FAR, 90.0)):
+        dispatcher.observe("t", _telemetry(robot, x))
+    dispatcher.offer(ORDER)
+    assert dispatcher.survey("survey-a-b", [(10.0, 0.0), (60.0, 0.0)], exclude=[NEAR])
+    assert not dispatcher.survey("survey-a-b", [(10.0, 0.0)])  # one at a time per key
+    survey, order = dispatcher.step()
+    goto = _goto_of(survey, registry, clock)
+    assert goto["to"] == MID and goto["task"] == "survey-a-b" and goto["args"] == {"x": 10.0, "y": 0.0}
+    assert order.topic.endswith("/5NearRobot/cmd")  # orders get the robots the surveys left
+    assert dispatcher.open_surveys == 1 and dispatcher.step() == []
+
+
+def test_a_survey_ends_when_the_robot_arrives_and_passes_over_charging_robots(dispatcher, registry, clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0, state="charging"))
+    dispatcher.survey("survey-a-b", [(10.0, 0.0)])
+    assert dispatcher.step() == []  # a goto would take it off its charger
+    dispatcher.observe("t", _telemetry(FAR, 90.0))
+    [command] = dispatcher.step()
+    assert _goto_of(command, registry, clock)["to"] == FAR
+    dispatcher.observe("t", _telemetry(FAR, 80.0, state="goto"))
+    dispatcher.observe("e", _envelope("event", NEAR, {"t": 0, "type": "goto.arrived"}))
+    assert dispatcher.open_surveys == 1  # not its survey
+    dispatcher.observe("e", _envelope("event", FAR, {"t": 0, "type": "goto.arrived"}))
+    assert dispatcher.open_surveys == 0 and dispatcher.surveyed == ["survey-a-b"]
+
+
+def test_a_refused_or_unacknowledged_survey_goes_to_another_robot(dispatcher, registry, clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0))
+    dispatcher.survey("survey-a-b", [(10.0, 0.0)])
+    [first] = dispatcher.step()
+    dispatcher.observe("e", _envelope("event", NEAR, {"t": 0, "type": "command.rejected", "task": "survey-a-b"}))
+    [again] = dispatcher.step()
+    assert _goto_of(again, registry, clock)["to"] == NEAR
+    clock.advance(ACK_TIMEOUT_S + 1)
+    dispatcher.observe("t", _telemetry(FAR, 90.0))
+    dispatcher.observe("t", _telemetry(NEAR, 2.0, battery=0.1))
+    [third] = dispatcher.step()
+    assert _goto_of(third, registry, clock)["to"] == FAR
+
+
+def test_a_robot_that_leaves_goto_ends_its_survey_and_a_cancelled_survey_sends_nobody(dispatcher, registry,
+                                                                                      clock) -> None:
+    dispatcher.observe("t", _telemetry(NEAR, 2.0))
+    dispatcher.survey("survey-a-b", [(10.0, 0.0)])
+    dispatcher.step()
+    dispatcher.observe("t", _telemetry(NEAR, 5.0, state="goto"))
+    dispatcher.observe("t", _telemetry(NEAR, 6.0, state="idle"))  # e.g. no route: it gave up
+    assert dispatcher.open_surveys == 0
+    dispatcher.survey("survey-c-d", [(10.0, 0.0)])
+    assert dispatcher.cancel_survey("survey-c-d") and not dispatcher.cancel_survey("survey-c-d")
+    assert dispatcher.step() == []
+    with pytest.raises(ValueError, match="vantage point"):
+        dispatcher.survey("survey-e-f", [])

@@ -21,9 +21,15 @@ def test_an_honest_fleets_map_matches_the_ground_truth(honest) -> None:
     assert honest.false_blockages == 0 and honest.refused == 0
 
 
+def test_a_closed_road_a_robot_found_is_confirmed_and_believed(honest) -> None:
+    """One robot meets the roadworks; the map suspects the road, a second robot is sent, and it is believed."""
+    assert honest.blocked_seen >= 1 and honest.surveys >= 1
+    assert honest.believed_share >= 0.3 and honest.precision == 1.0  # 0.44 measured: unseen evidence fades
+
+
 def test_liars_lose_trust_and_do_not_move_the_map(honest) -> None:
     lying = run_scenario(seed=3, robots=10, liar_fraction=0.1, duration_s=200)
     assert lying.liars == 1
     assert honest.iou - lying.iou <= 0.02
-    assert lying.false_blockages == 0
+    assert lying.false_blockages == 0 and lying.precision == 1.0
     assert lying.liar_weight < lying.honest_weight / 2

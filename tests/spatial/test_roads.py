@@ -8,9 +8,9 @@ import pytest
 
 from bus.schemas import SchemaError, validate_body
 from spatial.grid import OCCUPIED
-from spatial.roads import BLOCKED, FREE, SLOW, EdgeState, RoadStates, graph_message
+from spatial.roads import BLOCKED, FREE, SLOW, SUSPECT, EdgeState, RoadStates, graph_message
 
-ALICE, BOB = "did:key:zAlice", "did:key:zBob"
+ALICE, BOB, CAROL = "did:key:zAlice", "did:key:zBob", "did:key:zCarol"
 EAST = ("depot-0", "n1_0")  # depot-0 (20, 0) to junction n1_0 (48, 0); its road spans x in [20, 44], y in [-4, 4]
 WEST = ("depot-0", "n0_0")  # junction n0_0 (0, 0) to depot-0; road x in [4, 20]
 NORTH = ("n1_0", "n1_1")  # junction n1_0 (48, 0) to junction n1_1 (48, 48); road x in [44, 52], y in [4, 44]
@@ -83,13 +83,20 @@ def test_sample_points_cover_each_road_outside_the_junction_squares(roads: RoadS
 
 def test_a_barrier_across_the_road_blocks_the_edge_and_names_who_saw_it(roads: RoadStates) -> None:
     report = roads.evaluate(BoxBelief((30.0, -5.0, 30.6, 5.0, ALICE), (35.0, 2.0, 36.0, 3.0, BOB)))
-    assert report.states[EAST] == EdgeState(BLOCKED, 0.0, {ALICE: 40.0})
+    assert report.states[EAST] == EdgeState(BLOCKED, 0.0, {ALICE: 40.0}, at=(29.9, 0.0))
     assert {edge: report.states[edge].state for edge in (WEST, NORTH, STUB)} == dict.fromkeys((WEST, NORTH, STUB), FREE)
 
 
 @pytest.mark.parametrize("x", np.arange(24.0, 25.0, 0.05))
 def test_a_barrier_one_cell_thick_never_slips_between_cross_sections(roads: RoadStates, x: float) -> None:
     assert roads.evaluate(BoxBelief((x, -4.0, x + 0.2, 4.0, ALICE))).states[EAST].state == BLOCKED
+
+
+def test_a_thin_barrier_at_a_slant_across_two_cross_sections_still_blocks(roads: RoadStates) -> None:
+    slant = BoxBelief((30.0, -4.0, 30.2, 0.1, ALICE), (30.2, -0.1, 30.4, 4.0, ALICE), rest=-1)
+    assert roads.evaluate(slant).states[EAST].state == BLOCKED
+    apart = BoxBelief((30.0, -4.0, 30.2, 0.1, ALICE), (31.0, -0.1, 31.2, 4.0, ALICE), rest=-1)  # a chicane
+    assert roads.evaluate(apart).states[EAST].state == SLOW
 
 
 def test_coarser_cross_sections_can_miss_a_thin_barrier() -> None:
@@ -112,18 +119,44 @@ def test_how_narrow_counts_as_slow_is_a_fraction_of_the_road() -> None:
 
 
 def test_a_gap_narrower_than_the_robot_blocks_and_gaps_do_not_add_up(roads: RoadStates) -> None:
-    one_metre = BoxBelief((44.0, 20.0, 47.95, 21.0, ALICE), (49.05, 20.0, 52.0, 21.0, BOB))
-    assert roads.evaluate(one_metre).states[NORTH] == EdgeState(SLOW, 1.0, {ALICE: 20.0, BOB: 15.0})
-    half_metre = BoxBelief((44.0, 20.0, 48.25, 21.0, ALICE), (48.75, 20.0, 52.0, 21.0, BOB))
-    assert roads.evaluate(half_metre).states[NORTH] == EdgeState(BLOCKED, 0.6, {ALICE: 21.0, BOB: 16.0})
+    one_metre = BoxBelief((44.0, 20.0, 47.95, 21.0, ALICE), (49.05, 20.0, 52.0, 21.0, BOB), rest=-1)  # seen free
+    assert roads.evaluate(one_metre).states[NORTH] == EdgeState(SLOW, 1.0, {ALICE: 20.0, BOB: 15.0}, at=(48.0, 19.9))
+    half_metre = BoxBelief((44.0, 20.0, 48.25, 21.0, ALICE), (48.75, 20.0, 52.0, 21.0, BOB), rest=-1)
+    assert roads.evaluate(half_metre).states[NORTH] == EdgeState(BLOCKED, 0.6, {ALICE: 21.0, BOB: 16.0}, at=(48.0, 19.9))
     two_gaps = BoxBelief((44.0, 20.0, 46.15, 21.0, ALICE), (46.75, 20.0, 48.25, 21.0, ALICE),
-                         (48.75, 20.0, 52.0, 21.0, BOB))
+                         (48.75, 20.0, 52.0, 21.0, BOB), rest=-1)
     assert roads.evaluate(two_gaps).states[NORTH].state == BLOCKED
+
+
+def test_an_unseen_gap_between_walls_is_closed_unless_wider_than_unseen_gap_m(roads: RoadStates) -> None:
+    """Sparse lidar returns leave unknown holes in a surface: one no wider than 1.2 m is no way through."""
+    one_metre = BoxBelief((44.0, 20.0, 47.95, 21.0, ALICE), (49.05, 20.0, 52.0, 21.0, BOB))  # the gap: unknown
+    assert roads.evaluate(one_metre).states[NORTH].state == BLOCKED
+    two_metres = BoxBelief((44.0, 20.0, 47.0, 21.0, ALICE), (49.0, 20.0, 52.0, 21.0, BOB))
+    wide = roads.evaluate(two_metres).states[NORTH]
+    assert (wide.state, wide.free_width_m) == (SLOW, 2.0)
+    strict = RoadStates(street_graph(), unseen_gap_m=0.0).evaluate(one_metre).states[NORTH]
+    assert (strict.state, strict.free_width_m) == (SLOW, 1.0)
+    kerb = BoxBelief((44.0, 20.0, 45.0, 21.0, ALICE))  # a wall with unknown ground beside it, but nothing beyond
+    assert roads.evaluate(kerb).states[NORTH].free_width_m == 7.0
 
 
 def test_the_narrowest_cross_section_decides_and_provides_the_contributors(roads: RoadStates) -> None:
     belief = BoxBelief((20.0, -4.0, 21.0, 3.0, ALICE), (30.0, -4.0, 31.0, 1.0, BOB))
-    assert roads.evaluate(belief).states[EAST] == EdgeState(SLOW, 1.0, {ALICE: 35.0})
+    assert roads.evaluate(belief).states[EAST] == EdgeState(SLOW, 1.0, {ALICE: 70.0}, at=(20.1, 0.0))  # two cross-sections
+
+
+def test_a_blockage_only_the_uncorroborated_view_sees_is_suspect_with_its_witness(roads: RoadStates) -> None:
+    believed = BoxBelief((44.0, 20.0, 47.0, 26.0, BOB))  # the corroborated map: a van, the road is slow
+    one_says = BoxBelief((30.0, -5.0, 30.6, 5.0, ALICE), (44.0, 20.0, 52.0, 21.0, CAROL))
+    report = roads.evaluate(believed, suspicion=one_says)
+    assert report.states[EAST] == EdgeState(SUSPECT, 0.0, {ALICE: 40.0}, at=(29.9, 0.0))
+    assert report.states[NORTH] == EdgeState(SUSPECT, 0.0, {CAROL: 40.0}, at=(48.0, 19.9))  # slow, yet suspect
+    assert report.states[WEST].state == FREE
+    both = roads.evaluate(one_says, suspicion=one_says)
+    assert both.states[EAST].state == both.states[NORTH].state == BLOCKED
+    assert {"u": "depot-0", "v": "n1_0", "state": SUSPECT, "at": {"x": 29.9, "y": 0.0}} in graph_message(report, 1)["edges"]
+    validate_body("map.graph", graph_message(report, 1))
 
 
 def test_an_obstacle_in_a_junction_square_blocks_no_edge(roads: RoadStates) -> None:
@@ -151,8 +184,8 @@ def test_graph_message_lists_every_edge_in_order_and_fits_the_protocol(roads: Ro
     assert body == {"version": 7, "edges": [
         {"u": "charger-0", "v": "n0_0", "state": "free"},
         {"u": "depot-0", "v": "n0_0", "state": "free"},
-        {"u": "depot-0", "v": "n1_0", "state": "blocked"},
-        {"u": "n1_0", "v": "n1_1", "state": "slow"},
+        {"u": "depot-0", "v": "n1_0", "state": "blocked", "at": {"x": 29.9, "y": 0.0}},
+        {"u": "n1_0", "v": "n1_1", "state": "slow", "at": {"x": 48.0, "y": 19.9}},
     ]}
     with pytest.raises(SchemaError):
         validate_body("map.graph", graph_message(report, -1))

@@ -101,11 +101,66 @@ def test_corroborated_scans_close_the_road_and_robots_hear_it(fleet) -> None:
     assert fleet.service.tile_png(fleet.service.grid.tiles()[0]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_one_robot_alone_is_not_believed(fleet) -> None:
-    _sweep(fleet, [0])
+def test_one_robot_alone_is_not_believed_but_makes_the_road_a_suspect(fleet) -> None:
+    for x in np.arange(2.0, 3.6, 0.25):  # one robot driving up to the wall: its hits fill the wall in
+        fleet.scan(0, float(x), 0.0)
+        fleet.clock.advance(0.5)
     assert fleet.service.occupancy(WALL_X + 0.05, 0.0) != OCCUPIED
     fleet.publish()
-    assert fleet.view.edge_cost("a", "b", {"length": 40.0}) == 40.0
+    assert fleet.view.edge_cost("a", "b", {"length": 40.0}) == 40.0  # suspect: planned as free
+    assert fleet.view.states[("a", "b")] == "suspect"
+    suspect = fleet.service.suspects()[("a", "b")]
+    assert set(suspect.contributors) == {fleet.sessions[0].signer.did}
+    assert suspect.at[0] == pytest.approx(WALL_X, abs=0.3) and suspect.at[1] == pytest.approx(0.0, abs=0.3)
+    assert [x for x, _ in suspect.vantage_points] == pytest.approx([suspect.at[0] - 4.0, suspect.at[0] + 4.0])
+    _sweep(fleet, [1])  # a second robot looks: corroborated, no longer a suspect
+    fleet.clock.advance(1.0)
+    fleet.publish()
+    assert fleet.service.suspects() == {} and fleet.view.edge_cost("a", "b", {"length": 40.0}) is None
+
+
+def _telemetry(fleet: Fleet, robot: int, x: float, y: float, v: float = 0.0) -> None:
+    body = {"t": int(fleet.clock() * 1000), "pose": {"x": x, "y": y, "theta": 0.0}, "twist": {"v": v, "w": 0.0},
+            "battery": 0.9}
+    message = fleet.sessions[robot].message("telemetry", body)
+    assert fleet.ingest.handle(message.topic, message.payload) is not None
+
+
+def _disc_ranges(x: float, cx: float, radius: float) -> list[float | None]:
+    """What a lidar at (x, 0) sees of a robot-sized disc at (cx, 0), nothing else around."""
+    ranges: list[float | None] = []
+    for angle in ANGLES:
+        c, s = math.cos(angle), math.sin(angle)
+        b = (cx - x) * c
+        disc = b * b - ((cx - x) ** 2 - radius ** 2)
+        r = b - math.sqrt(disc) if disc >= 0 and b > 0 else math.inf
+        ranges.append(round(r, 3) if r < 12.0 else None)
+    return ranges
+
+
+def test_returns_from_another_robot_are_not_mapped(fleet) -> None:
+    """A teammate standing (or driving, by its reported speed) in view is not an obstacle."""
+    for _ in range(4):
+        _telemetry(fleet, 2, 4.0, 0.0)
+        for robot in (0, 1):
+            fleet.scan(robot, 0.0, 0.0, ranges=_disc_ranges(0.0, 4.0, 0.35))
+        fleet.clock.advance(0.5)
+    around = [(4.0 + dx, dy) for dx in np.arange(-0.6, 0.61, 0.1) for dy in np.arange(-0.6, 0.61, 0.1)]
+    assert not any(fleet.service.occupancy(x, y) == OCCUPIED for x, y in around)
+    fleet.clock.advance(5.0)  # the robot went silent: its pose is stale; an obstacle there is mapped
+    for _ in range(4):
+        for robot in (0, 1):
+            fleet.scan(robot, 0.0, 0.0, ranges=_disc_ranges(0.0, 4.0, 0.35))
+        fleet.clock.advance(0.5)
+    assert fleet.service.occupancy(3.7, 0.0) == OCCUPIED
+
+
+def test_a_moving_teammate_is_followed_by_its_reported_speed(fleet) -> None:
+    _telemetry(fleet, 2, 2.8, 0.0, v=1.2)  # 1.2 m/s along +x: at x = 4 one second later
+    fleet.clock.advance(1.0)
+    for robot in (0, 1):
+        fleet.scan(robot, 0.0, 0.0, ranges=_disc_ranges(0.0, 4.0, 0.35))
+    assert fleet.service.occupancy(3.7, 0.0) != OCCUPIED
 
 
 def test_a_robot_erasing_a_corroborated_wall_loses_trust_and_the_wall_stays(fleet) -> None:
