@@ -26,7 +26,7 @@ from bus.schemas import BY_KIND
 from bus.session import Outgoing
 from bus.topics import MAP_GRAPH, map_tile_topic
 from identity.envelope import Envelope, EnvelopeSigner
-from spatial.grid import CORROBORATING_WEIGHT, OCCUPIED, UNKNOWN, GridSpec, OccupancyGrid, TileKey
+from spatial.grid import OCCUPIED, UNKNOWN, GridSpec, OccupancyGrid, TileKey
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
@@ -67,6 +67,7 @@ class MapService:
         max_range_m: float = 6.0,
         teammate_radius_m: float = 0.9,
         teammate_window_s: float = 1.5,
+        witness_weight: float = 0.8,
     ) -> None:
         self.signer = signer
         self.bounds = bounds
@@ -82,6 +83,7 @@ class MapService:
         self.max_range_m = max_range_m
         self.teammate_radius_m = teammate_radius_m
         self.teammate_window_s = teammate_window_s
+        self.witness_weight = witness_weight
         self.refused: Counter[str] = Counter()
         self.scans = 0
         self.report: RoadReport | None = None
@@ -215,12 +217,13 @@ class MapService:
         return out
 
     def _witnesses(self, key: EdgeKey, weights: Mapping[str, float], now: float) -> list[_BoundBelief]:
-        """One belief per credible robot with evidence on this road, from its evidence alone."""
+        """One belief per robot with evidence on this road, from its evidence alone: only robots whose weight
+        is at least witness_weight, above where a newcomer starts (0.75), so fresh identities cannot collude."""
         xs, ys = self.roads.points(key)
         here = self.grid.contributors_at(xs.ravel(), ys.ravel(), now)
         silent = dict.fromkeys([*weights, *here], 0.0)  # everyone else says nothing in a witness's view
         return [_BoundBelief(self.grid, {**silent, did: weights[did]}, now, k=1) for did in sorted(here)
-                if weights.get(did, 0.0) > CORROBORATING_WEIGHT]
+                if weights.get(did, 0.0) >= self.witness_weight]
 
     def _tile(self, body: dict[str, Any]) -> Outgoing:
         spec = BY_KIND["map.tile"]

@@ -159,6 +159,17 @@ def test_a_blockage_only_the_uncorroborated_view_sees_is_suspect_with_its_witnes
     validate_body("map.graph", graph_message(report, 1))
 
 
+def test_k_witnesses_who_each_block_a_road_on_their_own_evidence_block_it(roads: RoadStates) -> None:
+    """Two robots saw the two faces of one roadworks: no cell is corroborated, the closure is."""
+    south = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE))
+    north = BoxBelief((33.0, -4.0, 33.2, 4.0, BOB))
+    either = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE), (33.0, -4.0, 33.2, 4.0, BOB))
+    blocked = roads.evaluate(BoxBelief(), either, witnesses=lambda key: [south, north], k=2).states[EAST]
+    assert blocked.state == BLOCKED and set(blocked.contributors) == {ALICE, BOB}
+    alone = roads.evaluate(BoxBelief(), either, witnesses=lambda key: [south], k=2).states[EAST]
+    assert alone.state == SUSPECT
+
+
 def test_an_obstacle_in_a_junction_square_blocks_no_edge(roads: RoadStates) -> None:
     in_square = BoxBelief((44.0, -4.0, 52.0, 4.0, ALICE), (-4.0, -4.0, 4.0, 4.0, ALICE))
     assert all(edge.state == FREE for edge in roads.evaluate(in_square).states.values())
