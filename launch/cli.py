@@ -11,7 +11,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from identity.errors import DepaiError
-from launch import broker_command, demo, envelope_commands, id_commands, sim_command
+from launch import broker_command, demo, envelope_commands, id_commands, ledger_command, sim_command
 from launch.home import Home
 from launch.output import EXIT_IO, CliError, from_error, report_error
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     envelope_commands.add_parser(commands, common)
     broker_command.add_parser(commands, common)
     sim_command.add_parser(commands, common)
+    ledger_command.add_parser(commands, common)
     return parser
 
 

@@ -1,0 +1,63 @@
+"""`depai ledger verify`: an intact ledger passes; an edited row is named; bad arguments say what to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from identity.keys import Signer
+from launch.cli import main
+from launch.output import EXIT_IO, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from ledger.journal import Ledger
+
+OPERATOR = Signer(bytes(range(32)))
+
+
+@pytest.fixture
+def ledger_url(tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("DEPAI_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    book = Ledger.open(url, OPERATOR)
+    book.open_account("world:EUR", "EUR", "world", may_go_negative=True)
+    book.open_account("alice", "EUR", "customer")
+    for i in range(1, 4):
+        book.post(f"d{i}", {"world:EUR": -i, "alice": i}, kind="deposit")
+    book.checkpoint()
+    book.close()
+    return url
+
+
+def test_an_intact_ledger_verifies(ledger_url, capsys) -> None:
+    assert main(["ledger", "verify", "--db", ledger_url]) == EXIT_OK
+    assert "3 entries" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--db", ledger_url, "--json", "--key", OPERATOR.public_key.hex()]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {"entries": 3, "checkpoint": 3, "problems": [], "intact": True}
+
+
+def test_an_edited_row_is_named_and_the_exit_status_says_so(ledger_url, capsys) -> None:
+    book = Ledger.open(ledger_url, None)
+    with book.db.transaction() as cursor:
+        cursor.execute("DROP TRIGGER entries_no_update")
+        cursor.execute("UPDATE entries SET memo = 'nothing to see' WHERE seq = 2")
+    book.close()
+    assert main(["ledger", "verify", "--db", ledger_url]) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert "entry 2: its content does not match its leaf hash" in out and "entry 1" not in out
+
+
+def test_another_operator_key_fails_every_signature(ledger_url, capsys) -> None:
+    other = Signer.generate().public_key.hex()
+    assert main(["ledger", "verify", "--db", ledger_url, "--key", other, "--json"]) == EXIT_REFUSED
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert len([p for p in problems if "signature does not verify" in p]) == 3
+
+
+@pytest.mark.parametrize("argv, code, says", [
+    (["--key", "abc"], EXIT_USAGE, "64 hex digits"),
+    (["--db", "mysql://x"], EXIT_IO, "sqlite:///path or postgresql://"),
+])
+def test_bad_arguments_say_what_to_do(ledger_url, capsys, argv, code, says) -> None:
+    args = ["ledger", "verify", "--db", ledger_url, *argv] if "--db" not in argv else ["ledger", "verify", *argv]
+    assert main(args) == code
+    assert says in capsys.readouterr().err
