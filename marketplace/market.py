@@ -1,0 +1,376 @@
+"""The task marketplace: escrow on posting, signed bids, awards, proof of delivery, settlement exactly once.
+
+Money moves only through the ledger, in integer minor units:
+
+    post      customer -> escrow:<task>                  (the task's max_price, locked)
+    settle    escrow:<task> -> owner of the robot         (price - fee)
+              escrow:<task> -> fees:<currency>            (fee = price * fee_bps // 10000)
+              escrow:<task> -> customer                   (max_price - price, the unspent rest)
+    refund    escrow:<task> -> customer                   (everything: expired, failed or faked)
+    slash     bond:<robot> -> customer                    (a share of the bond, for a failed or faked delivery)
+
+A task moves open -> awarded -> settled, or open/awarded -> refunded. Every
+move is a compare-and-set on the task's state in the same database
+transaction as its ledger entry, and every entry carries an idempotency key
+derived from the task: a process killed at any point and run again finds each
+task either before or after a move, never half-way, and a repeated request
+finds the move already made. The marketplace signs awards and announcements;
+customers, robots and recipients sign what they send (verified before it
+arrives here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+import orjson
+
+from identity.canonical import canonicalize
+from identity.envelope import Envelope, EnvelopeSigner
+from ledger.db import Cursor
+from ledger.journal import InsufficientFunds, Ledger, LedgerError
+from marketplace.auction import EVALUATORS, Offer, award
+from marketplace.proof import Trails, check_receipt
+
+OPEN, AWARDED, SETTLED, REFUNDED = "open", "awarded", "settled", "refunded"
+FAIL_SLASH_BPS = 1_000  # a failed delivery costs a tenth of the bond ...
+FAKE_SLASH_BPS = 10_000  # ... a faked one all of it
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS market_robots (
+        robot TEXT PRIMARY KEY, owner TEXT NOT NULL, currency TEXT NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, faked INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS market_tasks (
+        id TEXT PRIMARY KEY, customer TEXT NOT NULL, body TEXT NOT NULL, task_hash TEXT NOT NULL,
+        currency TEXT NOT NULL, max_price BIGINT NOT NULL, deadline_ms BIGINT NOT NULL,
+        dropoff_x DOUBLE PRECISION NOT NULL, dropoff_y DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL, robot TEXT, price BIGINT, bid_hash TEXT, award_hash TEXT, outcome TEXT)""",
+    """CREATE TABLE IF NOT EXISTS market_bids (
+        task TEXT NOT NULL, robot TEXT NOT NULL, price BIGINT NOT NULL, eta_ms BIGINT NOT NULL,
+        bid_hash TEXT NOT NULL, PRIMARY KEY (task, robot))""",
+]
+
+
+class MarketError(ValueError):
+    """A request the marketplace refuses; ``code`` names the reason (for counting) and nothing changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as the marketplace holds it."""
+
+    id: str
+    customer: str
+    currency: str
+    max_price: int
+    deadline_ms: int
+    dropoff: tuple[float, float]
+    state: str
+    robot: str | None
+    price: int | None
+    task_hash: str
+    outcome: str | None
+
+
+def envelope_hash(envelope: Envelope) -> str:
+    """The hex SHA-256 of a signed envelope's exact bytes: what an award binds."""
+    return hashlib.sha256(envelope.wire).hexdigest()
+
+
+class Marketplace:
+    """Tasks, bids, awards and settlement over one ledger (and the same database)."""
+
+    def __init__(self, ledger: Ledger, signer: EnvelopeSigner, *, fee_bps: int = 500, min_bond: int = 1,
+                 recipient_keys: Callable[[str], bytes | None] = lambda did: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not 0 <= fee_bps <= 10_000:
+            raise ValueError(f"fee_bps must be within 0..10000, got {fee_bps}")
+        self.ledger, self.signer, self.fee_bps, self.min_bond = ledger, signer, fee_bps, min_bond
+        self.recipient_keys, self.clock = recipient_keys, clock
+        self.trails = Trails()
+        self.db = ledger.db
+        self.db.script(_SCHEMA)
+
+    @property
+    def did(self) -> str:
+        """The marketplace's DID: robots trust its awards."""
+        return self.signer.did
+
+    # --- money in ------------------------------------------------------------------------------------
+
+    def fund(self, did: str, amount: int, currency: str, *, key: str, role: str = "customer") -> None:
+        """Credit a customer's (or a robot owner's) account from outside the system, once per ``key``."""
+        if role not in ("customer", "owner"):
+            raise ValueError(f"role must be customer or owner, got {role!r}")
+        world = self._open(f"world:{currency}", currency, "world", may_go_negative=True)
+        wallet = self._open(f"{role}:{did}", currency, role, owner=did)
+        self.ledger.post(f"fund:{key}", {world: -amount, wallet: amount}, kind="deposit", memo=f"deposit {key}")
+
+    def register_robot(self, robot: str, owner: str, bond: int, currency: str) -> None:
+        """Admit a robot to bid: its owner posts a bond (from the owner's account) that failures are slashed from."""
+        owner_account = self._open(f"owner:{owner}", currency, "owner", owner=owner)
+        bond_account = self._open(f"bond:{robot}", currency, "bond", owner=robot)
+
+        def work(c: Cursor) -> None:
+            held = c.execute("SELECT owner, currency FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if held is not None and tuple(held) != (owner, currency):
+                raise MarketError("robot_taken", f"robot {robot} is registered to {held[0]} in {held[1]}")
+            if held is None:
+                c.execute("INSERT INTO market_robots (robot, owner, currency) VALUES (?, ?, ?)",
+                          (robot, owner, currency))
+            self.ledger.post(f"bond:{robot}:{bond}", {owner_account: -bond, bond_account: bond}, kind="bond",
+                             memo=f"bond of {robot}", cursor=c)
+
+        self._run(work)
+
+    # --- tasks ---------------------------------------------------------------------------------------
+
+    def post(self, envelope: Envelope) -> Task:
+        """Take a customer's verified, signed task: lock its max_price in escrow and open it (once per id)."""
+        if envelope.kind != "task":
+            raise MarketError("wrong_kind", f"expected a task, got {envelope.kind}")
+        body = envelope.body
+        if body["customer"] != envelope.issuer:
+            raise MarketError("not_the_customer", f"{envelope.issuer} signed a task for customer {body['customer']}")
+        if body["deadline"] <= self._now_ms():
+            raise MarketError("past_deadline", f"task {body['id']} has a deadline in the past")
+        task_hash = hashlib.sha256(canonicalize(body)).hexdigest()
+        currency, price = body["currency"], body["max_price"]
+        wallet = self._open(f"customer:{envelope.issuer}", currency, "customer", owner=envelope.issuer)
+        escrow = self._open(f"escrow:{body['id']}", currency, "escrow", owner=body["id"])
+
+        def work(c: Cursor) -> None:
+            held = c.execute("SELECT task_hash FROM market_tasks WHERE id = ?", (body["id"],)).fetchone()
+            if held is not None:
+                if held[0] != task_hash:
+                    raise MarketError("duplicate_task", f"task id {body['id']} is taken by a different task")
+                return  # the same task again: already posted
+            self.ledger.post(f"task:{body['id']}:escrow", {wallet: -price, escrow: price}, kind="escrow.lock",
+                             memo=f"escrow for {body['id']}", cursor=c)
+            c.execute("INSERT INTO market_tasks (id, customer, body, task_hash, currency, max_price, deadline_ms, "
+                      "dropoff_x, dropoff_y, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (body["id"], envelope.issuer, canonicalize(body).decode(), task_hash, currency, price,
+                       body["deadline"], float(body["dropoff"]["x"]), float(body["dropoff"]["y"]), OPEN))
+
+        try:
+            self._run(work)
+        except InsufficientFunds as err:
+            raise MarketError("insufficient_funds", str(err)) from None
+        return self.task(body["id"])
+
+    def announcement(self, task_id: str) -> bytes:
+        """The task as the marketplace announces it on the bus: its body, signed by the marketplace."""
+        rows = self.db.read("SELECT body FROM market_tasks WHERE id = ?", (task_id,))
+        if not rows:
+            raise MarketError("unknown_task", f"no task {task_id}")
+        return self.signer.seal("task", orjson.loads(rows[0][0]))
+
+    def task(self, task_id: str) -> Task:
+        """The task's current state."""
+        rows = self.db.read("SELECT id, customer, currency, max_price, deadline_ms, dropoff_x, dropoff_y, state, "
+                            "robot, price, task_hash, outcome FROM market_tasks WHERE id = ?", (task_id,))
+        if not rows:
+            raise MarketError("unknown_task", f"no task {task_id}")
+        r = rows[0]
+        return Task(r[0], r[1], r[2], int(r[3]), int(r[4]), (float(r[5]), float(r[6])), r[7], r[8],
+                    None if r[9] is None else int(r[9]), r[10], r[11])
+
+    def tasks(self, state: str | None = None) -> list[Task]:
+        """Every task (in one state), by id."""
+        ids = self.db.read("SELECT id FROM market_tasks" + (" WHERE state = ?" if state else "") + " ORDER BY id",
+                           (state,) if state else ())
+        return [self.task(task_id) for (task_id,) in ids]
+
+    # --- bids and awards -----------------------------------------------------------------------------
+
+    def bid(self, envelope: Envelope) -> None:
+        """Record a robot's verified bid on an open task (its latest bid counts)."""
+        body, robot = envelope.body, envelope.issuer
+        if envelope.kind != "bid":
+            raise MarketError("wrong_kind", f"expected a bid, got {envelope.kind}")
+
+        def work(c: Cursor) -> None:
+            task = c.execute("SELECT state, currency, max_price FROM market_tasks WHERE id = ?",
+                             (body["task"],)).fetchone()
+            if task is None:
+                raise MarketError("unknown_task", f"no task {body['task']}")
+            if task[0] != OPEN:
+                raise MarketError("not_open", f"task {body['task']} is {task[0]}")
+            member = c.execute("SELECT currency FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if member is None:
+                raise MarketError("unknown_robot", f"{robot} is not a registered robot of this marketplace")
+            if body["currency"] != task[1] or body["price"] > int(task[2]):
+                raise MarketError("bad_price", f"the bid must be in {task[1]} and at most {task[2]}")
+            if self.ledger.balance(f"bond:{robot}") < self.min_bond:
+                raise MarketError("no_bond", f"{robot}'s bond is below {self.min_bond}")
+            c.execute("DELETE FROM market_bids WHERE task = ? AND robot = ?", (body["task"], robot))
+            c.execute("INSERT INTO market_bids (task, robot, price, eta_ms, bid_hash) VALUES (?, ?, ?, ?, ?)",
+                      (body["task"], robot, body["price"], body["eta_ms"], envelope_hash(envelope)))
+
+        self._run(work)
+
+    def offers(self, task_id: str) -> list[Offer]:
+        """The task's bids as auction offers, with each robot's reputation."""
+        rows = self.db.read("SELECT robot, price, eta_ms FROM market_bids WHERE task = ? ORDER BY robot", (task_id,))
+        return [Offer(task_id, robot, int(price), int(eta) / 1000.0, self.reputation(robot))
+                for robot, price, eta in rows]
+
+    def award(self, task_id: str, evaluator: str = "cheapest") -> bytes | None:
+        """Award an open task to its best bid (by ``evaluator``); the signed award, or None with no bids."""
+        best = award(self.offers(task_id), EVALUATORS[evaluator])
+        return None if best is None else self.award_to(task_id, best.robot)
+
+    def award_to(self, task_id: str, robot: str) -> bytes:
+        """Award an open task to ``robot``'s bid: a compare-and-set open -> awarded; the award is single-use."""
+        task = self.task(task_id)
+        rows = self.db.read("SELECT price, bid_hash FROM market_bids WHERE task = ? AND robot = ?", (task_id, robot))
+        if not rows:
+            raise MarketError("no_bid", f"{robot} has no bid on {task_id}")
+        price, bid_hash = int(rows[0][0]), rows[0][1]
+        body = {"task": task_id, "robot": robot, "task_hash": task.task_hash, "bid_hash": bid_hash, "price": price,
+                "currency": task.currency}
+        sealed = self.signer.seal("award", body)
+        award_hash = hashlib.sha256(sealed).hexdigest()
+
+        def work(c: Cursor) -> None:
+            c.execute("UPDATE market_tasks SET state = ?, robot = ?, price = ?, bid_hash = ?, award_hash = ? "
+                      "WHERE id = ? AND state = ?", (AWARDED, robot, price, bid_hash, award_hash, task_id, OPEN))
+            if c.rowcount != 1:
+                raise MarketError("not_open", f"task {task_id} is no longer open")
+
+        self._run(work)
+        return sealed
+
+    # --- outcomes ------------------------------------------------------------------------------------
+
+    def observe(self, topic: str, envelope: Envelope) -> None:
+        """An ingest consumer: verified telemetry builds each robot's trail for proofs of delivery."""
+        if envelope.kind == "telemetry":
+            pose = envelope.body["pose"]
+            self.trails.add(envelope.issuer, envelope.body["t"], float(pose["x"]), float(pose["y"]))
+
+    def deliver(self, envelope: Envelope) -> Task:
+        """Judge a robot's verified receipt: settle on a valid proof; refund and slash a faked one."""
+        if envelope.kind != "receipt":
+            raise MarketError("wrong_kind", f"expected a receipt, got {envelope.kind}")
+        task = self.task(envelope.body["task"])
+        if task.state != AWARDED:
+            raise MarketError("not_awarded", f"task {task.id} is {task.state}; nothing to settle")
+        verdict = check_receipt(robot=envelope.issuer, awarded_to=task.robot or "", receipt=envelope.body,
+                                dropoff=task.dropoff, trails=self.trails,
+                                recipient_key=lambda: self.recipient_keys(task.customer))
+        if verdict.accepted:
+            return self._settle(task)
+        if envelope.issuer != task.robot or verdict.reason.startswith("no_evidence"):
+            raise MarketError(verdict.reason.split(":")[0], verdict.reason)
+        return self._refund(task, AWARDED, f"faked: {verdict.reason}", slash_bps=FAKE_SLASH_BPS, count="faked")
+
+    def fail(self, task_id: str, robot: str, why: str) -> Task:
+        """The awarded robot reports it failed: the customer is refunded and the robot's bond slashed a little."""
+        task = self.task(task_id)
+        if task.state != AWARDED or task.robot != robot:
+            raise MarketError("not_awarded", f"task {task_id} is not awarded to {robot}")
+        return self._refund(task, AWARDED, f"failed: {why}", slash_bps=FAIL_SLASH_BPS, count="failed")
+
+    def expire(self) -> list[Task]:
+        """Refund every open or awarded task past its deadline (an awarded one also slashes its robot)."""
+        now = self._now_ms()
+        done = []
+        for task in self.tasks(OPEN) + self.tasks(AWARDED):
+            if task.deadline_ms <= now:
+                try:
+                    done.append(self._refund(task, task.state, "expired",
+                                             slash_bps=FAIL_SLASH_BPS if task.state == AWARDED else 0,
+                                             count="failed" if task.state == AWARDED else None))
+                except MarketError:
+                    continue  # it moved meanwhile (settled just in time): nothing to expire
+        return done
+
+    def _settle(self, task: Task) -> Task:
+        assert task.robot is not None and task.price is not None
+        owner = self.db.read("SELECT owner FROM market_robots WHERE robot = ?", (task.robot,))[0][0]
+        fee = task.price * self.fee_bps // 10_000
+        lines = {f"owner:{owner}": task.price - fee, f"fees:{task.currency}": fee,
+                 f"customer:{task.customer}": task.max_price - task.price}
+        lines = {account: amount for account, amount in lines.items() if amount}
+        self._open(f"fees:{task.currency}", task.currency, "fees")
+        self._open(f"owner:{owner}", task.currency, "owner", owner=owner)
+
+        def work(c: Cursor) -> None:
+            self._move(c, task.id, AWARDED, SETTLED, "delivered")
+            self.ledger.post(f"task:{task.id}:settle", {f"escrow:{task.id}": -task.max_price, **lines},
+                             kind="escrow.release", memo=f"delivered by {task.robot}", cursor=c)
+            c.execute("UPDATE market_robots SET delivered = delivered + 1 WHERE robot = ?", (task.robot,))
+
+        self._run(work)
+        return self.task(task.id)
+
+    def _refund(self, task: Task, expected: str, outcome: str, *, slash_bps: int, count: str | None) -> Task:
+        robot = task.robot
+
+        def work(c: Cursor) -> None:
+            self._move(c, task.id, expected, REFUNDED, outcome)
+            self.ledger.post(f"task:{task.id}:refund", {f"escrow:{task.id}": -task.max_price,
+                                                        f"customer:{task.customer}": task.max_price},
+                             kind="escrow.refund", memo=outcome, cursor=c)
+            if robot is not None and count is not None:
+                c.execute(f"UPDATE market_robots SET {count} = {count} + 1 WHERE robot = ?", (robot,))
+                bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
+                                     (f"bond:{robot}",)).fetchone()[0])
+                slash = bond * slash_bps // 10_000
+                if slash > 0:
+                    self.ledger.post(f"task:{task.id}:slash", {f"bond:{robot}": -slash,
+                                                               f"customer:{task.customer}": slash},
+                                     kind="bond.slash", memo=f"{outcome} by {robot}", cursor=c)
+
+        self._run(work)
+        return self.task(task.id)
+
+    @staticmethod
+    def _move(c: Cursor, task_id: str, expected: str, state: str, outcome: str) -> None:
+        """Compare-and-set the task's state: only from ``expected``; anything else was already done."""
+        c.execute("UPDATE market_tasks SET state = ?, outcome = ? WHERE id = ? AND state = ?",
+                  (state, outcome, task_id, expected))
+        if c.rowcount != 1:
+            raise MarketError("already_done", f"task {task_id} is no longer {expected}")
+
+    # --- reputation ----------------------------------------------------------------------------------
+
+    def reputation(self, robot: str) -> float:
+        """A beta reputation from the robot's delivered, failed and faked tasks (faked count three times)."""
+        rows = self.db.read("SELECT delivered, failed, faked FROM market_robots WHERE robot = ?", (robot,))
+        if not rows:
+            return 0.0
+        delivered, failed, faked = (int(n) for n in rows[0])
+        return (delivered + 1) / (delivered + failed + 3 * faked + 2)
+
+    def robots(self) -> list[str]:
+        """The registered robots."""
+        return [robot for (robot,) in self.db.read("SELECT robot FROM market_robots ORDER BY robot")]
+
+    # --- plumbing ------------------------------------------------------------------------------------
+
+    def _open(self, account: str, currency: str, kind: str, *, owner: str | None = None,
+              may_go_negative: bool = False) -> str:
+        self.ledger.open_account(account, currency, kind, owner=owner, may_go_negative=may_go_negative)
+        return account
+
+    def _run(self, work: Callable[[Cursor], None]) -> None:
+        try:
+            self.db.run(work)
+        except MarketError:
+            raise
+        except LedgerError as err:
+            if isinstance(err, InsufficientFunds):
+                raise
+            raise MarketError("ledger_refused", str(err)) from None
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
