@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from bus.session import MachineSession, Outgoing, connection_greeting
-from bus.topics import MAP_GRAPH, topic_root
+from bus.topics import MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.envelope import EnvelopeSigner
@@ -36,7 +36,7 @@ from robots.agent import AgentConfig, RobotAgent
 from robots.commands import CommandGate
 from robots.planner import RoadPlanner
 from sim.city import CityLayout, generate_city
-from sim.demand import Demand
+from sim.demand import Demand, Order
 from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
 from sim.sensors import NoiseSpec
@@ -184,9 +184,13 @@ class SimFleet:
 
     def deliver(self, topic: str, payload: bytes) -> None:
         """A message for the robots: a command to the robot whose topic it is, the road graph to the fleet's
-        map view (each verifies it)."""
+        map view, the marketplace's announcements and awards to every robot (each verifies it)."""
         if topic == MAP_GRAPH:
             self.map_view.receive(topic, payload)
+            return
+        if topic in (MARKET_TASKS, MARKET_AWARDS):
+            for agent in self.agents:
+                agent.receive(topic, payload)
             return
         agent = self._by_topic.get(topic)
         if agent is None:
@@ -272,15 +276,27 @@ class SurveyRequests:
         return []
 
 
+class OrderSink(Protocol):
+    """Who takes customers' orders (the dispatcher, or the marketplace) and counts how they ended."""
+
+    delivered: list[str]
+    failed: list[str]
+
+    def offer(self, order: Order) -> None:
+        """Take a new order."""
+
+
 def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
         dispatcher: Dispatcher | None = None, demand: Demand | None = None, services: Sequence[Service] = (),
         progress: Callable[[float], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
-        ) -> RunReport:
+        orders: OrderSink | None = None) -> RunReport:
     """Run ``fleet`` for ``duration_s`` simulated seconds (``speed`` 0: as fast as possible).
 
-    Each tick the world and its robots move, their messages go out, customers place orders with the
-    dispatcher, and every service (the dispatcher first) sends what it has for the robots.
+    Each tick the world and its robots move, their messages go out, customers place orders with
+    ``orders`` (the dispatcher by default), and every service (the dispatcher first) sends what it has
+    for the robots.
     """
+    sink = orders if orders is not None else dispatcher
     if speed < 0:
         raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
     world = fleet.world
@@ -291,9 +307,9 @@ def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
         said = fleet.step()
         messages += len(said)
         link.publish(said)
-        if demand is not None and dispatcher is not None:
+        if demand is not None and sink is not None:
             for order in demand.due(world.time_s):
-                dispatcher.offer(order)
+                sink.offer(order)
         for service in ([dispatcher] if dispatcher is not None else []) + list(services):
             outgoing = service.step()
             if outgoing:
@@ -308,4 +324,4 @@ def run(fleet: SimFleet, link: Link, *, duration_s: float, speed: float = 0.0,
             if ahead > 0:
                 time.sleep(ahead)
     return RunReport(world.time_s - start_sim, time.perf_counter() - start_wall, ticks, messages,
-                     len(dispatcher.delivered) if dispatcher else 0, len(dispatcher.failed) if dispatcher else 0)
+                     len(sink.delivered) if sink else 0, len(sink.failed) if sink else 0)

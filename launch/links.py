@@ -14,7 +14,7 @@ from pathlib import Path
 from bus.client import BusClient
 from bus.ingest import Ingest
 from bus.session import Outgoing
-from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, robot_filter
+from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, robot_filter
 from launch.fleet import SimFleet
 
 
@@ -67,7 +67,7 @@ class MqttLink:
         self.gateway = BusClient(url, client_id=f"depai-sim-{gateway_address[:16]}", username=user,
                                  password=password, on_session=fleet.greeting(),
                                  outbox_path=state_dir / "gateway-outbox.sqlite3" if state_dir else None)
-        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH]:
+        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, MARKET_TASKS, MARKET_AWARDS]:
             self.gateway.subscribe(topic_filter, self._arrive)
         user, password = service_login or (None, None)
         self.service = BusClient(url, client_id=f"depai-services-{gateway_address[:16]}", username=user,

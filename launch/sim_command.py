@@ -1,8 +1,11 @@
 """``depai sim``: run a simulated delivery fleet in a PyBullet city, every message signed and verified.
 
 Each robot gets its own key and did:peaq, drives on its own mind (planning,
-avoidance, battery, tasks), and publishes signed telemetry and events; a
-dispatcher turns customers' orders into signed commands. By default the run
+avoidance, battery, tasks), and publishes signed telemetry and events.
+Customers post signed delivery tasks on the marketplace (the reward locked in
+escrow in a ledger in the run's directory); robots bid, win, deliver and prove
+it, and their owner is paid. The shared map's suspect roads are surveyed by a
+dispatcher's signed commands. By default the run
 goes through a real MQTT broker started for it (Mosquitto if installed, else the
 embedded amqtt), with the topic ACL on; ``--broker URL`` uses yours, and
 ``--broker none`` runs in process (exactly repeatable for a seed).
@@ -24,13 +27,17 @@ from typing import Any
 
 from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
 from bus.ingest import Ingest
-from identity.envelope import Envelope
+from identity.envelope import Envelope, EnvelopeVerifier
+from identity.keys import Signer
 from identity.registry import DidRegistry
-from launch.fleet import FleetConfig, RunReport, SimFleet, SurveyRequests, register, run
+from launch.fleet import FleetConfig, Identity, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
 from launch.links import LoopbackLink, MqttLink
+from launch.market_service import MarketService
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit
+from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
+from marketplace.market import Marketplace
 from spatial.service import MapService
 from sim.demand import Demand
 
@@ -96,7 +103,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest,
-              dispatcher: Dispatcher) -> Callable[[float], None]:
+              market: MarketService) -> Callable[[float], None]:
     """A one-line status on stderr every simulated second: rewritten in place on a terminal, else every 10 s."""
     tty = report_to.isatty()
     started = time.perf_counter()
@@ -105,8 +112,8 @@ def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest,
         wall = time.perf_counter() - started
         refused = int(ingest.metrics.total("depai_ingest_refused_total"))
         line = (f"sim {sim_s:7.1f} s  x{sim_s / wall if wall > 0 else 0:5.1f} real time  "
-                f"robots {len(fleet.agents)}  orders open {dispatcher.open_orders} "
-                f"under way {dispatcher.in_progress} delivered {len(dispatcher.delivered)}  "
+                f"robots {len(fleet.agents)}  tasks posted {market.posted} awarded {market.awarded} "
+                f"settled {len(market.delivered)}  "
                 f"verified {sum(tally.accepted.values())} refused {refused}")
         if tty:
             print(f"\r{line}", end="", file=report_to, flush=True)
@@ -127,38 +134,62 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
             operator = register(registry)
             dispatcher_identity = register(registry, controller=operator.did)
             map_identity = register(registry, controller=operator.did)
+            market_identity = register(registry, controller=operator.did)
+            customers = [register(registry) for _ in range(CUSTOMERS)]
             config = FleetConfig(robots=args.robots, seed=args.seed, blocks=args.blocks, physics=args.physics,
                                  gui=args.gui, orders_per_min=args.orders_per_min, scan_hz=args.scan_hz)
             if not args.json:
                 print(f"depai sim: building a {args.blocks}x{args.blocks}-block city and registering "
                       f"{args.robots} robot identities ...", file=sys.stderr, flush=True)
-            fleet = SimFleet(config, registry, controller=operator.did, commanders=[dispatcher_identity.did],
-                             map_services=[map_identity.did])
+            fleet = SimFleet(config, registry, controller=operator.did,
+                             commanders=[dispatcher_identity.did, market_identity.did], map_services=[map_identity.did])
             stack.callback(fleet.close)
             dispatcher = Dispatcher(dispatcher_identity.envelope_signer(fleet.clock), clock=fleet.clock)
             fleet_members = {agent.did for agent in fleet.agents}
             shared_map = MapService(map_identity.envelope_signer(fleet.clock), fleet.city.road_graph(),
                                     bounds=fleet.city.bounds(), clock=fleet.clock,
                                     level_of=lambda did: "fleet" if did in fleet_members else "self")
-            tally = _Tally(dispatcher.observe, shared_map.observe)
+            market = _marketplace(work, stack, fleet, operator, market_identity, customers, registry)
+            tally = _Tally(dispatcher.observe, shared_map.observe, market.observe)
             ingest = Ingest(registry, tally, clock=fleet.clock)
             link, where = _link(args, fleet, ingest, work, stack)
             if not args.json:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
                          dispatcher=dispatcher, demand=Demand(fleet.city, args.seed, config.order_rate),
-                         services=[shared_map, SurveyRequests(shared_map, dispatcher)],
-                         progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, dispatcher),
+                         services=[shared_map, SurveyRequests(shared_map, dispatcher), market], orders=market,
+                         progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, market),
                          should_stop=stop.is_set)
             link.settle()
             if not args.json and sys.stderr.isatty():
                 print(file=sys.stderr)
-            summary = _summary(report, fleet, tally, ingest, dispatcher, shared_map, where)
+            summary = _summary(report, fleet, tally, ingest, market, shared_map, where, operator.did)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     emit(summary, as_json=args.json, text=_text(summary))
     return EXIT_OK
+
+
+CUSTOMERS = 3
+CURRENCY = "EUR"
+FUNDS = 1_000_000  # each customer's deposit, in cents
+BOND = 5_000  # each robot's bond, posted by its owner
+
+
+def _marketplace(work: Path, stack: contextlib.ExitStack, fleet: SimFleet, operator: Identity,
+                 market_identity: Identity, customers: list[Identity], registry: DidRegistry) -> MarketService:
+    """The run's ledger and marketplace: customers funded, every robot registered with a bond by its owner."""
+    ledger = Ledger.open(f"sqlite:///{work / 'ledger.sqlite3'}", Signer.generate(), clock=fleet.clock)
+    stack.callback(ledger.close)
+    market = Marketplace(ledger, market_identity.envelope_signer(fleet.clock), clock=fleet.clock)
+    for customer in customers:
+        market.fund(customer.did, FUNDS, CURRENCY, key=customer.did)
+    market.fund(operator.did, BOND * len(fleet.agents), CURRENCY, key=operator.did, role="owner")
+    for agent in fleet.agents:
+        market.register_robot(agent.did, operator.did, BOND, CURRENCY)
+    return MarketService(market, [c.envelope_signer(fleet.clock) for c in customers],
+                         EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock, currency=CURRENCY)
 
 
 def _link(args: argparse.Namespace, fleet: SimFleet, ingest: Ingest, work: Path,
@@ -183,17 +214,23 @@ def _link(args: argparse.Namespace, fleet: SimFleet, ingest: Ingest, work: Path,
     return link.start(), f"{kind} broker at {broker.url} with the topic ACL"
 
 
-def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, dispatcher: Dispatcher,
-             shared_map: MapService, where: str) -> dict[str, Any]:
+def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, market: MarketService,
+             shared_map: MapService, where: str, owner: str) -> dict[str, Any]:
     truth = fleet.world.truth
+    ledger = market.market.ledger
+    ledger.checkpoint()
     return {
         "robots": len(fleet.agents), "link": where,
         "sim_s": round(report.sim_s, 1), "wall_s": round(report.wall_s, 1),
         "real_time_factor": round(report.real_time_factor, 2),
         "messages_sent": report.messages, "verified": dict(sorted(tally.accepted.items())),
         "refused": int(ingest.metrics.total("depai_ingest_refused_total")),
-        "orders": {"delivered": len(dispatcher.delivered), "failed": len(dispatcher.failed),
-                   "under_way": dispatcher.in_progress, "open": dispatcher.open_orders},
+        "tasks": {"posted": market.posted, "settled": len(market.delivered), "refunded": len(market.failed),
+                  "under_way": len(market.market.tasks("awarded")), "open": len(market.market.tasks("open")),
+                  "refused": dict(market.refused)},
+        "money": {"currency": CURRENCY, "owner_revenue": ledger.balance(f"owner:{owner}"),  # 0 after the bonds
+                  "fees": _balance(ledger, f"fees:{CURRENCY}"), "ledger_entries": ledger.size(),
+                  "ledger_intact": ledger.verify() == []},
         "distance_m": round(float(truth.odometer_m.sum()), 1),
         "collisions": int(truth.collisions.sum()),
         "map": {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
@@ -202,14 +239,22 @@ def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, 
     }
 
 
+def _balance(ledger: Ledger, account: str) -> int:
+    """An account's balance, 0 for one never opened (no task settled yet)."""
+    return ledger.balances().get(account, 0)
+
+
 def _text(summary: dict[str, Any]) -> str:
-    orders, shared = summary["orders"], summary["map"]
+    tasks, money, shared = summary["tasks"], summary["money"], summary["map"]
     verified = ", ".join(f"{n} {kind}" for kind, n in summary["verified"].items())
     return "\n".join([
         f"depai sim: {summary['robots']} robots ran {summary['sim_s']} simulated s in {summary['wall_s']} s "
         f"(x{summary['real_time_factor']} real time), {summary['link']}",
-        f"  orders: {orders['delivered']} delivered, {orders['under_way']} under way, {orders['open']} waiting, "
-        f"{orders['failed']} failed",
+        f"  tasks: {tasks['posted']} posted, {tasks['settled']} delivered and settled, {tasks['under_way']} under way, "
+        f"{tasks['open']} waiting for a robot, {tasks['refunded']} refunded",
+        f"  money: the fleet's owner earned {money['owner_revenue'] / 100:.2f} {money['currency']}, the marketplace "
+        f"{money['fees'] / 100:.2f} in fees; {money['ledger_entries']} ledger entries, "
+        f"{'verified intact' if money['ledger_intact'] else 'NOT intact: run depai ledger verify'}",
         f"  messages: {summary['messages_sent']} signed; verified {verified or 'none'}; refused {summary['refused']}",
         f"  driven: {summary['distance_m']} m in total, {summary['collisions']} collisions (ground truth)",
         f"  shared map: {shared['scans_fused']} scans fused into {shared['tiles']} tiles; "

@@ -9,6 +9,7 @@ telemetry and events through its own machine session. It never sees ground truth
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import Counter, deque
@@ -17,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus.session import MachineSession, Outgoing
+from bus.topics import MARKET_AWARDS, MARKET_TASKS
 from bus.trusted import Refused
+from identity.canonical import canonicalize
 from identity.envelope import Envelope
 from robots.avoid import Avoider, BlockageDetector
+from robots.bidding import Pricing, quote
 from robots.body import Body, Sensors
 from robots.commands import CommandGate
-from robots.energy import must_charge
+from robots.energy import charge_time_s, must_charge
 from robots.follow import PurePursuit
 from robots.lanes import keep_right
 from robots.localize import PoseEstimator
@@ -31,6 +35,7 @@ from robots.tasks import DeliveryTask, IllegalTransition, TaskMachine, TaskState
 from spatial.view import MapView
 
 FIRST_FIX_WAIT_S = 3.0  # how long a robot waits for GNSS before trusting its odometry pose alone
+MAX_OPEN_OFFERS = 32  # bids a robot remembers while waiting for awards; the oldest is forgotten first
 EdgeCost = Callable[[str, str, dict], float | None]
 
 
@@ -51,6 +56,7 @@ class AgentConfig:
     backoff_mps: float = 0.3
     max_hold_s: float = 2.0  # ... then wait up to this long (drawn at random) before going on
     goal_street_tries: int = 3  # blocked this often on the goal's own street in a row: the goal is out of reach
+    pricing: Pricing = Pricing()  # what this robot's owner charges for a task
     seed: int = 0  # the robot's own randomness (how long it holds back), for repeatable runs
 
 
@@ -97,6 +103,7 @@ class RobotAgent:
         self._return_to: tuple[float, float] | None = None
         self._route_goal: tuple[float, float] | None = None
         self._goal_blocks: tuple[tuple[float, float] | None, int] = (None, 0)  # (goal, blocked on its street)
+        self._offers: dict[str, dict[str, Any]] = {}  # tasks bid for, by id, until awarded or forgotten
         self._next_battery_check = 0.0
         period = 1.0 / config.telemetry_hz if config.telemetry_hz > 0 else math.inf
         self._telemetry_period = period
@@ -129,9 +136,18 @@ class RobotAgent:
     # --- input -------------------------------------------------------------------------------------
 
     def receive(self, topic: str, payload: bytes) -> None:
-        """A message from the command topic: verified now, acted on at the next step."""
+        """A command, or a marketplace announcement or award: verified now, acted on at the next step."""
         if self.gate is None:
             self.refused["no_gate"] += 1
+            return
+        if topic in (MARKET_TASKS, MARKET_AWARDS):
+            try:
+                envelope = self.gate.admit_market(topic, payload)
+            except Refused as refusal:  # counted, not answered: market traffic is broadcast
+                self.refused[refusal.code] += 1
+                return
+            if envelope.kind == "task" or envelope.body["robot"] == self.did:
+                self._inbox.append(envelope)
             return
         try:
             self._inbox.append(self.gate.admit(topic, payload))
@@ -380,6 +396,12 @@ class RobotAgent:
             self._event("command.refused", detail={"reason": item.code})
             return
         body = item.body
+        if item.kind == "task":
+            self._offer(body, now)
+            return
+        if item.kind == "award":
+            self._awarded(body)
+            return
         kind, task_id, args = body["type"], body.get("task"), body.get("args", {})
         try:
             if kind == "deliver":
@@ -403,6 +425,49 @@ class RobotAgent:
                 raise ValueError(f"unknown command type {kind!r}")
         except (ValueError, KeyError, TypeError, IllegalTransition) as err:
             self._event("command.rejected", task=task_id, detail={"command": kind, "why": str(err)[:200]})
+
+    def _offer(self, task: dict[str, Any], now: float) -> None:
+        """Bid for an announced task when free to take it: priced from its own route, battery and queue."""
+        if self.tasks.busy or self.mode not in ("idle", "charging") or task["deadline"] <= self._ms():
+            return
+        sensors = self._last
+        assert sensors is not None
+        pickup = (float(task["pickup"]["x"]), float(task["pickup"]["y"]))
+        dropoff = (float(task["dropoff"]["x"]), float(task["dropoff"]["y"]))
+        try:
+            to_pickup = self.planner.plan(self.pose[:2], pickup, cost=self.edge_cost).length_m
+            delivery = self.planner.plan(pickup, dropoff, cost=self.edge_cost).length_m
+        except NoRoute:
+            return
+        charger = self._nearest_charger(*dropoff)
+        queue_s = 0.0
+        if self.mode == "charging":
+            queue_s = charge_time_s(self.body.profile, sensors.battery, self.config.charge_target,
+                                    self.config.pricing.charge_w)
+        offer = quote(self.body.profile, self.config.pricing, soc=sensors.battery, to_pickup_m=to_pickup,
+                      delivery_m=delivery, to_charger_m=charger[1] if charger else 0.0,
+                      payload_kg=float(task["payload_kg"]), queue_s=queue_s, max_price=int(task["max_price"]))
+        if offer is None:
+            return
+        self._offers[task["id"]] = task
+        while len(self._offers) > MAX_OPEN_OFFERS:
+            self._offers.pop(next(iter(self._offers)))
+        self._publish("bid", {"task": task["id"], "price": offer.price, "currency": task["currency"],
+                              "eta_ms": int(offer.eta_s * 1000)})
+
+    def _awarded(self, award: dict[str, Any]) -> None:
+        """Take on a task awarded to this robot: only one it bid for, whose announcement matches the award."""
+        task = self._offers.pop(award["task"], None)
+        try:
+            if task is None:
+                raise ValueError(f"no open bid of this robot for {award['task']} (or the award was used already)")
+            if hashlib.sha256(canonicalize(task)).hexdigest() != award["task_hash"]:
+                raise ValueError("the award's task hash does not match the task this robot bid for")
+            self._deliver(DeliveryTask(task["id"], (float(task["pickup"]["x"]), float(task["pickup"]["y"])),
+                                       (float(task["dropoff"]["x"]), float(task["dropoff"]["y"])),
+                                       float(task["payload_kg"]), f"parcel-{task['id']}"))
+        except (ValueError, IllegalTransition) as err:
+            self._event("command.rejected", task=award["task"], detail={"command": "award", "why": str(err)[:200]})
 
     def _deliver(self, task: DeliveryTask) -> None:
         if not task.id:

@@ -4,7 +4,8 @@ A command must be a valid envelope (identity.envelope does the verifying), be
 signed by one of the services this robot trusts, arrive on this robot's own
 command topic, match the protocol's schema (bus.trusted checks those) and be
 addressed to this robot in its body. A refused command changes nothing: it
-burns no sequence number.
+burns no sequence number. The marketplace's task announcements and awards come
+through the same door, on the marketplace's topics.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import time
 from collections.abc import Callable, Collection
 
 from bus.schemas import BY_KIND
+from bus.topics import MARKET_AWARDS, MARKET_TASKS
 from bus.trusted import Refused, ServiceGate
 from identity.envelope import Envelope, KeyResolver
 
 COMMAND = "command"
+MARKET_TOPICS = {"task": MARKET_TASKS, "award": MARKET_AWARDS}
 
 
 class CommandGate:
@@ -43,3 +46,8 @@ class CommandGate:
         """The verified command; bus.trusted.Refused (code = reason) if it must not be acted on."""
         return self._gate.admit(topic, payload, kinds=(COMMAND,), expected_topic=lambda _: self.topic,
                                 check=self._addressed)
+
+    def admit_market(self, topic: str, payload: bytes) -> Envelope:
+        """A verified task announcement or award from a trusted marketplace; Refused (code = reason) if not."""
+        return self._gate.admit(topic, payload, kinds=tuple(MARKET_TOPICS),
+                                expected_topic=lambda envelope: MARKET_TOPICS[envelope.kind])

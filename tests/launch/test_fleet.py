@@ -8,6 +8,7 @@ to check what they did.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections import Counter
@@ -22,6 +23,8 @@ from bus.broker import BrokerConfig, MqttUser, start_broker
 from bus.ingest import Ingest
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
+from bus.topics import MARKET_AWARDS, MARKET_TASKS
+from identity.canonical import canonicalize
 from identity.envelope import Envelope
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run
@@ -268,3 +271,56 @@ def test_a_few_robots_over_a_real_broker_every_message_verified(tmp_path: Path) 
     assert heard.events().count("task.to_pickup") >= 1, "no command crossed the broker to a robot"
     assert sum(agent.refused.total() for agent in fleet.agents) == 0
 
+
+
+def _announce(s: Scene, task_id: str, max_price: int = 5_000) -> dict:
+    depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
+    body = {"id": task_id, "customer": s.operator.did, "pickup": {"x": depot.x, "y": depot.y},
+            "dropoff": {"x": drop[0], "y": drop[1]}, "deadline": int((s.fleet.clock() + 900) * 1000),
+            "max_price": max_price, "currency": "EUR", "payload_kg": 2.0}
+    s.link.publish_services([Outgoing(MARKET_TASKS, s._signer.seal("task", body), 1, False)])
+    return body
+
+
+def _award(s: Scene, body: dict, *, robot: str, task_hash: str | None = None) -> bytes:
+    award = {"task": body["id"], "robot": robot, "price": 1_000, "currency": "EUR", "bid_hash": "0" * 64,
+             "task_hash": task_hash or hashlib.sha256(canonicalize(body)).hexdigest()}
+    return s._signer.seal("award", award)
+
+
+def test_a_robot_bids_on_an_announced_task_and_delivers_what_it_is_awarded(scene) -> None:
+    s = scene()
+    run(s.fleet, s.link, duration_s=4.0)  # localized
+    body = _announce(s, "m1")
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 1, limit_s=5)
+    bid = next(e for e in s.heard.envelopes if e.kind == "bid")
+    assert bid.body["task"] == "m1" and 0 < bid.body["price"] <= 5_000 and bid.body["eta_ms"] > 0
+    agent = s.fleet.agents[0]
+    wrong = _award(s, body, robot=agent.did, task_hash="f" * 64)
+    s.link.publish_services([Outgoing(MARKET_AWARDS, wrong, 1, False)])
+    s.run_until(lambda: "command.rejected" in s.heard.events(), limit_s=5)
+    assert agent.mode == "idle"  # an award that does not match the task it bid on is refused ...
+    body = _announce(s, "m2")  # ... and the task it was for is spent: a new announcement, a new bid
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 2, limit_s=5)
+    award = _award(s, body, robot=agent.did)
+    s.link.publish_services([Outgoing(MARKET_AWARDS, award, 1, False), Outgoing(MARKET_AWARDS, award, 1, False)])
+    s.run_until(lambda: "task.delivered" in s.heard.events(), limit_s=900)
+    assert agent.refused["replayed"] == 1  # the same award twice: the copy is refused
+    assert any(e.kind == "receipt" and e.body["task"] == "m2" for e in s.heard.envelopes)
+
+
+def test_awards_from_strangers_or_for_other_robots_move_nothing(scene) -> None:
+    s = scene()
+    stranger = register(s.ingest.registry)
+    run(s.fleet, s.link, duration_s=4.0)
+    body = _announce(s, "m1")
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 1, limit_s=5)
+    agent = s.fleet.agents[0]
+    award = {"task": "m1", "robot": agent.did, "price": 1_000, "currency": "EUR", "bid_hash": "0" * 64,
+             "task_hash": hashlib.sha256(canonicalize(body)).hexdigest()}
+    forged = stranger.envelope_signer(s.fleet.clock).seal("award", award)
+    other = _award(s, body, robot="did:peaq:5SomeoneElse")
+    s.link.publish_services([Outgoing(MARKET_AWARDS, forged, 1, False), Outgoing(MARKET_AWARDS, other, 1, False)])
+    run(s.fleet, s.link, duration_s=3.0)
+    assert agent.mode == "idle" and agent.refused["untrusted_sender"] == 1
+    assert not any(event.startswith("task.") for event in s.heard.events())
