@@ -5,7 +5,8 @@ escrow on posting); the marketplace announces it on ``market/tasks``; robots'
 signed bids, receipts and task events reach it through ingest (already
 verified); every ``bid_window_s`` the open tasks with bids are assigned to
 robots all at once (one task per robot, least total cost) and the signed awards
-go out on ``market/awards``; a task nobody took is announced again. A robot's receipt settles its task; a reported
+go out on ``market/awards``; a task nobody took is announced again. Receipts
+that arrived since the last turn are settled together (one commit for all). A robot's receipt settles its task; a reported
 failure or a rejected award refunds it; expired tasks are refunded each turn.
 """
 
@@ -43,6 +44,7 @@ class MarketService:
         self.posted = self.awarded = 0
         self._announce: list[Outgoing] = []
         self._posted: dict[str, float] = {}  # open task -> when it was announced
+        self._receipts: list[Envelope] = []
         self._turn = 0
 
     def offer(self, order: Order) -> None:
@@ -75,8 +77,7 @@ class MarketService:
             elif kind == "bid":
                 self.market.bid(envelope)
             elif kind == "receipt":
-                task = self.market.deliver(envelope)
-                (self.delivered if task.state == "settled" else self.failed).append(task.id)
+                self._receipts.append(envelope)  # settled together on the service's turn
             elif kind == "event" and body["type"] in FAILURE_EVENTS and body.get("task"):
                 if self.market.task(body["task"]).state == AWARDED:
                     self.failed.append(self.market.fail(body["task"], envelope.issuer, body["type"]).id)
@@ -87,6 +88,12 @@ class MarketService:
         """This turn's announcements, the awards of tasks whose bidding closed, and refunds of expired tasks."""
         now = self.clock()
         out, self._announce = self._announce, []
+        receipts, self._receipts = self._receipts, []
+        for outcome in self.market.deliver_many(receipts) if receipts else ():
+            if isinstance(outcome, MarketError):
+                self.refused[outcome.code] += 1
+            else:
+                (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.bid_window_s]
         offers = [offer for task in closed for offer in self.market.offers(task)]
         awards, tasks = BY_KIND["award"], BY_KIND["task"]

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 import orjson
 
 from identity.canonical import canonicalize
 from identity.envelope import Envelope, EnvelopeSigner
-from ledger.db import Cursor
+from ledger.db import Cursor, IntegrityError
 from ledger.journal import InsufficientFunds, Ledger, LedgerError
 from marketplace.auction import EVALUATORS, Offer, award
 from marketplace.proof import Trails, check_receipt
@@ -142,8 +142,7 @@ class Marketplace:
             raise MarketError("past_deadline", f"task {body['id']} has a deadline in the past")
         task_hash = hashlib.sha256(canonicalize(body)).hexdigest()
         currency, price = body["currency"], body["max_price"]
-        wallet = self._open(f"customer:{envelope.issuer}", currency, "customer", owner=envelope.issuer)
-        escrow = self._open(f"escrow:{body['id']}", currency, "escrow", owner=body["id"])
+        wallet, escrow = f"customer:{envelope.issuer}", f"escrow:{body['id']}"
 
         def work(c: Cursor) -> None:
             held = c.execute("SELECT task_hash FROM market_tasks WHERE id = ?", (body["id"],)).fetchone()
@@ -151,6 +150,8 @@ class Marketplace:
                 if held[0] != task_hash:
                     raise MarketError("duplicate_task", f"task id {body['id']} is taken by a different task")
                 return  # the same task again: already posted
+            self._open(wallet, currency, "customer", owner=envelope.issuer, cursor=c)
+            self._open(escrow, currency, "escrow", owner=body["id"], cursor=c)
             self.ledger.post(f"task:{body['id']}:escrow", {wallet: -price, escrow: price}, kind="escrow.lock",
                              memo=f"escrow for {body['id']}", cursor=c)
             c.execute("INSERT INTO market_tasks (id, customer, body, task_hash, currency, max_price, deadline_ms, "
@@ -257,6 +258,43 @@ class Marketplace:
 
     def deliver(self, envelope: Envelope) -> Task:
         """Judge a robot's verified receipt: settle on a valid proof; refund and slash a faked one."""
+        outcome = self.deliver_many([envelope])[0]
+        if isinstance(outcome, MarketError):
+            raise outcome
+        return outcome
+
+    def deliver_many(self, envelopes: Sequence[Envelope]) -> list[Task | MarketError]:
+        """Judge many receipts and commit their settlements and refunds together (a group commit: one flush to
+        disk for all); each is its own savepoint, so one refused receipt leaves the others' outcome as it is."""
+        judged: list[tuple[Task, Callable[[Cursor], None]] | MarketError] = []
+        for envelope in envelopes:
+            try:
+                judged.append(self._judge(envelope))
+            except MarketError as err:
+                judged.append(err)
+
+        def work(c: Cursor) -> list[str | MarketError]:
+            done: list[str | MarketError] = []
+            for item in judged:
+                if isinstance(item, MarketError):
+                    done.append(item)
+                    continue
+                task, move = item
+                c.execute("SAVEPOINT receipt")
+                try:
+                    move(c)
+                except (MarketError, LedgerError, IntegrityError) as err:
+                    c.execute("ROLLBACK TO SAVEPOINT receipt")
+                    done.append(err if isinstance(err, MarketError) else MarketError("ledger_refused", str(err)))
+                else:
+                    done.append(task.id)
+                c.execute("RELEASE SAVEPOINT receipt")
+            return done
+
+        return [item if isinstance(item, MarketError) else self.task(item) for item in self.db.run(work)]
+
+    def _judge(self, envelope: Envelope) -> tuple[Task, Callable[[Cursor], None]]:
+        """The task a receipt is for and the move it calls for (settle, or refund and slash a fake)."""
         if envelope.kind != "receipt":
             raise MarketError("wrong_kind", f"expected a receipt, got {envelope.kind}")
         task = self.task(envelope.body["task"])
@@ -266,10 +304,11 @@ class Marketplace:
                                 dropoff=task.dropoff, trails=self.trails,
                                 recipient_key=lambda: self.recipient_keys(task.customer))
         if verdict.accepted:
-            return self._settle(task)
+            return task, lambda c: self._settle_in(c, task)
         if envelope.issuer != task.robot or verdict.reason.startswith("no_evidence"):
             raise MarketError(verdict.reason.split(":")[0], verdict.reason)
-        return self._refund(task, AWARDED, f"faked: {verdict.reason}", slash_bps=FAKE_SLASH_BPS, count="faked")
+        return task, lambda c: self._refund_in(c, task, AWARDED, f"faked: {verdict.reason}",
+                                               slash_bps=FAKE_SLASH_BPS, count="faked")
 
     def fail(self, task_id: str, robot: str, why: str) -> Task:
         """The awarded robot reports it failed: the customer is refunded and the robot's bond slashed a little."""
@@ -292,45 +331,42 @@ class Marketplace:
                     continue  # it moved meanwhile (settled just in time): nothing to expire
         return done
 
-    def _settle(self, task: Task) -> Task:
+    def _settle_in(self, c: Cursor, task: Task) -> None:
+        """Within transaction ``c``: awarded -> settled, escrow to the owner, the fee and the customer's change."""
         assert task.robot is not None and task.price is not None
-        owner = self.db.read("SELECT owner FROM market_robots WHERE robot = ?", (task.robot,))[0][0]
+        owner = c.execute("SELECT owner FROM market_robots WHERE robot = ?", (task.robot,)).fetchone()[0]
         fee = task.price * self.fee_bps // 10_000
         lines = {f"owner:{owner}": task.price - fee, f"fees:{task.currency}": fee,
                  f"customer:{task.customer}": task.max_price - task.price}
-        lines = {account: amount for account, amount in lines.items() if amount}
-        self._open(f"fees:{task.currency}", task.currency, "fees")
-        self._open(f"owner:{owner}", task.currency, "owner", owner=owner)
-
-        def work(c: Cursor) -> None:
-            self._move(c, task.id, AWARDED, SETTLED, "delivered")
-            self.ledger.post(f"task:{task.id}:settle", {f"escrow:{task.id}": -task.max_price, **lines},
-                             kind="escrow.release", memo=f"delivered by {task.robot}", cursor=c)
-            c.execute("UPDATE market_robots SET delivered = delivered + 1 WHERE robot = ?", (task.robot,))
-
-        self._run(work)
-        return self.task(task.id)
+        self._move(c, task.id, AWARDED, SETTLED, "delivered")
+        self._open(f"fees:{task.currency}", task.currency, "fees", cursor=c)
+        self._open(f"owner:{owner}", task.currency, "owner", owner=owner, cursor=c)
+        self.ledger.post(f"task:{task.id}:settle",
+                         {f"escrow:{task.id}": -task.max_price, **{a: n for a, n in lines.items() if n}},
+                         kind="escrow.release", memo=f"delivered by {task.robot}", cursor=c)
+        c.execute("UPDATE market_robots SET delivered = delivered + 1 WHERE robot = ?", (task.robot,))
 
     def _refund(self, task: Task, expected: str, outcome: str, *, slash_bps: int, count: str | None) -> Task:
-        robot = task.robot
-
-        def work(c: Cursor) -> None:
-            self._move(c, task.id, expected, REFUNDED, outcome)
-            self.ledger.post(f"task:{task.id}:refund", {f"escrow:{task.id}": -task.max_price,
-                                                        f"customer:{task.customer}": task.max_price},
-                             kind="escrow.refund", memo=outcome, cursor=c)
-            if robot is not None and count is not None:
-                c.execute(f"UPDATE market_robots SET {count} = {count} + 1 WHERE robot = ?", (robot,))
-                bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                     (f"bond:{robot}",)).fetchone()[0])
-                slash = bond * slash_bps // 10_000
-                if slash > 0:
-                    self.ledger.post(f"task:{task.id}:slash", {f"bond:{robot}": -slash,
-                                                               f"customer:{task.customer}": slash},
-                                     kind="bond.slash", memo=f"{outcome} by {robot}", cursor=c)
-
-        self._run(work)
+        self._run(lambda c: self._refund_in(c, task, expected, outcome, slash_bps=slash_bps, count=count))
         return self.task(task.id)
+
+    def _refund_in(self, c: Cursor, task: Task, expected: str, outcome: str, *, slash_bps: int,
+                   count: str | None) -> None:
+        """Within transaction ``c``: refund the escrow; count the robot's failure and slash its bond."""
+        robot = task.robot
+        self._move(c, task.id, expected, REFUNDED, outcome)
+        self.ledger.post(f"task:{task.id}:refund", {f"escrow:{task.id}": -task.max_price,
+                                                    f"customer:{task.customer}": task.max_price},
+                         kind="escrow.refund", memo=outcome, cursor=c)
+        if robot is not None and count is not None:
+            c.execute(f"UPDATE market_robots SET {count} = {count} + 1 WHERE robot = ?", (robot,))
+            bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
+                                 (f"bond:{robot}",)).fetchone()[0])
+            slash = bond * slash_bps // 10_000
+            if slash > 0:
+                self.ledger.post(f"task:{task.id}:slash", {f"bond:{robot}": -slash,
+                                                           f"customer:{task.customer}": slash},
+                                 kind="bond.slash", memo=f"{outcome} by {robot}", cursor=c)
 
     @staticmethod
     def _move(c: Cursor, task_id: str, expected: str, state: str, outcome: str) -> None:
@@ -357,8 +393,10 @@ class Marketplace:
     # --- plumbing ------------------------------------------------------------------------------------
 
     def _open(self, account: str, currency: str, kind: str, *, owner: str | None = None,
-              may_go_negative: bool = False) -> str:
-        self.ledger.open_account(account, currency, kind, owner=owner, may_go_negative=may_go_negative)
+              may_go_negative: bool = False, cursor: Cursor | None = None) -> str:
+        """Open ``account`` if new (inside the caller's transaction when given one: no extra commit)."""
+        self.ledger.open_account(account, currency, kind, owner=owner, may_go_negative=may_go_negative,
+                                 cursor=cursor)
         return account
 
     def _run(self, work: Callable[[Cursor], None]) -> None:

@@ -216,3 +216,23 @@ def test_a_receipt_with_no_telemetry_to_judge_it_by_changes_nothing(world) -> No
     assert refused.value.code == "no_evidence" and world.market.task("t1").state == AWARDED
     world.at_dropoff(world.robots[0])
     assert world.receipt(world.robots[0]).state == SETTLED
+
+
+def test_receipts_settled_together_keep_their_own_outcomes(world) -> None:
+    """A group commit: one good receipt, one fake, one from the wrong robot; each ends as it should."""
+    for task_id, robot in (("t1", 0), ("t2", 1), ("t3", 0)):
+        world.post(task_id)
+        world.bid(world.robots[robot], task_id)
+        world.market.award_to(task_id, world.robots[robot].did)
+    world.at_dropoff(world.robots[0])
+    world.at_dropoff(world.robots[1], 0.0, 0.0)
+    t_ms = int(world.clock() * 1000)
+
+    def receipt(robot: int, task_id: str):
+        return world.signed(world.robots[robot], "receipt", {"task": task_id, "t": t_ms,
+                                                             "pose": {"x": DROPOFF[0], "y": DROPOFF[1], "theta": 0}})
+
+    good, fake, wrong = world.market.deliver_many([receipt(0, "t1"), receipt(1, "t2"), receipt(1, "t3")])
+    assert good.state == SETTLED and fake.state == REFUNDED and fake.outcome.startswith("faked")
+    assert isinstance(wrong, MarketError) and wrong.code == "not_awarded"
+    assert world.market.task("t3").state == AWARDED and world.ledger.verify() == []
