@@ -35,33 +35,18 @@ from identity.keys import Signer  # noqa: E402
 from ledger.db import open_database  # noqa: E402
 from ledger.journal import Ledger  # noqa: E402
 from marketplace.market import Marketplace  # noqa: E402
+from tests.marketplace.stand_ins import Sealer, envelope  # noqa: E402
 
 ROBOTS = [f"did:key:zRobot{i}" for i in range(20)]
 CUSTOMER, OWNER = "did:key:zCustomer", "did:key:zOwner"
 GROUP = 50  # receipts settled per commit in the grouped mode: what arrives in one service turn of a busy fleet
 
 
-class _Sealer:
-    """Awards need bytes to exist, not a DID registry: the marketplace's signer, minus the registry."""
-
-    did = "did:key:zMarket"
-
-    def __init__(self) -> None:
-        self._key = Signer.generate()
-
-    def seal(self, kind: str, body: dict) -> bytes:
-        return self._key.sign(repr((kind, sorted(body.items()))).encode())
-
-
-def _envelope(kind: str, issuer: str, body: dict) -> Envelope:
-    return Envelope(kind, issuer, "key-1", 1, 0, 0, body, b"", repr((kind, issuer, body)).encode())
-
-
 def _staged(url: str, tasks: int) -> tuple[Ledger, Marketplace, list[Envelope]]:
     """A marketplace with ``tasks`` awarded tasks and, for each, the robot's receipt (and its trail)."""
     now = [1_790_000_000.0]
     ledger = Ledger.open(url, Signer.generate(), clock=lambda: now[0])
-    market = Marketplace(ledger, _Sealer(), clock=lambda: now[0])  # type: ignore[arg-type]
+    market = Marketplace(ledger, Sealer(), clock=lambda: now[0])  # type: ignore[arg-type]
     market.fund(CUSTOMER, tasks * 1_000, "EUR", key="customer")
     market.fund(OWNER, 100_000, "EUR", key="owner", role="owner")
     for robot in ROBOTS:
@@ -69,15 +54,15 @@ def _staged(url: str, tasks: int) -> tuple[Ledger, Marketplace, list[Envelope]]:
     receipts = []
     for n in range(tasks):
         robot = ROBOTS[n % len(ROBOTS)]
-        market.post(_envelope("task", CUSTOMER, {
+        market.post(envelope("task", CUSTOMER, {
             "id": f"t{n}", "customer": CUSTOMER, "pickup": {"x": 0.0, "y": 0.0}, "dropoff": {"x": 10.0, "y": 5.0},
             "deadline": int((now[0] + 3_600) * 1000), "max_price": 900, "currency": "EUR", "payload_kg": 1.0}))
-        market.bid(_envelope("bid", robot, {"task": f"t{n}", "price": 500 + n % 300, "currency": "EUR",
+        market.bid(envelope("bid", robot, {"task": f"t{n}", "price": 500 + n % 300, "currency": "EUR",
                                             "eta_ms": 60_000}))
         market.award_to(f"t{n}", robot)
         t_ms = int(now[0] * 1000) + n
-        market.observe("t", _envelope("telemetry", robot, {"t": t_ms, "pose": {"x": 10.0, "y": 5.0}}))
-        receipts.append(_envelope("receipt", robot, {"task": f"t{n}", "t": t_ms,
+        market.observe("t", envelope("telemetry", robot, {"t": t_ms, "pose": {"x": 10.0, "y": 5.0}}))
+        receipts.append(envelope("receipt", robot, {"task": f"t{n}", "t": t_ms,
                                                      "pose": {"x": 10.0, "y": 5.0, "theta": 0.0}}))
     return ledger, market, receipts
 

@@ -13,27 +13,14 @@ from __future__ import annotations
 import random
 import sys
 
-from identity.envelope import Envelope
 from identity.keys import Signer
 from ledger.journal import Ledger
 from marketplace.market import AWARDED, OPEN, MarketError, Marketplace
+from tests.marketplace.stand_ins import Sealer, envelope
 
 CUSTOMER, OWNER = "did:key:zCustomer", "did:key:zOwner"
 ROBOTS = [f"did:key:zRobot{i}" for i in range(4)]
 START = 1_790_000_000.0
-
-
-class Signed:
-    """A stand-in for the marketplace's envelope signer: the award bytes only need to exist."""
-
-    did = "did:key:zMarket"
-
-    def seal(self, kind: str, body: dict) -> bytes:
-        return repr((kind, sorted(body.items()))).encode()
-
-
-def envelope(kind: str, issuer: str, body: dict) -> Envelope:
-    return Envelope(kind, issuer, "key-1", 1, 0, 0, body, b"", repr((kind, issuer, body)).encode())
 
 
 def plan(task: int, seed: int) -> str:
@@ -44,7 +31,7 @@ def plan(task: int, seed: int) -> str:
 def main(url: str, tasks: int, seed: int) -> None:
     clock_base = [START]
     ledger = Ledger.open(url, Signer(bytes(32)), clock=lambda: clock_base[0])
-    market = Marketplace(ledger, Signed(), fee_bps=500, clock=lambda: clock_base[0])  # type: ignore[arg-type]
+    market = Marketplace(ledger, Sealer(), fee_bps=500, clock=lambda: clock_base[0])  # type: ignore[arg-type]
     market.fund(CUSTOMER, 10_000_000, "EUR", key="customer")
     market.fund(OWNER, 100_000, "EUR", key="owner", role="owner")
     for robot in ROBOTS:

@@ -15,27 +15,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from identity.envelope import Envelope
 from identity.keys import Signer
 from ledger.journal import Ledger
 from marketplace.market import FAIL_SLASH_BPS, MarketError, Marketplace
+from tests.marketplace.stand_ins import Sealer, envelope
 
 CUSTOMERS = ["did:key:zC1", "did:key:zC2"]
 OWNER = "did:key:zOwner"
 ROBOTS = ["did:key:zR1", "did:key:zR2", "did:key:zR3"]
 FEE_BPS = 700
 DROPOFF = (10.0, 5.0)
-
-
-class _Signer:
-    did = "did:key:zMarket"
-
-    def seal(self, kind: str, body: dict) -> bytes:
-        return repr((kind, sorted(body.items()))).encode()
-
-
-def _envelope(kind: str, issuer: str, body: dict) -> Envelope:
-    return Envelope(kind, issuer, "key-1", 1, 0, 0, body, b"", repr((kind, issuer, body)).encode())
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -63,7 +52,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     def open_books(self) -> None:
         self.ledger = Ledger.open(self.url, Signer(bytes(32)), clock=lambda: self.now)
-        self.market = Marketplace(self.ledger, _Signer(), fee_bps=FEE_BPS, clock=lambda: self.now)  # type: ignore
+        self.market = Marketplace(self.ledger, Sealer(), fee_bps=FEE_BPS, clock=lambda: self.now)  # type: ignore
 
     def teardown(self) -> None:
         self.ledger.close()
@@ -84,7 +73,7 @@ class MarketMachine(RuleBasedStateMachine):
                 "max_price": price, "currency": "EUR", "payload_kg": 1.0}
         affordable = self.expected.get(f"customer:{customer}", 0) >= price
         try:
-            self.market.post(_envelope("task", customer, body))
+            self.market.post(envelope("task", customer, body))
         except MarketError as err:
             assert not affordable and err.code == "insufficient_funds"
             return
@@ -100,7 +89,7 @@ class MarketMachine(RuleBasedStateMachine):
         task = self.tasks[task_id]
         valid = price <= task["max"] and self.expected[f"bond:{robot}"] >= 1
         try:
-            self.market.bid(_envelope("bid", robot, {"task": task_id, "price": price, "currency": "EUR",
+            self.market.bid(envelope("bid", robot, {"task": task_id, "price": price, "currency": "EUR",
                                                      "eta_ms": 1_000}))
         except MarketError:
             assert not valid
@@ -124,8 +113,8 @@ class MarketMachine(RuleBasedStateMachine):
         task = self.tasks[task_id]
         robot, t_ms = task["robot"], int(self.now * 1000)
         where = DROPOFF if honest else (500.0, 500.0)
-        self.market.observe("t", _envelope("telemetry", robot, {"t": t_ms, "pose": {"x": where[0], "y": where[1]}}))
-        self.market.deliver(_envelope("receipt", robot, {"task": task_id, "t": t_ms,
+        self.market.observe("t", envelope("telemetry", robot, {"t": t_ms, "pose": {"x": where[0], "y": where[1]}}))
+        self.market.deliver(envelope("receipt", robot, {"task": task_id, "t": t_ms,
                                                          "pose": {"x": DROPOFF[0], "y": DROPOFF[1], "theta": 0}}))
         if honest:
             fee = task["price"] * FEE_BPS // 10_000
