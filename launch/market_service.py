@@ -95,7 +95,8 @@ class MarketService:
             else:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.bid_window_s]
-        offers = [offer for task in closed for offer in self.market.offers(task)]
+        busy = {task.robot for task in self.market.tasks(AWARDED)}  # a robot's older bids are stale once it works
+        offers = [offer for task in closed for offer in self.market.offers(task) if offer.robot not in busy]
         awards, tasks = BY_KIND["award"], BY_KIND["task"]
         for offer in assign_offers(offers, self.evaluator):
             try:

@@ -69,6 +69,12 @@ def test_every_bid_was_the_robots_own_and_nothing_was_refused_at_ingest(earned) 
     assert all(agent.refused == {} for agent in earned["fleet"].agents)
 
 
+def test_no_robot_is_awarded_a_task_while_it_works_on_another(earned) -> None:
+    """Its older bids are stale once it works: an award it must reject would refund the customer and slash it."""
+    assert earned["market"].tasks("refunded") == []
+    assert all(earned["ledger"].balance(f"bond:{a.did}") == 5_000 for a in earned["fleet"].agents)
+
+
 def test_a_settled_task_was_delivered_where_the_customer_asked(earned) -> None:
     market = earned["market"]
     for task in market.tasks("settled"):
