@@ -145,26 +145,37 @@ class SimFleet:
         self.agents: list[RobotAgent] = []
         self._by_topic: dict[str, RobotAgent] = {}
         self.stray_commands = 0
-        spec = config.robot
-        machine = MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
-        rng = np.random.default_rng([config.seed, 1])
-        for index in range(config.robots):
-            x, y, street = self.city.random_road_point(rng)
-            self.world.add_robot(x, y, _heading(self.city, street, rng), spec, battery=config.battery)
-            me = register(registry, controller=controller, machine=machine, with_topic_root=True)
-            root = topic_root(me.did)
-            session = MachineSession(me.envelope_signer(self.clock), root, me.document,
-                                     via=self.gateway_identity.did, software="depai-sim")
-            gate = CommandGate(me.did, root, registry, commanders, clock=self.clock)
-            agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
-                                       telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
-            agent = agent_class(index)(SimBody(self.world, index, spec), session, self.planner,
-                                       send=self._outbox.append, clock=self.clock, chargers=self.chargers,
-                                       gate=gate, config=agent_config, map_view=self.map_view)
-            self.agents.append(agent)
-            self._by_topic[gate.topic] = agent
+        self._registry, self._controller, self._commanders = registry, controller, list(commanders)
+        self._agent_class = agent_class
+        self._rng = np.random.default_rng([config.seed, 1])
+        for _ in range(config.robots):
+            self.add_robot()
         # Fleet time starts after the last registration, so no message predates its signer's key.
         self.clock.epoch_s = time.time() if epoch_s is None else epoch_s
+
+    def add_robot(self, controller: str | None = None) -> RobotAgent:
+        """A new robot at a random street point, with its own registered identity (controlled by ``controller``,
+        the fleet's operator by default). Added while the fleet runs, its birth goes out with the next step."""
+        config, spec, index = self.config, self.config.robot, len(self.agents)
+        machine = MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
+        x, y, street = self.city.random_road_point(self._rng)
+        self.world.add_robot(x, y, _heading(self.city, street, self._rng), spec, battery=config.battery)
+        me = register(self._registry, controller=controller or self._controller, machine=machine,
+                      with_topic_root=True)
+        root = topic_root(me.did)
+        session = MachineSession(me.envelope_signer(self.clock), root, me.document,
+                                 via=self.gateway_identity.did, software="depai-sim")
+        gate = CommandGate(me.did, root, self._registry, self._commanders, clock=self.clock)
+        agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
+                                   telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
+        agent = self._agent_class(index)(SimBody(self.world, index, spec), session, self.planner,
+                                         send=self._outbox.append, clock=self.clock, chargers=self.chargers,
+                                         gate=gate, config=agent_config, map_view=self.map_view)
+        self.agents.append(agent)
+        self._by_topic[gate.topic] = agent
+        if self.clock.epoch_s:  # the fleet is running: say it is here
+            self._outbox.append(session.birth())
+        return agent
 
     def greeting(self) -> Callable[[], tuple[tuple[str, bytes, int, bool], list[tuple[str, bytes, int, bool]]]]:
         """The gateway connection's on_session hook: births of the simulator and every robot, and the will."""

@@ -324,3 +324,13 @@ def test_awards_from_strangers_or_for_other_robots_move_nothing(scene) -> None:
     run(s.fleet, s.link, duration_s=3.0)
     assert agent.mode == "idle" and agent.refused["untrusted_sender"] == 1
     assert not any(event.startswith("task.") for event in s.heard.events())
+
+
+def test_a_robot_added_while_the_fleet_runs_is_born_and_heard(scene) -> None:
+    s = scene()
+    run(s.fleet, s.link, duration_s=3.0)
+    newcomer = s.fleet.add_robot()
+    s.run_until(lambda: any(e.kind == "telemetry" and e.issuer == newcomer.did for e in s.heard.envelopes),
+                limit_s=10)
+    assert any(e.kind == "birth" and e.issuer == newcomer.did for e in s.heard.envelopes)
+    assert len(s.fleet.agents) == 2 and s.refused() == 0
