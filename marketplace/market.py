@@ -41,7 +41,8 @@ FAKE_SLASH_BPS = 10_000  # ... a faked one all of it
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS market_robots (
         robot TEXT PRIMARY KEY, owner TEXT NOT NULL, currency TEXT NOT NULL,
-        delivered INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, faked INTEGER NOT NULL DEFAULT 0)""",
+        delivered INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, faked INTEGER NOT NULL DEFAULT 0,
+        retired INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS market_tasks (
         id TEXT PRIMARY KEY, customer TEXT NOT NULL, body TEXT NOT NULL, task_hash TEXT NOT NULL,
         currency TEXT NOT NULL, max_price BIGINT NOT NULL, deadline_ms BIGINT NOT NULL,
@@ -129,6 +130,24 @@ class Marketplace:
 
         self._run(work)
 
+    def retire_robot(self, robot: str) -> int:
+        """Take a robot off the market: it bids no more, and what is left of its bond goes back to its owner."""
+
+        def work(c: Cursor) -> int:
+            held = c.execute("SELECT owner, currency FROM market_robots WHERE robot = ? AND retired = 0",
+                             (robot,)).fetchone()
+            if held is None:
+                raise MarketError("unknown_robot", f"{robot} is not an active robot of this marketplace")
+            c.execute("UPDATE market_robots SET retired = 1 WHERE robot = ? AND retired = 0", (robot,))
+            bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
+                                 (f"bond:{robot}",)).fetchone()[0])
+            if bond:
+                self.ledger.post(f"bond:{robot}:return", {f"bond:{robot}": -bond, f"owner:{held[0]}": bond},
+                                 kind="bond.return", memo=f"{robot} retired", cursor=c)
+            return bond
+
+        return self.db.run(work)
+
     # --- tasks ---------------------------------------------------------------------------------------
 
     def post(self, envelope: Envelope) -> Task:
@@ -203,9 +222,10 @@ class Marketplace:
                 raise MarketError("unknown_task", f"no task {body['task']}")
             if task[0] != OPEN:
                 raise MarketError("not_open", f"task {body['task']} is {task[0]}")
-            member = c.execute("SELECT currency FROM market_robots WHERE robot = ?", (robot,)).fetchone()
-            if member is None:
-                raise MarketError("unknown_robot", f"{robot} is not a registered robot of this marketplace")
+            member = c.execute("SELECT currency, retired FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if member is None or member[1]:
+                raise MarketError("unknown_robot", f"{robot} is not a registered robot of this marketplace"
+                                  + (" (it was retired)" if member is not None else ""))
             if body["currency"] != task[1] or body["price"] > int(task[2]):
                 raise MarketError("bad_price", f"the bid must be in {task[1]} and at most {task[2]}")
             if self.ledger.balance(f"bond:{robot}") < self.min_bond:

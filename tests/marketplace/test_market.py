@@ -236,3 +236,15 @@ def test_receipts_settled_together_keep_their_own_outcomes(world) -> None:
     assert good.state == SETTLED and fake.state == REFUNDED and fake.outcome.startswith("faked")
     assert isinstance(wrong, MarketError) and wrong.code == "not_awarded"
     assert world.market.task("t3").state == AWARDED and world.ledger.verify() == []
+
+
+def test_a_retired_robot_bids_no_more_and_its_bond_goes_home(world) -> None:
+    world.post()
+    owner_before = world.balance(f"owner:{world.owner.did}")
+    assert world.market.retire_robot(world.robots[0].did) == 500
+    assert world.balance(f"owner:{world.owner.did}") == owner_before + 500
+    with pytest.raises(MarketError) as refused:
+        world.bid(world.robots[0])
+    assert refused.value.code == "unknown_robot"
+    with pytest.raises(MarketError):
+        world.market.retire_robot(world.robots[0].did)
