@@ -1,0 +1,109 @@
+"""Members' shares with their whole history, so a vote's weight is read as it stood at a proposal's snapshot.
+
+Every mint and burn is an append-only row (member, class, change, time); a
+balance at time t is the sum of the member's changes up to t, and so is the
+total. This is what OpenZeppelin's ERC20Votes checkpoints keep, by time
+instead of block. Voting shares count in votes and in the revenue split;
+economic shares only in the split. A burn below zero is refused; the database
+refuses UPDATE and DELETE of the history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ledger.db import Cursor, Database
+
+VOTING, ECONOMIC = "voting", "economic"
+
+_SCHEMA = {
+    "sqlite": [
+        """CREATE TABLE IF NOT EXISTS dao_shares (
+            seq INTEGER PRIMARY KEY, member TEXT NOT NULL, class TEXT NOT NULL CHECK (class IN ('voting', 'economic')),
+            delta BIGINT NOT NULL CHECK (delta <> 0), at_s DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS dao_shares_by_member ON dao_shares (member, class, at_s)",
+        """CREATE TRIGGER IF NOT EXISTS dao_shares_no_update BEFORE UPDATE ON dao_shares
+        BEGIN SELECT RAISE(ABORT, 'dao: share history is append-only'); END""",
+        """CREATE TRIGGER IF NOT EXISTS dao_shares_no_delete BEFORE DELETE ON dao_shares
+        BEGIN SELECT RAISE(ABORT, 'dao: share history is append-only'); END""",
+    ],
+    "postgresql": [
+        """CREATE TABLE IF NOT EXISTS dao_shares (
+            seq BIGSERIAL PRIMARY KEY, member TEXT NOT NULL, class TEXT NOT NULL CHECK (class IN ('voting', 'economic')),
+            delta BIGINT NOT NULL CHECK (delta <> 0), at_s DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS dao_shares_by_member ON dao_shares (member, class, at_s)",
+        """CREATE OR REPLACE FUNCTION dao_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'dao: % is append-only', TG_TABLE_NAME; END $$""",
+        "DROP TRIGGER IF EXISTS dao_shares_append_only ON dao_shares",
+        "CREATE TRIGGER dao_shares_append_only BEFORE UPDATE OR DELETE ON dao_shares "
+        "FOR EACH ROW EXECUTE FUNCTION dao_append_only()",
+    ],
+}
+
+
+class SharesError(ValueError):
+    """A mint or burn the DAO refuses; nothing changed."""
+
+
+class Shares:
+    """The share register of one DAO, in its database."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self.db, self.clock = db, clock
+        db.script(_SCHEMA[db.dialect])
+
+    def mint(self, member: str, amount: int, *, share_class: str = VOTING, reason: str,
+             cursor: Cursor | None = None) -> None:
+        """Give ``member`` ``amount`` more shares of a class, now."""
+        self._change(member, _positive(amount), share_class, reason, cursor)
+
+    def burn(self, member: str, amount: int, *, share_class: str = VOTING, reason: str,
+             cursor: Cursor | None = None) -> None:
+        """Take ``amount`` shares of a class from ``member``, now; refused beyond what it holds."""
+        self._change(member, -_positive(amount), share_class, reason, cursor)
+
+    def _change(self, member: str, delta: int, share_class: str, reason: str, cursor: Cursor | None) -> None:
+        if share_class not in (VOTING, ECONOMIC):
+            raise SharesError(f"share class must be {VOTING!r} or {ECONOMIC!r}, got {share_class!r}")
+        if not member:
+            raise SharesError("a member needs an id (its DID)")
+
+        def work(c: Cursor) -> None:
+            now = self.clock()
+            held = int(c.execute("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE member = ? AND class = ?",
+                                 (member, share_class)).fetchone()[0])
+            if held + delta < 0:
+                raise SharesError(f"{member} holds {held} {share_class} shares; cannot burn {-delta}")
+            c.execute("INSERT INTO dao_shares (member, class, delta, at_s, reason) VALUES (?, ?, ?, ?, ?)",
+                      (member, share_class, delta, now, reason))
+
+        work(cursor) if cursor is not None else self.db.run(work)
+
+    def balance_at(self, member: str, at_s: float | None = None, share_class: str = VOTING) -> int:
+        """``member``'s shares of a class as they stood at ``at_s`` (default: now)."""
+        at = self.clock() if at_s is None else at_s
+        return int(self.db.read("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE member = ? AND class = ? "
+                                "AND at_s <= ?", (member, share_class, at))[0][0])
+
+    def total_at(self, at_s: float | None = None, share_class: str = VOTING) -> int:
+        """All shares of a class at ``at_s`` (default: now): the quorum's base."""
+        at = self.clock() if at_s is None else at_s
+        return int(self.db.read("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE class = ? AND at_s <= ?",
+                                (share_class, at))[0][0])
+
+    def holders(self, at_s: float | None = None, share_class: str | None = None) -> dict[str, int]:
+        """Every member with shares (of one class, or both together) at ``at_s``, by DID."""
+        at = self.clock() if at_s is None else at_s
+        sql = "SELECT member, SUM(delta) FROM dao_shares WHERE at_s <= ?"
+        params: tuple = (at,)
+        if share_class is not None:
+            sql, params = sql + " AND class = ?", (at, share_class)
+        rows = self.db.read(sql + " GROUP BY member ORDER BY member", params)
+        return {member: int(total) for member, total in rows if int(total) > 0}
+
+
+def _positive(amount: int) -> int:
+    if type(amount) is not int or amount <= 0:
+        raise SharesError(f"a share amount is a positive integer, got {amount!r}")
+    return amount
