@@ -125,13 +125,15 @@ class Marketplace:
             if held is None:
                 c.execute("INSERT INTO market_robots (robot, owner, currency) VALUES (?, ?, ?)",
                           (robot, owner, currency))
-            self.ledger.post(f"bond:{robot}:{bond}", {owner_account: -bond, bond_account: bond}, kind="bond",
-                             memo=f"bond of {robot}", cursor=c)
+            if bond:  # a robot admitted without a bond may not bid until its owner posts one
+                self.ledger.post(f"bond:{robot}:{bond}", {owner_account: -bond, bond_account: bond}, kind="bond",
+                                 memo=f"bond of {robot}", cursor=c)
 
         self._run(work)
 
     def retire_robot(self, robot: str) -> int:
-        """Take a robot off the market: it bids no more, and what is left of its bond goes back to its owner."""
+        """Take a robot off the market: its bids are withdrawn, it bids no more, and what is left of its bond goes
+        back to its owner."""
 
         def work(c: Cursor) -> int:
             held = c.execute("SELECT owner, currency FROM market_robots WHERE robot = ? AND retired = 0",
@@ -139,6 +141,7 @@ class Marketplace:
             if held is None:
                 raise MarketError("unknown_robot", f"{robot} is not an active robot of this marketplace")
             c.execute("UPDATE market_robots SET retired = 1 WHERE robot = ? AND retired = 0", (robot,))
+            c.execute("DELETE FROM market_bids WHERE robot = ?", (robot,))  # its standing bids go with it
             bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
                                  (f"bond:{robot}",)).fetchone()[0])
             if bond:

@@ -72,7 +72,8 @@ def owned(tmp_path_factory):
     bought = hooks.bought["buy-1"]
     drive(420.0)
     yield {"dao": dao, "ledger": ledger, "market": market, "fleet": fleet, "earned": earned, "treasury": treasury,
-           "executed": executed, "bought": bought, "dao_did": dao_id.did, "members": (alice.did, bob.did)}
+           "executed": executed, "bought": bought, "dao_did": dao_id.did, "members": (alice.did, bob.did),
+           "hooks": hooks, "registry": registry}
     fleet.close()
     ledger.close()
     registry.close()
@@ -93,3 +94,16 @@ def test_a_passed_buy_a_robot_proposal_adds_a_robot_that_then_earns(owned) -> No
     assert fleet.agents[-1].session.document["controller"] == owned["dao_did"]
     assert any(task.robot == bought for task in market.tasks("settled")), "the new robot should have earned"
     assert owned["ledger"].verify() == [] and sum(owned["ledger"].balances().values()) == 0
+
+
+def test_retiring_admitting_and_the_fee_act_on_the_market(owned) -> None:
+    hooks, market, registry = owned["hooks"], owned["market"], owned["registry"]
+    hooks.retire_robot(owned["bought"])
+    assert owned["bought"] not in {offer.robot for task in market.tasks("open") for offer in market.offers(task.id)}
+    outsider = register(registry)
+    with pytest.raises(ValueError, match="does not hold the key"):
+        hooks.admit_robot("admit-1", outsider.did, "00" * 32)
+    hooks.admit_robot("admit-1", outsider.did, outsider.signer.public_key.hex())
+    assert outsider.did in market.robots()
+    hooks.set_fee(250)
+    assert market.fee_bps == 250
