@@ -74,7 +74,7 @@ def distribute(amount: int, rules: SplitRules, member_shares: Mapping[str, int],
     members_part = parts.pop(MEMBERS)
     holders = _holders(member_shares)
     total_shares = sum(holders.values())
-    to_members = {member: -(-members_part * shares // total_shares) for member, shares in holders.items()}
+    to_members = {member: members_part * shares // total_shares for member, shares in holders.items()}
     left = pot - sum(parts.values()) - sum(to_members.values())
     out = Distribution(parts, to_members, left)
     assert out.total == pot and min([left, *parts.values(), *to_members.values()]) >= 0, out
