@@ -167,16 +167,22 @@ class Spend(_Action):
 
 
 @dataclass(frozen=True, slots=True)
-class AddMember(_Action):
-    """Admit a member by DID with a first grant of voting shares."""
+class _MemberShares(_Action):
+    """An action on one member's voting shares: which member, how many shares."""
 
-    kind: ClassVar[str] = "add_member"
     member: str
     shares: int
 
     def __post_init__(self) -> None:
         _did(self.kind, "member", self.member)
         _positive(self.kind, "shares", self.shares)
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember(_MemberShares):
+    """Admit a member by DID with a first grant of voting shares."""
+
+    kind: ClassVar[str] = "add_member"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,29 +197,17 @@ class RemoveMember(_Action):
 
 
 @dataclass(frozen=True, slots=True)
-class Mint(_Action):
+class Mint(_MemberShares):
     """Grant a member more voting shares."""
 
     kind: ClassVar[str] = "mint"
-    member: str
-    shares: int
-
-    def __post_init__(self) -> None:
-        _did(self.kind, "member", self.member)
-        _positive(self.kind, "shares", self.shares)
 
 
 @dataclass(frozen=True, slots=True)
-class Burn(_Action):
+class Burn(_MemberShares):
     """Take voting shares from a member."""
 
     kind: ClassVar[str] = "burn"
-    member: str
-    shares: int
-
-    def __post_init__(self) -> None:
-        _did(self.kind, "member", self.member)
-        _positive(self.kind, "shares", self.shares)
 
 
 Action = (ChangeSplit | SetParameter | BuyRobot | RetireRobot | AdmitRobot | Spend | AddMember | RemoveMember | Mint
