@@ -161,6 +161,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                          progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, market),
                          should_stop=stop.is_set)
             link.settle()
+            market.step()  # a last turn: receipts that arrived while the link settled are settled too
             if not args.json and sys.stderr.isatty():
                 print(file=sys.stderr)
             summary = _summary(report, fleet, tally, ingest, market, shared_map, where, operator.did)
