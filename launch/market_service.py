@@ -45,6 +45,7 @@ class MarketService:
         self._announce: list[Outgoing] = []
         self._posted: dict[str, float] = {}  # open task -> when it was announced
         self._receipts: list[Envelope] = []
+        self._next_expiry = -math.inf
         self._turn = 0
 
     def offer(self, order: Order) -> None:
@@ -95,7 +96,7 @@ class MarketService:
             else:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.bid_window_s]
-        busy = {task.robot for task in self.market.tasks(AWARDED)}  # a robot's older bids are stale once it works
+        busy = {task.robot for task in self.market.tasks(AWARDED)} if closed else set()  # stale bids of workers
         offers = [offer for task in closed for offer in self.market.offers(task) if offer.robot not in busy]
         awards, tasks = BY_KIND["award"], BY_KIND["task"]
         for offer in assign_offers(offers, self.evaluator):
@@ -114,5 +115,7 @@ class MarketService:
             else:  # no bid, or its bidders won other tasks: announce it again for another window
                 self._posted[task] = now
                 out.append(Outgoing(MARKET_TASKS, self.market.announcement(task), tasks.qos, tasks.retain))
-        self.failed += [task.id for task in self.market.expire()]
+        if now >= self._next_expiry:  # deadlines are in whole seconds' worth: once a second is enough
+            self._next_expiry = now + 1.0
+            self.failed += [task.id for task in self.market.expire()]
         return out
