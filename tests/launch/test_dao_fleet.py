@@ -3,24 +3,15 @@ robot to the fleet, which then earns for the DAO too."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from bus.ingest import Ingest
 from dao.dao import VOTE_KIND, Dao
 from dao.lifecycle import Params, State
 from dao.split import SplitRules
 from identity.envelope import EnvelopeVerifier
-from identity.keys import Signer
-from identity.registry import DidRegistry
 from launch.dao_hooks import FleetHooks
-from launch.fleet import FleetConfig, SimFleet, register, run
-from launch.links import LoopbackLink
-from launch.market_service import MarketService
-from ledger.journal import Ledger
-from marketplace.market import Marketplace
-from sim.demand import Demand
+from launch.fleet import register
+from tests.launch.economy import start_economy
 
 SEED = 5
 PARAMS = Params(voting_delay_s=5.0, voting_period_s=20.0, quorum_bps=5_000, timelock_s=5.0, grace_period_s=600.0)
@@ -29,31 +20,15 @@ RULES = SplitRules.of({"operator": 1_000, "reserve": 1_000, "treasury": 3_000, "
 
 @pytest.fixture(scope="module")
 def owned(tmp_path_factory):
-    tmp: Path = tmp_path_factory.mktemp("dao-fleet")
-    registry = DidRegistry(tmp / "registry.sqlite3")
-    dao_id = register(registry)
+    economy = start_economy(tmp_path_factory.mktemp("dao-fleet"), robots=3, seed=SEED, orders_per_min=6.0,
+                            owner_funds=300, bond=100)
+    registry, fleet, ledger, market, dao_id = (economy.registry, economy.fleet, economy.ledger, economy.market,
+                                                economy.owner)
     alice, bob = register(registry), register(registry)
-    market_id = register(registry, controller=dao_id.did)
-    customers = [register(registry) for _ in range(2)]
-    config = FleetConfig(robots=3, seed=SEED, blocks=2, obstacles=False, orders_per_min=6.0)
-    fleet = SimFleet(config, registry, controller=dao_id.did, commanders=[market_id.did])
-    ledger = Ledger.open(f"sqlite:///{tmp / 'ledger.sqlite3'}", Signer.generate(), clock=fleet.clock)
-    market = Marketplace(ledger, market_id.envelope_signer(fleet.clock), fee_bps=500, clock=fleet.clock)
-    for customer in customers:
-        market.fund(customer.did, 1_000_000, "EUR", key=customer.did)
-    market.fund(dao_id.did, 300, "EUR", key="dao", role="owner")
-    for agent in fleet.agents:
-        market.register_robot(agent.did, dao_id.did, 100, "EUR")
     hooks = FleetHooks(fleet, market, registry, dao_id.did, bond=100, currency="EUR")
     dao = Dao(ledger, dao_id.did, hooks=hooks, clock=fleet.clock)
     dao.create({alice.did: 70, bob.did: 30}, PARAMS, RULES)
-    service = MarketService(market, [c.envelope_signer(fleet.clock) for c in customers],
-                            EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock)
-    link = LoopbackLink(fleet, Ingest(registry, service.observe, clock=fleet.clock))
-    demand = Demand(fleet.city, SEED, config.order_rate)
-
-    def drive(seconds: float) -> None:
-        run(fleet, link, duration_s=seconds, demand=demand, services=[service], orders=service)
+    drive = economy.drive
 
     drive(300.0)
     earned = dao.distribute("first")
@@ -74,9 +49,7 @@ def owned(tmp_path_factory):
     yield {"dao": dao, "ledger": ledger, "market": market, "fleet": fleet, "earned": earned, "treasury": treasury,
            "executed": executed, "bought": bought, "dao_did": dao_id.did, "members": (alice.did, bob.did),
            "hooks": hooks, "registry": registry}
-    fleet.close()
-    ledger.close()
-    registry.close()
+    economy.close()
 
 
 def test_the_fleet_earned_for_the_dao_and_the_split_added_up(owned) -> None:

@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from bus.ingest import Ingest
-from identity.envelope import EnvelopeVerifier
-from identity.keys import Signer
-from identity.registry import DidRegistry
-from launch.fleet import FleetConfig, SimFleet, register, run
-from launch.links import LoopbackLink
-from launch.market_service import MarketService
-from ledger.journal import Ledger
-from marketplace.market import Marketplace
-from sim.demand import Demand
+from tests.launch.economy import start_economy
 
 SEED = 5
 
 
 @pytest.fixture(scope="module")
 def earned(tmp_path_factory):
-    tmp: Path = tmp_path_factory.mktemp("market-fleet")
-    registry = DidRegistry(tmp / "registry.sqlite3")
-    operator = register(registry)
-    market_id = register(registry, controller=operator.did)
-    customers = [register(registry) for _ in range(2)]
-    config = FleetConfig(robots=4, seed=SEED, blocks=2, obstacles=False, orders_per_min=3.0)
-    fleet = SimFleet(config, registry, controller=operator.did, commanders=[market_id.did])
-    ledger = Ledger.open(f"sqlite:///{tmp / 'ledger.sqlite3'}", Signer.generate(), clock=fleet.clock)
-    market = Marketplace(ledger, market_id.envelope_signer(fleet.clock), fee_bps=500, clock=fleet.clock)
-    for customer in customers:
-        market.fund(customer.did, 1_000_000, "EUR", key=customer.did)
-    market.fund(operator.did, 100_000, "EUR", key="operator", role="owner")
-    for agent in fleet.agents:
-        market.register_robot(agent.did, operator.did, 5_000, "EUR")
-    owner_before = ledger.balance(f"owner:{operator.did}")
-    service = MarketService(market, [c.envelope_signer(fleet.clock) for c in customers],
-                            EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock)
-    ingest = Ingest(registry, service.observe, clock=fleet.clock)
-    link = LoopbackLink(fleet, ingest)
-    run(fleet, link, duration_s=420.0, demand=Demand(fleet.city, SEED, config.order_rate), services=[service],
-        orders=service)
-    yield {"fleet": fleet, "market": market, "ledger": ledger, "service": service, "operator": operator,
-           "owner_before": owner_before, "ingest": ingest}
-    fleet.close()
-    ledger.close()
-    registry.close()
+    economy = start_economy(tmp_path_factory.mktemp("market-fleet"), robots=4, seed=SEED, orders_per_min=3.0,
+                            owner_funds=100_000, bond=5_000)
+    owner_before = economy.ledger.balance(f"owner:{economy.owner.did}")
+    economy.drive(420.0)
+    yield {"fleet": economy.fleet, "market": economy.market, "ledger": economy.ledger, "service": economy.service,
+           "operator": economy.owner, "owner_before": owner_before, "ingest": economy.ingest}
+    economy.close()
 
 
 def test_robots_bid_win_deliver_and_their_owner_is_paid_exactly(earned) -> None:
