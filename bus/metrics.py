@@ -53,6 +53,16 @@ class Metrics:
         with self._lock:
             return sum(v for key, v in self._values.get(name, {}).items() if wanted <= set(key))
 
+    def by(self, name: str, label: str) -> dict[str, float]:
+        """The sums of ``name`` per value of one label (e.g. refusals by reason), in label order."""
+        sums: dict[str, float] = {}
+        with self._lock:
+            for key, v in self._values.get(name, {}).items():
+                value = dict(key).get(label)
+                if value is not None:
+                    sums[value] = sums.get(value, 0.0) + v
+        return dict(sorted(sums.items()))
+
     def render(self) -> str:
         """Every metric in the Prometheus text format."""
         lines: list[str] = []

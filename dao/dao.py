@@ -380,6 +380,11 @@ class Dao:
         return Proposal(r[0], r[1], act.parse_actions(json.loads(r[2])), r[3], line, params, eta, bool(r[9]),
                         bool(r[10]), tally, now_state)
 
+    def votes(self, proposal_id: str) -> list[tuple[str, str, int]]:
+        """The votes cast on a proposal: (member, support, weight), by member."""
+        return [(member, support, int(weight)) for member, support, weight in self.db.read(
+            "SELECT member, support, weight FROM dao_votes WHERE proposal = ? ORDER BY member", (proposal_id,))]
+
     def proposals(self) -> list[Proposal]:
         """Every proposal, oldest first."""
         return [self.proposal(pid) for (pid,) in self.db.read("SELECT id FROM dao_proposals ORDER BY created_s, id")]

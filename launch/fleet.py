@@ -102,9 +102,9 @@ class Identity:
 
 
 def register(registry: DidRegistry, *, controller: str | None = None, machine: MachineProfile | None = None,
-             with_topic_root: bool = False) -> Identity:
-    """A fresh key and its registered did:peaq."""
-    signer = Signer.generate()
+             with_topic_root: bool = False, signer: Signer | None = None) -> Identity:
+    """A registered did:peaq for ``signer``'s key (a fresh key by default)."""
+    signer = signer or Signer.generate()
     did = did_peaq(signer.public_key)
     resolution = create_identity(registry, signer, controller=controller, machine=machine,
                                  topic_root=topic_root(did) if with_topic_root else None)
@@ -118,13 +118,23 @@ def _heading(city: CityLayout, street: str, rng: np.random.Generator) -> float:
     return theta if rng.random() < 0.5 else math.atan2(y0 - y1, x0 - x1)
 
 
+class Enroll(Protocol):
+    """Gives the fleet the identity called ``name`` (``gateway``, ``robot-0``, ...): fresh, or kept from before."""
+
+    def __call__(self, name: str, *, controller: str | None = None, machine: MachineProfile | None = None,
+                 with_topic_root: bool = False) -> Identity: ...
+
+
 class SimFleet:
     """The world and one agent per robot, each with its own registered identity."""
 
     def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
                  commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None,
-                 agent_class: Callable[[int], type[RobotAgent]] = lambda index: RobotAgent) -> None:
-        """``agent_class(i)`` is the agent robot i runs (benchmarks run adversarial robots this way)."""
+                 agent_class: Callable[[int], type[RobotAgent]] = lambda index: RobotAgent,
+                 enroll: Enroll | None = None) -> None:
+        """``agent_class(i)`` is the agent robot i runs (benchmarks run adversarial robots this way); ``enroll``
+        names each identity (default: a fresh key every time; ``depai up`` keeps them across runs)."""
+        self._enroll: Enroll = enroll or (lambda name, **terms: register(registry, **terms))
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
         self.schedule = (ObstacleSchedule.generate(self.city, config.seed, config.horizon_s) if config.obstacles
@@ -137,12 +147,13 @@ class SimFleet:
         self.planner = RoadPlanner(self.city.road_graph())
         # One verified view of the shared road graph for the whole gateway (a site bridge would do the same).
         self.map_view = MapView(registry, map_services, clock=self.clock)
-        self.gateway_identity = register(registry, controller=controller, with_topic_root=True)
+        self.gateway_identity = self._enroll("gateway", controller=controller, with_topic_root=True)
         self.gateway = MachineSession(self.gateway_identity.envelope_signer(self.clock),
                                       topic_root(self.gateway_identity.did), self.gateway_identity.document,
                                       software="depai-sim")
         self._outbox: list[Outgoing] = []
         self.agents: list[RobotAgent] = []
+        self.dids: set[str] = set()  # every robot's DID, for services that ask "is this one of ours?"
         self._by_topic: dict[str, RobotAgent] = {}
         self.stray_commands = 0
         self._registry, self._controller, self._commanders = registry, controller, list(commanders)
@@ -160,8 +171,8 @@ class SimFleet:
         machine = MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
         x, y, street = self.city.random_road_point(self._rng)
         self.world.add_robot(x, y, _heading(self.city, street, self._rng), spec, battery=config.battery)
-        me = register(self._registry, controller=controller or self._controller, machine=machine,
-                      with_topic_root=True)
+        me = self._enroll(f"robot-{index}", controller=controller or self._controller, machine=machine,
+                          with_topic_root=True)
         root = topic_root(me.did)
         session = MachineSession(me.envelope_signer(self.clock), root, me.document,
                                  via=self.gateway_identity.did, software="depai-sim")
@@ -172,6 +183,7 @@ class SimFleet:
                                          send=self._outbox.append, clock=self.clock, chargers=self.chargers,
                                          gate=gate, config=agent_config, map_view=self.map_view)
         self.agents.append(agent)
+        self.dids.add(me.did)
         self._by_topic[gate.topic] = agent
         if self.clock.epoch_s:  # the fleet is running: say it is here
             self._outbox.append(session.birth())

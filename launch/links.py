@@ -7,15 +7,27 @@ the network, which makes a run exactly repeatable for a seed.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
+from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
 from bus.client import BusClient
 from bus.ingest import Ingest
 from bus.session import Outgoing
-from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, robot_filter
-from launch.fleet import SimFleet
+from bus.topics import (
+    COMMAND_CHANNEL,
+    MAP_GRAPH,
+    MARKET_AWARDS,
+    MARKET_TASKS,
+    robot_filter,
+)
+from identity.envelope import Envelope
+from launch.fleet import Link, SimFleet
+from launch.output import EXIT_USAGE, CliError
 
 
 class LoopbackLink:
@@ -121,3 +133,39 @@ class MqttLink:
         self.service.wait_drained(timeout)
         self.gateway.close()
         self.service.close()
+
+
+class Tally:
+    """Counts what the fleet's services accepted, by kind, and hands every verified message to them."""
+
+    def __init__(self, *consumers: Callable[[str, Envelope], None]) -> None:
+        self.consumers = consumers
+        self.accepted: dict[str, int] = {}
+
+    def __call__(self, topic: str, envelope: Envelope) -> None:
+        self.accepted[envelope.kind] = self.accepted.get(envelope.kind, 0) + 1
+        for consume in self.consumers:
+            consume(topic, envelope)
+
+
+def open_link(broker: str, fleet: SimFleet, ingest: Ingest, work: Path,
+              stack: contextlib.ExitStack) -> tuple[Link, str]:
+    """The link a run goes through, and a phrase saying what it is: ``broker`` is none (in process), a URL, or
+    the kind of broker to start (auto, mosquitto, amqtt) with the topic ACL; ``stack`` closes what it opens."""
+    if broker == "none":
+        return LoopbackLink(fleet, ingest), "in process (no broker)"
+    if "://" in broker:
+        link = MqttLink(fleet, ingest, broker, state_dir=work)
+        stack.callback(link.close)
+        return link.start(), f"broker {broker}"
+    try:
+        kind, _ = choose_kind(broker)
+    except BrokerError as err:
+        raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
+    gateway = MqttUser("simulator", secrets.token_urlsafe(18), "gateway")
+    service = MqttUser("services", secrets.token_urlsafe(18), "service")
+    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=work / "broker", users=[gateway, service])))
+    link = MqttLink(fleet, ingest, broker.url, gateway_login=(gateway.username, gateway.password),
+                    service_login=(service.username, service.password), state_dir=work)
+    stack.callback(link.close)
+    return link.start(), f"{kind} broker at {broker.url} with the topic ACL"

@@ -69,6 +69,11 @@ class MarketService:
         self._announce.append(Outgoing(MARKET_TASKS, self.market.announcement(order.id), spec.qos, spec.retain))
         self._posted[order.id] = self.clock()
 
+    def resume(self) -> None:
+        """Take over the open tasks of an earlier run: announced again at the next step."""
+        for task in self.market.tasks(OPEN):
+            self._posted[task.id] = -math.inf
+
     def observe(self, topic: str, envelope: Envelope) -> None:
         """An ingest consumer: telemetry (trails for proofs), bids, receipts and task failures."""
         kind, body = envelope.kind, envelope.body

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from identity.errors import DepaiError
@@ -61,3 +63,19 @@ def report_error(err: CliError, *, as_json: bool) -> int:
         if err.hint:
             print(f"  hint: {err.hint}", file=sys.stderr)
     return err.exit_code
+
+
+def status_line(stream: Any) -> Callable[[float, str], None]:
+    """A live status line on ``stream``: rewritten in place on a terminal, else a line every 10 simulated s."""
+    tty = stream.isatty()
+    started = time.perf_counter()
+
+    def show(sim_s: float, text: str) -> None:
+        wall = time.perf_counter() - started
+        line = f"sim {sim_s:7.1f} s  x{sim_s / wall if wall > 0 else 0:5.1f} real time  {text}"
+        if tty:
+            print(f"\r{line}", end="", file=stream, flush=True)
+        elif int(sim_s) % 10 == 0:
+            print(line, file=stream, flush=True)
+
+    return show

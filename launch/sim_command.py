@@ -15,31 +15,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
 import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
 from bus.ingest import Ingest
-from identity.envelope import Envelope, EnvelopeVerifier
+from identity.envelope import EnvelopeVerifier
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
-from launch.links import LoopbackLink, MqttLink
+from launch.links import Tally, open_link
 from launch.market_service import MarketService
-from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit
+from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
-from spatial.service import MapService
 from sim.demand import Demand
+from spatial.service import MapService
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -67,19 +64,6 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     sim.set_defaults(handler=cmd_sim)
 
 
-class _Tally:
-    """Counts what the fleet's services accepted, by kind, and hands every verified message to them."""
-
-    def __init__(self, *consumers: Callable[[str, Envelope], None]) -> None:
-        self.consumers = consumers
-        self.accepted: dict[str, int] = {}
-
-    def __call__(self, topic: str, envelope: Envelope) -> None:
-        self.accepted[envelope.kind] = self.accepted.get(envelope.kind, 0) + 1
-        for consume in self.consumers:
-            consume(topic, envelope)
-
-
 @contextlib.contextmanager
 def _workspace(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
@@ -102,25 +86,14 @@ def _check(args: argparse.Namespace) -> None:
                        exit_code=EXIT_USAGE)
 
 
-def _progress(report_to: Any, fleet: SimFleet, tally: _Tally, ingest: Ingest,
+def _progress(report_to: Any, fleet: SimFleet, tally: Tally, ingest: Ingest,
               market: MarketService) -> Callable[[float], None]:
-    """A one-line status on stderr every simulated second: rewritten in place on a terminal, else every 10 s."""
-    tty = report_to.isatty()
-    started = time.perf_counter()
-
-    def show(sim_s: float) -> None:
-        wall = time.perf_counter() - started
-        refused = int(ingest.metrics.total("depai_ingest_refused_total"))
-        line = (f"sim {sim_s:7.1f} s  x{sim_s / wall if wall > 0 else 0:5.1f} real time  "
-                f"robots {len(fleet.agents)}  tasks posted {market.posted} awarded {market.awarded} "
-                f"settled {len(market.delivered)}  "
-                f"verified {sum(tally.accepted.values())} refused {refused}")
-        if tty:
-            print(f"\r{line}", end="", file=report_to, flush=True)
-        elif int(sim_s) % 10 == 0:
-            print(line, file=report_to, flush=True)
-
-    return show
+    """The run's status line: simulated time, robots, tasks and messages."""
+    show = status_line(report_to)
+    return lambda sim_s: show(sim_s, f"robots {len(fleet.agents)}  tasks posted {market.posted} awarded "
+                                     f"{market.awarded} settled {len(market.delivered)}  verified "
+                                     f"{sum(tally.accepted.values())} refused "
+                                     f"{int(ingest.metrics.total('depai_ingest_refused_total'))}")
 
 
 def cmd_sim(args: argparse.Namespace, home: Home) -> int:
@@ -150,9 +123,9 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                                     bounds=fleet.city.bounds(), clock=fleet.clock,
                                     level_of=lambda did: "fleet" if did in fleet_members else "self")
             market = _marketplace(work, stack, fleet, operator, market_identity, customers, registry)
-            tally = _Tally(dispatcher.observe, shared_map.observe, market.observe)
+            tally = Tally(dispatcher.observe, shared_map.observe, market.observe)
             ingest = Ingest(registry, tally, clock=fleet.clock)
-            link, where = _link(args, fleet, ingest, work, stack)
+            link, where = open_link(args.broker, fleet, ingest, work, stack)
             if not args.json:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
@@ -193,29 +166,7 @@ def _marketplace(work: Path, stack: contextlib.ExitStack, fleet: SimFleet, opera
                          EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock, currency=CURRENCY)
 
 
-def _link(args: argparse.Namespace, fleet: SimFleet, ingest: Ingest, work: Path,
-          stack: contextlib.ExitStack) -> tuple[Any, str]:
-    """The link the run goes through, and a phrase saying what it is."""
-    if args.broker == "none":
-        return LoopbackLink(fleet, ingest), "in process (no broker)"
-    if "://" in args.broker:
-        link = MqttLink(fleet, ingest, args.broker, state_dir=work)
-        stack.callback(link.close)
-        return link.start(), f"broker {args.broker}"
-    try:
-        kind, _ = choose_kind(args.broker)
-    except BrokerError as err:
-        raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
-    gateway = MqttUser("simulator", secrets.token_urlsafe(18), "gateway")
-    service = MqttUser("services", secrets.token_urlsafe(18), "service")
-    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=work / "broker", users=[gateway, service])))
-    link = MqttLink(fleet, ingest, broker.url, gateway_login=(gateway.username, gateway.password),
-                    service_login=(service.username, service.password), state_dir=work)
-    stack.callback(link.close)
-    return link.start(), f"{kind} broker at {broker.url} with the topic ACL"
-
-
-def _summary(report: RunReport, fleet: SimFleet, tally: _Tally, ingest: Ingest, market: MarketService,
+def _summary(report: RunReport, fleet: SimFleet, tally: Tally, ingest: Ingest, market: MarketService,
              shared_map: MapService, where: str, owner: str) -> dict[str, Any]:
     truth = fleet.world.truth
     ledger = market.market.ledger

@@ -25,6 +25,8 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
 import orjson
 
 from identity.canonical import canonicalize
@@ -52,6 +54,15 @@ _SCHEMA = [
         task TEXT NOT NULL, robot TEXT NOT NULL, price BIGINT NOT NULL, eta_ms BIGINT NOT NULL,
         bid_hash TEXT NOT NULL, PRIMARY KEY (task, robot))""",
 ]
+
+
+_TASK_COLUMNS = ("id, customer, currency, max_price, deadline_ms, dropoff_x, dropoff_y, state, robot, price, "
+                 "task_hash, outcome")
+
+
+def _task_of(r: Sequence[Any]) -> Task:
+    return Task(r[0], r[1], r[2], int(r[3]), int(r[4]), (float(r[5]), float(r[6])), r[7], r[8],
+                None if r[9] is None else int(r[9]), r[10], r[11])
 
 
 class MarketError(ValueError):
@@ -87,7 +98,7 @@ def envelope_hash(envelope: Envelope) -> str:
 class Marketplace:
     """Tasks, bids, awards and settlement over one ledger (and the same database)."""
 
-    def __init__(self, ledger: Ledger, signer: EnvelopeSigner, *, fee_bps: int = 500, min_bond: int = 1,
+    def __init__(self, ledger: Ledger, signer: EnvelopeSigner | None, *, fee_bps: int = 500, min_bond: int = 1,
                  recipient_keys: Callable[[str], bytes | None] = lambda did: None,
                  clock: Callable[[], float] = time.time) -> None:
         if not 0 <= fee_bps <= 10_000:
@@ -101,7 +112,7 @@ class Marketplace:
     @property
     def did(self) -> str:
         """The marketplace's DID: robots trust its awards."""
-        return self.signer.did
+        return self._signer().did
 
     # --- money in ------------------------------------------------------------------------------------
 
@@ -192,23 +203,34 @@ class Marketplace:
         rows = self.db.read("SELECT body FROM market_tasks WHERE id = ?", (task_id,))
         if not rows:
             raise MarketError("unknown_task", f"no task {task_id}")
-        return self.signer.seal("task", orjson.loads(rows[0][0]))
+        return self._signer().seal("task", orjson.loads(rows[0][0]))
 
     def task(self, task_id: str) -> Task:
         """The task's current state."""
-        rows = self.db.read("SELECT id, customer, currency, max_price, deadline_ms, dropoff_x, dropoff_y, state, "
-                            "robot, price, task_hash, outcome FROM market_tasks WHERE id = ?", (task_id,))
+        rows = self.db.read(f"SELECT {_TASK_COLUMNS} FROM market_tasks WHERE id = ?", (task_id,))
         if not rows:
             raise MarketError("unknown_task", f"no task {task_id}")
-        r = rows[0]
-        return Task(r[0], r[1], r[2], int(r[3]), int(r[4]), (float(r[5]), float(r[6])), r[7], r[8],
-                    None if r[9] is None else int(r[9]), r[10], r[11])
+        return _task_of(rows[0])
 
     def tasks(self, state: str | None = None) -> list[Task]:
         """Every task (in one state), by id."""
-        ids = self.db.read("SELECT id FROM market_tasks" + (" WHERE state = ?" if state else "") + " ORDER BY id",
-                           (state,) if state else ())
-        return [self.task(task_id) for (task_id,) in ids]
+        where, params = (" WHERE state = ?", (state,)) if state else ("", ())
+        return [_task_of(r) for r in self.db.read(f"SELECT {_TASK_COLUMNS} FROM market_tasks{where} ORDER BY id",
+                                                   params)]
+
+    def recent(self, state: str | None = None, *, robot: str | None = None, limit: int = 200) -> list[Task]:
+        """The newest tasks (latest deadline first), in one state and of one robot when given: what a page shows."""
+        terms = [(column, value) for column, value in (("state", state), ("robot", robot)) if value is not None]
+        where = " WHERE " + " AND ".join(f"{column} = ?" for column, _ in terms) if terms else ""
+        rows = self.db.read(f"SELECT {_TASK_COLUMNS} FROM market_tasks{where} ORDER BY deadline_ms DESC, id DESC "
+                            "LIMIT ?", (*(value for _, value in terms), limit))
+        return [_task_of(r) for r in rows]
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every registered robot's owner and its delivered, failed and faked task counts."""
+        return {robot: {"owner": owner, "delivered": int(d), "failed": int(f), "faked": int(k)}
+                for robot, owner, d, f, k in self.db.read(
+                    "SELECT robot, owner, delivered, failed, faked FROM market_robots ORDER BY robot")}
 
     # --- bids and awards -----------------------------------------------------------------------------
 
@@ -259,7 +281,7 @@ class Marketplace:
         price, bid_hash = int(rows[0][0]), rows[0][1]
         body = {"task": task_id, "robot": robot, "task_hash": task.task_hash, "bid_hash": bid_hash, "price": price,
                 "currency": task.currency}
-        sealed = self.signer.seal("award", body)
+        sealed = self._signer().seal("award", body)
         award_hash = hashlib.sha256(sealed).hexdigest()
 
         def work(c: Cursor) -> None:
@@ -414,6 +436,11 @@ class Marketplace:
         return [robot for (robot,) in self.db.read("SELECT robot FROM market_robots ORDER BY robot")]
 
     # --- plumbing ------------------------------------------------------------------------------------
+
+    def _signer(self) -> EnvelopeSigner:
+        if self.signer is None:
+            raise MarketError("read_only", "this marketplace was opened read-only (no signing key)")
+        return self.signer
 
     def _open(self, account: str, currency: str, kind: str, *, owner: str | None = None,
               may_go_negative: bool = False, cursor: Cursor | None = None) -> str:

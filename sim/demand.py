@@ -27,7 +27,9 @@ class Order:
 class Demand:
     """The orders a city places over time."""
 
-    def __init__(self, layout: CityLayout, seed: int, rate_per_min: float, *, max_kg: float = 8.0) -> None:
+    def __init__(self, layout: CityLayout, seed: int, rate_per_min: float, *, max_kg: float = 8.0,
+                 prefix: str = "order") -> None:
+        """``prefix`` starts every order id (``order-0``, ...): a resumed fleet gives each run its own."""
         if rate_per_min < 0:
             raise ValueError(f"rate_per_min must not be negative, got {rate_per_min}")
         self._depots = layout.places_of("depot")
@@ -39,6 +41,7 @@ class Demand:
         self._max_kg = max_kg
         self._next_s = self._gap()
         self._count = 0
+        self._prefix = prefix
 
     def _gap(self) -> float:
         return float(self._rng.exponential(self._mean_gap_s)) if self._mean_gap_s != float("inf") else float("inf")
@@ -50,7 +53,7 @@ class Demand:
             depot = self._depots[int(self._rng.integers(len(self._depots)))]
             drop = self._dropoffs[int(self._rng.integers(len(self._dropoffs)))]
             kg = round(float(self._rng.uniform(0.2, self._max_kg)), 2)
-            orders.append(Order(f"order-{self._count}", (depot.x, depot.y), (drop.x, drop.y), kg, self._next_s))
+            orders.append(Order(f"{self._prefix}-{self._count}", (depot.x, depot.y), (drop.x, drop.y), kg, self._next_s))
             self._count += 1
             self._next_s += self._gap()
         return orders

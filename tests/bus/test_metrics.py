@@ -20,6 +20,16 @@ def test_render_escapes_labels_and_sums() -> None:
     assert metrics.total("depai_x_total", did="a") == 3
 
 
+def test_sums_by_one_label() -> None:
+    metrics = Metrics()
+    metrics.inc("depai_x_total", reason="replayed", did="a")
+    metrics.inc("depai_x_total", 2, reason="replayed", did="b")
+    metrics.inc("depai_x_total", reason="bad_signature", did="a")
+    metrics.inc("depai_x_total", 5)  # no reason label: not counted under any reason
+    assert metrics.by("depai_x_total", "reason") == {"bad_signature": 1, "replayed": 3}
+    assert metrics.by("depai_unknown_total", "reason") == {}
+
+
 def test_metrics_are_served_over_http() -> None:
     metrics = Metrics()
     metrics.describe("depai_ingest_refused_total", "counter", "Refused.")
