@@ -7,17 +7,31 @@ databases for the ledger and the marketplace.
 - ``postgres_url``: a fresh, empty database on it for each test; dropped after.
 - ``database_url``: each test runs twice, ids "sqlite" and "postgresql".
 - ``database_url_factory``: named fresh databases of the same kind, for tests that need several.
+- ``browser``: one headless Chromium (Debian's, driven by Playwright; tests/browser.py) for the whole session,
+  started the first time a test asks for it (about 2 seconds), closed at the end. Missing Chromium fails in CI
+  (``CI`` set) and skips elsewhere, with how to install it (apt-get install chromium; .ci/run does).
+- ``page``: a page in a fresh 1280x800 context for each test; ``page.problems`` lists its console errors,
+  uncaught exceptions and failed requests. After the test, a full-page screenshot of its last state goes to
+  the artifacts directory (``$DEPAI_ARTIFACTS``, else tests/artifacts/) and the context is closed;
+  ``tests.browser.screenshot(page, name)`` saves more on the way.
 """
 
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from identity.registry import DidRegistry
+from tests.browser import INSTALL_HINT as CHROMIUM_HINT
+from tests.browser import find_chromium, loop_released, open_page, start_browser
 from tests.pgserver import PostgresServer, start_postgres
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 
 class ManualClock:
@@ -74,3 +88,31 @@ def database_url_factory(request: pytest.FixtureRequest, database_url: str, tmp_
         return lambda name: f"sqlite:///{tmp_path / name}.sqlite3"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return lambda name: server.create_database(f"{name}_{secrets.token_hex(4)}")
+
+
+@pytest.fixture(scope="session")
+def browser() -> "Iterator[Browser]":
+    executable = find_chromium()
+    if executable is None:
+        message = f"Chromium is not installed: {CHROMIUM_HINT}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with start_browser(executable) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: "Browser") -> "Iterator[Page]":
+    with open_page(browser) as opened:
+        yield opened
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_run_works(request: pytest.FixtureRequest) -> Iterator[None]:
+    """While the session's browser is up, tests that use none may still call asyncio.run() (tests/browser.py)."""
+    if "browser" in request.fixturenames:
+        yield
+        return
+    with loop_released():
+        yield
