@@ -11,7 +11,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from identity.errors import DepaiError
-from launch import broker_command, dao_command, demo, envelope_commands, id_commands, ledger_command, sim_command
+from launch import broker_command, dao_command, demo, envelope_commands, id_commands, ledger_command, sim_command, up
 from launch.home import Home
 from launch.output import EXIT_IO, CliError, from_error, report_error
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_command.add_parser(commands, common)
     ledger_command.add_parser(commands, common)
     dao_command.add_parser(commands, common)
+    up.add_parser(commands, common)
     return parser
 
 

@@ -1,0 +1,175 @@
+"""The dashboard's web app: a JSON API (OpenAPI docs at /docs), live updates over SSE, and the browser pages.
+
+Everything is served from this process (pages, scripts, styles: no CDN). Reads
+go through a ``LedgerView`` or ``FleetView``; the only writes are a member's
+vote and proposal, each a signed envelope the view verifies before the DAO
+sees it, so nothing a browser sends unsigned changes state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from dashboard.view import FleetView, LedgerView, ViewError
+
+HERE = Path(__file__).parent
+PAGES = {"/": "map.html", "/robots": "robots.html", "/market": "market.html", "/revenue": "revenue.html",
+         "/dao": "dao.html", "/ledger": "ledger.html"}
+MAX_WRITE_BYTES = 64 * 1024
+EVENT_PERIOD_S = 1.0
+
+
+def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> FastAPI:
+    """The app over ``view``; SSE streams end once ``stopping`` is set (so the server can shut down)."""
+    stopping = stopping or threading.Event()
+    app = FastAPI(title="DePAI fleet dashboard", version="1",
+                  description="A fleet's robots, map, marketplace, DAO revenue and governance, and ledger integrity.")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.exception_handler(ViewError)
+    async def view_error(_: Request, err: ViewError) -> JSONResponse:
+        detail = {"code": err.code, "message": str(err), **({"hint": err.hint} if err.hint else {})}
+        return JSONResponse({"error": detail}, status_code=err.status)
+
+    for path, page in PAGES.items():
+        app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
+
+    @app.get("/robots/{did}", include_in_schema=False)
+    def robot_page(did: str) -> FileResponse:
+        return FileResponse(HERE / "pages" / "robot.html")
+
+    @app.get("/api/status", tags=["fleet"])
+    def status() -> dict[str, Any]:
+        """Robots, tasks by state, revenue, refused messages and the ledger's size."""
+        return view.status()
+
+    @app.get("/api/robots", tags=["fleet"])
+    def robots() -> list[dict[str, Any]]:
+        """Every robot: where it is, what it does, its trust, reputation and earnings."""
+        return view.robots()
+
+    @app.get("/api/robots/{did}", tags=["fleet"])
+    def robot(did: str) -> dict[str, Any]:
+        """One robot: DID document, trust and reputation, telemetry, earnings and tasks."""
+        return view.robot(did)
+
+    @app.get("/api/map", tags=["map"])
+    def shared_map() -> dict[str, Any]:
+        """The shared map: tiles (with PNG links), road states and places."""
+        return _fleet(view).map()
+
+    @app.get("/api/map/tiles/{ix}/{iy}.png", tags=["map"], response_class=Response)
+    def tile(ix: int, iy: int) -> Response:
+        """One occupancy tile as a greyscale PNG, north up."""
+        return Response(_fleet(view).tile(ix, iy), media_type="image/png",
+                        headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/api/tasks", tags=["marketplace"])
+    def tasks(state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest tasks, optionally in one state (open, awarded, settled, refunded)."""
+        return view.tasks(state, limit)
+
+    @app.get("/api/revenue", tags=["dao"])
+    def revenue() -> dict[str, Any]:
+        """The DAO's revenue by day, robot and member; its accounts."""
+        return view.revenue()
+
+    @app.get("/api/revenue.csv", tags=["dao"], response_class=Response)
+    def revenue_csv() -> Response:
+        """Every task that paid the DAO, as CSV."""
+        return Response(view.revenue_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="revenue.csv"'})
+
+    @app.get("/api/dao", tags=["dao"])
+    def dao() -> dict[str, Any]:
+        """Members and shares, claimable balances and vote nonces, the rules, the treasury."""
+        return view.dao_summary()
+
+    @app.get("/api/proposals", tags=["dao"])
+    def proposals() -> list[dict[str, Any]]:
+        """Every proposal, newest first, with its state, tally and votes."""
+        return view.proposals()
+
+    @app.post("/api/votes", tags=["dao"])
+    async def vote(request: Request) -> dict[str, Any]:
+        """Cast a vote: the body is a member's signed ``dao.vote`` envelope (see docs/dashboard.md)."""
+        wire = await _signed_body(request)
+        return await asyncio.to_thread(_fleet(view).vote, wire)
+
+    @app.post("/api/proposals", tags=["dao"])
+    async def propose(request: Request) -> dict[str, Any]:
+        """Open a proposal: the body is a member's signed ``dao.propose`` envelope."""
+        wire = await _signed_body(request)
+        return await asyncio.to_thread(_fleet(view).propose, wire)
+
+    @app.get("/api/ledger/checkpoint", tags=["ledger"])
+    def checkpoint() -> dict[str, Any]:
+        """The newest checkpoint the ledger's operator signed (C2SP signed note)."""
+        return view.checkpoint()
+
+    @app.get("/api/ledger/entries/{seq}", tags=["ledger"])
+    def entry(seq: int) -> dict[str, Any]:
+        """One journal entry and its leaf hash."""
+        return view.entry(seq)
+
+    @app.get("/api/ledger/inclusion/{seq}", tags=["ledger"])
+    def inclusion(seq: int, size: int | None = None) -> dict[str, Any]:
+        """The entry's RFC 6962 inclusion proof against a checkpoint's tree (the newest by default)."""
+        return view.inclusion(seq, size)
+
+    @app.get("/api/events", tags=["fleet"])
+    async def events(request: Request) -> StreamingResponse:
+        """Server-sent events: ``status`` and ``robots`` every second, ``map`` when the road graph changes."""
+        return StreamingResponse(_stream(view, request, stopping), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+def _page(name: str) -> Any:
+    def page() -> FileResponse:
+        return FileResponse(HERE / "pages" / name)
+    return page
+
+
+def _fleet(view: LedgerView) -> FleetView:
+    if not isinstance(view, FleetView):
+        raise ViewError(404, "not_running", "this dashboard shows a ledger, not a running fleet",
+                        "start the fleet with `depai up` to see it live")
+    return view
+
+
+async def _signed_body(request: Request) -> bytes:
+    wire = await request.body()
+    if not wire:
+        raise ViewError(400, "empty", "the request body must be a signed envelope",
+                        "sign it with the member's key (the dashboard's DAO page does, in the browser)")
+    if len(wire) > MAX_WRITE_BYTES:
+        raise ViewError(413, "oversized", f"a signed request is at most {MAX_WRITE_BYTES} bytes")
+    return wire
+
+
+async def _stream(view: LedgerView, request: Request, stopping: threading.Event) -> AsyncIterator[bytes]:
+    graph_version = None
+    while not stopping.is_set() and not await request.is_disconnected():
+        yield _event("status", await asyncio.to_thread(view.status))
+        if isinstance(view, FleetView):
+            yield _event("robots", await asyncio.to_thread(view.robots))
+            version = view.live.map_service.graph_version if view.live.map_service is not None else 0
+            if version != graph_version:
+                graph_version = version
+                yield _event("map", {"graph_version": version})
+        await asyncio.sleep(EVENT_PERIOD_S)
+
+
+def _event(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"

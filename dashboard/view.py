@@ -1,0 +1,297 @@
+"""What the dashboard reads, as plain JSON-ready dicts: the ledger's database, and the running fleet beside it.
+
+``LedgerView`` needs only the ledger's database (revenue, tasks, robots' records,
+the DAO, checkpoints and proofs), so it serves a fleet that is not running, or
+a benchmark. ``FleetView`` adds what lives in the fleet's process: verified
+telemetry, the shared map, DID documents and the refusal counters. The only
+writes are ``vote`` and ``propose``: each takes a signed envelope, verifies it
+like every other receiver does, and hands it to the DAO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
+from dashboard.revenue import RevenueBook
+from dashboard.telemetry import TelemetryBoard
+from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
+from identity.errors import DidError
+from ledger import merkle
+from ledger.journal import Ledger, LedgerError
+from marketplace.market import AWARDED, OPEN, REFUNDED, SETTLED, Marketplace, Task
+from spatial.service import MapService
+
+PROPOSE_KIND = "dao.propose"
+TASK_STATES = (OPEN, AWARDED, SETTLED, REFUNDED)
+
+
+class ViewError(ValueError):
+    """A request the dashboard answers with an error: ``status`` is the HTTP status, ``code`` the reason."""
+
+    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.hint = status, code, hint
+
+
+class LedgerView:
+    """The dashboard's reading of one ledger database: the DAO's revenue, tasks, governance and integrity."""
+
+    def __init__(self, ledger: Ledger, dao: Dao, market: Marketplace, *,
+                 names: Callable[[], Mapping[str, str]] = dict) -> None:
+        """``names()`` maps DIDs to the short names the fleet gave them (robot-0, member-1, ...)."""
+        self.ledger, self.dao, self.market, self.names = ledger, dao, market, names
+        self.book = RevenueBook(ledger, dao.did, currency=dao.currency)
+
+    @classmethod
+    def open(cls, ledger_url: str, dao_did: str, *, currency: str = "EUR") -> LedgerView:
+        """A read-only view of the ledger at ``ledger_url`` (its own connection) for the DAO ``dao_did``."""
+        ledger = Ledger.open(ledger_url, None)
+        return cls(ledger, Dao(ledger, dao_did, currency=currency), Marketplace(ledger, None))
+
+    def close(self) -> None:
+        """Close the view's database connection."""
+        self.ledger.close()
+
+    # --- money -----------------------------------------------------------------------------------------
+
+    def revenue(self) -> dict[str, Any]:
+        """The DAO's revenue by day, robot and member, as of the newest entry."""
+        self.book.refresh()
+        _, rules, _ = self.dao.params()
+        return self.book.summary(self.dao.members(), rules.as_dict())
+
+    def revenue_csv(self) -> str:
+        """One CSV row per task that paid the DAO."""
+        self.book.refresh()
+        return self.book.csv()
+
+    def tasks(self, state: str | None = None, limit: int = 200, robot: str | None = None) -> list[dict[str, Any]]:
+        """The newest tasks, in one state when given."""
+        if state is not None and state not in TASK_STATES:
+            raise ViewError(400, "bad_state", f"unknown task state {state!r}", f"use one of {', '.join(TASK_STATES)}")
+        return [_task(task) for task in self.market.recent(state, robot=robot, limit=max(1, min(limit, 1000)))]
+
+    def robots(self) -> list[dict[str, Any]]:
+        """Every robot on the marketplace, with its record and earnings."""
+        earned = {row["robot"]: row for row in self.revenue()["by_robot"]}
+        names = self.names()
+        return [{"did": did, "name": names.get(did, ""), "owner": record["owner"],
+                 "reputation": round(self.market.reputation(did), 4), "delivered": record["delivered"],
+                 "failed": record["failed"] + record["faked"], "earned": earned.get(did, {}).get("earned", 0)}
+                for did, record in self.market.records().items()]
+
+    def robot(self, did: str) -> dict[str, Any]:
+        """One robot: its record, earnings and tasks; ViewError 404 if the marketplace does not know it."""
+        record = next((row for row in self.robots() if row["did"] == did), None)
+        if record is None:
+            raise ViewError(404, "unknown_robot", f"no robot {did} on this fleet's marketplace")
+        earned = next((row for row in self.book.summary()["by_robot"] if row["robot"] == did),
+                      {"earned": 0, "tasks": 0})
+        return {**record, "earnings": {"currency": self.dao.currency, "total": earned["earned"],
+                                       "tasks": earned["tasks"]},
+                "tasks": self.tasks(robot=did, limit=100)}
+
+    def status(self) -> dict[str, Any]:
+        """Counts of robots and tasks, and the money earned, as the ledger has them."""
+        counts = {state: len(self.market.recent(state, limit=1_000_000)) for state in TASK_STATES}
+        revenue = self.revenue()
+        return {"robots": len(self.market.records()),
+                "tasks": {"posted": sum(counts.values()), **counts},
+                "revenue": {"currency": revenue["currency"], "earned": revenue["earned"],
+                            "treasury": revenue["accounts"].get("treasury", 0)},
+                "ledger": {"size": revenue["as_of"]}}
+
+    # --- the DAO ---------------------------------------------------------------------------------------
+
+    def dao_summary(self) -> dict[str, Any]:
+        """Members, shares, claimable balances and nonces; the rules in force; the treasury."""
+        params, rules, fee_bps = self.dao.params()
+        balances = self.ledger.balances()
+        names = self.names()
+        members = [{"member": member, "name": names.get(member, ""), "shares": shares,
+                    "claimable": balances.get(f"claimable:{self.dao.did}:{member}", 0),
+                    "next_nonce": self.dao.next_nonce(member)}
+                   for member, shares in sorted(self.dao.members().items())]
+        return {"did": self.dao.did, "currency": self.dao.currency, "members": members,
+                "params": _public(params), "split": rules.as_dict(), "fee_bps": fee_bps,
+                "treasury": balances.get(f"treasury:{self.dao.did}", 0)}
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """Every proposal, newest first, with its state, tally and votes."""
+        return [self._proposal(p) for p in reversed(self.dao.proposals())]
+
+    def _proposal(self, p: Proposal) -> dict[str, Any]:
+        supply = self.dao.shares.total_at(p.timeline.snapshot_s)
+        return {"id": p.id, "proposer": p.proposer, "description": p.description,
+                "actions": [action.to_json() for action in p.actions], "state": str(p.state),
+                "tally": {"for": p.tally.for_votes, "against": p.tally.against, "abstain": p.tally.abstain},
+                "quorum": -(-supply * p.params.quorum_bps // 10_000),
+                "timeline": {"created_s": p.timeline.created_s, "snapshot_s": p.timeline.snapshot_s,
+                             "vote_start_s": p.timeline.snapshot_s, "vote_end_s": p.timeline.deadline_s},
+                "eta_s": p.eta_s,
+                "votes": [{"member": m, "support": s, "weight": w} for m, s, w in self.dao.votes(p.id)]}
+
+    # --- integrity -------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The newest signed checkpoint; ViewError 404 before the first."""
+        latest = self.ledger.latest_checkpoint()
+        if latest is None:
+            raise ViewError(404, "no_checkpoint", "the ledger has not signed a checkpoint yet",
+                            "the fleet signs one every few seconds while it runs")
+        checkpoint, note = latest
+        return {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex(), "note": note,
+                "public_key": self.ledger.public_key.hex()}
+
+    def entry(self, seq: int) -> dict[str, Any]:
+        """One journal entry and its leaf hash."""
+        try:
+            entry = self.ledger.entry(seq)
+        except LedgerError:
+            raise ViewError(404, "unknown_entry", f"no ledger entry {seq}") from None
+        return {"seq": entry.seq, "key": entry.key, "kind": entry.kind, "memo": entry.memo, "at_ms": entry.at_ms,
+                "reverses": entry.reverses, "postings": [list(p) for p in entry.postings], "leaf": entry.leaf.hex()}
+
+    def inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        """Entry ``seq``'s RFC 6962 audit path in the tree of ``size`` entries (the newest checkpoint's by default)."""
+        checkpoint = self.checkpoint()
+        size = checkpoint["size"] if size is None else size
+        if not 1 <= seq <= size <= self.ledger.size():
+            raise ViewError(404, "not_in_tree", f"entry {seq} is not in a tree of {size} entries",
+                            f"the newest checkpoint covers entries 1..{checkpoint['size']}")
+        leaves = self.ledger.leaves()[:size]
+        return {"seq": seq, "size": size, "leaf": leaves[seq - 1].hex(),
+                "proof": [node.hex() for node in self.ledger.inclusion_proof(seq, size)],
+                "root": merkle.root(leaves).hex()}
+
+
+@dataclass
+class Live:
+    """The running fleet's parts that live in its process. The simulation thread writes them; the dashboard
+    only takes copies (a dict copy is atomic in CPython) or goes through the map service's own lock."""
+
+    telemetry: TelemetryBoard
+    verifier: EnvelopeVerifier
+    documents: Callable[[str], dict[str, Any]]
+    counters: Callable[[], dict[str, Any]]
+    map_service: MapService | None = None
+    map_layout: Callable[[], dict[str, Any]] = dict
+
+
+class FleetView(LedgerView):
+    """A ``LedgerView`` of a running fleet: robots where they are now, the shared map, and signed writes."""
+
+    def __init__(self, ledger: Ledger, dao: Dao, market: Marketplace, live: Live, *,
+                 names: Callable[[], Mapping[str, str]] = dict) -> None:
+        super().__init__(ledger, dao, market, names=names)
+        self.live = live
+
+    def status(self) -> dict[str, Any]:
+        """The ledger's counts and revenue, plus the fleet's clock and refusals."""
+        counters = self.live.counters()
+        return {"name": "depai fleet", **super().status(), **counters}
+
+    def robots(self) -> list[dict[str, Any]]:
+        """Every robot with where it is and what it is doing (its last verified telemetry) and its trust."""
+        trust = self.live.map_service.trust.weights() if self.live.map_service is not None else {}
+        seen = self.live.telemetry.latest()
+        rows = []
+        for row in super().robots():
+            heard = seen.get(row["did"])
+            body = heard.body if heard is not None else {}
+            pose = body.get("pose", {})
+            rows.append({**row, "x": pose.get("x"), "y": pose.get("y"), "heading": pose.get("theta"),
+                         "battery": body.get("battery"), "speed": body.get("twist", {}).get("v"),
+                         "state": body.get("state", "unheard"), "task": body.get("task"),
+                         "trust": round(trust[row["did"]], 4) if row["did"] in trust else None,
+                         "seen_s": heard.at_s if heard is not None else None})
+        return rows
+
+    def robot(self, did: str) -> dict[str, Any]:
+        """One robot: its DID document, trust, last telemetry, earnings and tasks."""
+        page = super().robot(did)
+        row = next(r for r in self.robots() if r["did"] == did)
+        heard = self.live.telemetry.latest().get(did)
+        try:
+            document = self.live.documents(did)
+        except DidError:
+            document = {}
+        return {**page, **{k: row[k] for k in ("trust", "seen_s", "state")}, "document": document,
+                "telemetry": heard.body if heard is not None else None}
+
+    def map(self) -> dict[str, Any]:
+        """Tiles, road states and places of the shared map."""
+        service = self.live.map_service
+        layout = self.live.map_layout()
+        if service is None:
+            return {**layout, "tiles": [], "graph_version": 0}
+        side = service.grid.spec.tile_cells * service.grid.spec.resolution_m
+        keys = service.grid.tiles()
+        versions = {key: service.grid.version(key) for key in keys}
+        report = service.report
+        states = {tuple(sorted(edge)): state.state for edge, state in report.states.items()} if report else {}
+        roads = [{**road, "state": states.get(tuple(sorted((road["u"], road["v"]))), "free")}
+                 for road in layout.get("roads", [])]
+        return {**layout, "roads": roads, "tile_size_m": side, "graph_version": service.graph_version,
+                "tiles": [{"ix": ix, "iy": iy, "x": ix * side, "y": iy * side, "version": versions[(ix, iy)],
+                           "url": f"/api/map/tiles/{ix}/{iy}.png?v={versions[(ix, iy)]}"} for ix, iy in keys]}
+
+    def tile(self, ix: int, iy: int) -> bytes:
+        """One tile of the shared map as a PNG; ViewError 404 for a tile nobody has seen."""
+        service = self.live.map_service
+        if service is None or (ix, iy) not in set(service.grid.tiles()):
+            raise ViewError(404, "unknown_tile", f"no map tile ({ix}, {iy}) yet")
+        return service.tile_png((ix, iy))
+
+    # --- signed writes ---------------------------------------------------------------------------------
+
+    def vote(self, wire: bytes) -> dict[str, Any]:
+        """Count a member's signed vote (a ``dao.vote`` envelope); the proposal as it stands after."""
+        envelope = self._verified(wire, VOTE_KIND)
+        return self._proposal(self._dao_call(lambda: self.dao.vote(envelope)))
+
+    def propose(self, wire: bytes) -> dict[str, Any]:
+        """Open a member's signed proposal (a ``dao.propose`` envelope); the new proposal."""
+        envelope = self._verified(wire, PROPOSE_KIND)
+        body = envelope.body
+        if not isinstance(body, dict) or body.get("dao") != self.dao.did or not isinstance(body.get("id"), str) \
+                or not isinstance(body.get("actions"), list) or not isinstance(body.get("description", ""), str):
+            raise ViewError(400, "bad_proposal", f"a proposal body is {{dao: {self.dao.did}, id, actions: [...], "
+                                                 "description}")
+        return self._proposal(self._dao_call(lambda: self.dao.propose(envelope.issuer, body["id"], body["actions"],
+                                                                      body.get("description", ""))))
+
+    def _verified(self, wire: bytes, kind: str) -> Any:
+        try:
+            return self.live.verifier.verify(wire, kinds=(kind,))
+        except EnvelopeRefused as err:
+            status = 400 if err.reason in _MALFORMED else 401 if err.reason in _UNAUTHENTIC else 409
+            raise ViewError(status, err.reason.value, str(err), err.hint) from None
+
+    @staticmethod
+    def _dao_call(call: Callable[[], Proposal]) -> Proposal:
+        try:
+            return call()
+        except DaoError as err:
+            status = {"not_a_member": 403, "unknown_proposal": 404}.get(err.code, 409)
+            status = 400 if err.code in ("bad_vote", "bad_action", "wrong_kind") else status
+            raise ViewError(status, err.code, str(err)) from None
+
+
+_MALFORMED = {Refusal.OVERSIZED, Refusal.MALFORMED_JSON, Refusal.NON_CANONICAL, Refusal.MALFORMED,
+              Refusal.UNSUPPORTED_VERSION, Refusal.WRONG_KIND, Refusal.MALFORMED_DID, Refusal.TTL_TOO_LONG}
+_UNAUTHENTIC = {Refusal.UNKNOWN_ISSUER, Refusal.UNKNOWN_KEY, Refusal.DEACTIVATED, Refusal.KEY_ROTATED,
+                Refusal.KEY_NOT_YET_VALID, Refusal.BAD_SIGNATURE}
+
+
+def _task(task: Task) -> dict[str, Any]:
+    return {"id": task.id, "state": task.state, "customer": task.customer, "robot": task.robot, "price": task.price,
+            "max_price": task.max_price, "currency": task.currency, "deadline_ms": task.deadline_ms,
+            "dropoff": list(task.dropoff), "outcome": task.outcome}
+
+
+def _public(params: Any) -> dict[str, Any]:
+    return {name: getattr(params, name) for name in params.__dataclass_fields__}

@@ -1,0 +1,413 @@
+"""``depai up``: the whole fleet in one command: broker, ledger, map, marketplace, DAO, robots and dashboard.
+
+Everything the fleet is lives in one state directory (``HOME/fleet`` unless
+``--state`` says otherwise): the identities' keys, the DID registry, the ledger
+(SQLite there, or PostgreSQL by ``--db``), the DAO inside it, and the broker's
+data. Running ``depai up`` again resumes from it: the same DAO, members and
+robots, the same balances, open tasks announced again. The DAO owns the robots
+(each robot's DID document names the DAO as its controller) and earns what they
+earn; customers post tasks at ``--orders-per-min``; members watch and vote in the
+dashboard. A TOML file (``--config``) takes the same keys as the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bus.ingest import Ingest
+from dao.dao import Dao
+from dao.lifecycle import Params
+from dao.split import SplitRules
+from dashboard.revenue import RevenueBook
+from dashboard.server import DashboardError, DashboardServer
+from dashboard.telemetry import TelemetryBoard
+from dashboard.view import FleetView, Live
+from identity.envelope import EnvelopeVerifier
+from identity.registry import DidRegistry
+from launch.dao_command import DEFAULT_SPLIT
+from launch.dao_hooks import FleetHooks
+from launch.dao_service import DaoService
+from launch.fleet import FleetConfig, SimFleet, SurveyRequests, run
+from launch.home import Home
+from launch.identities import IdentityStore
+from launch.links import Tally, open_link
+from launch.market_service import MarketService
+from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
+from ledger.db import DatabaseError
+from ledger.journal import Ledger, LedgerError
+from marketplace.dispatch import Dispatcher
+from marketplace.market import Marketplace
+from sim.demand import Demand
+from spatial.service import MapService
+
+CURRENCY = "EUR"
+CUSTOMERS = 3
+FUNDS = 1_000_000  # each customer's deposit, in cents (once, when the fleet is founded)
+BOND = 5_000  # each robot's bond, posted by the DAO
+MEMBERS = {"member-1": 500, "member-2": 300, "member-3": 200}  # the founding members' voting shares
+GOVERNANCE = Params(voting_delay_s=30.0, voting_period_s=1_800.0, quorum_bps=4_000, timelock_s=60.0,
+                    grace_period_s=86_400.0)  # in the fleet's (simulated) seconds
+STEPS = 5
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    """What ``depai up`` runs: options, else the TOML file's keys, else these defaults."""
+
+    robots: int | None = None  # founding: 10; resuming: the robots the fleet has (more if asked)
+    city: int = 6
+    seed: int = 7
+    broker: str = "auto"
+    db: str | None = None
+    speed: float = 5.0
+    port: int = 8080
+    host: str = "127.0.0.1"
+    orders_per_min: float | None = None
+    scan_hz: float = 1.0
+    state: str | None = None
+    duration: float = 0.0  # simulated seconds; 0: until Ctrl-C
+    bond: int = BOND  # what the DAO posts for each robot on the marketplace, in cents
+    governance: Params = GOVERNANCE  # the DAO's rules when it is founded (later, only its proposals change them)
+
+    def check(self) -> None:
+        """Refuse settings that cannot run, saying which and why."""
+        if (self.robots is not None and self.robots < 1) or self.city < 1:
+            raise CliError("--robots and --city must be at least 1", code="bad_size", exit_code=EXIT_USAGE)
+        if self.speed < 0 or self.duration < 0:
+            raise CliError("--speed and --for must not be negative", code="bad_time",
+                           hint="--speed 0 runs as fast as possible; no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
+        if not 0 <= self.port <= 65_535:
+            raise CliError(f"--port {self.port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
+
+
+def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Register ``depai up``."""
+    up = commands.add_parser("up", parents=[parent], help="start a whole fleet with its dashboard",
+                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    up.add_argument("--config", type=Path, metavar="FILE", help="a TOML file with any of the keys below")
+    up.add_argument("--robots", type=int, help="robots when the fleet is founded (default 10; a resumed fleet "
+                                               "keeps the ones it has)")
+    up.add_argument("--city", type=int, help="city size in blocks per side (default 6)")
+    up.add_argument("--seed", type=int, help="the city, spawn points and orders (default 7)")
+    up.add_argument("--broker", metavar="KIND|URL|none", help="auto (default), mosquitto or amqtt to start one; "
+                                                             "an mqtt:// URL to use yours; none: in process")
+    up.add_argument("--db", metavar="URL", help="the ledger: a postgresql:// URL (default: SQLite in the state dir)")
+    up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out)")
+    up.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                    help="run this many simulated seconds, then stop and print a summary (default: until Ctrl-C)")
+    up.add_argument("--port", type=int, help="the dashboard's port (default 8080; 0: any free port)")
+    up.add_argument("--host", help="the dashboard's address (default 127.0.0.1)")
+    up.add_argument("--orders-per-min", type=float, metavar="N", help="customer orders per simulated minute "
+                                                                     "(default: robots / 4)")
+    up.add_argument("--scan-hz", type=float, metavar="HZ", help="lidar scans per robot per second (default 1)")
+    up.add_argument("--state", metavar="DIR", help="where the fleet lives (default: HOME/fleet)")
+    up.set_defaults(handler=cmd_up)
+
+
+def load_config(args: argparse.Namespace) -> UpConfig:
+    """Defaults, overridden by the TOML file, overridden by the options given."""
+    values: dict[str, Any] = {}
+    names = {f.name for f in fields(UpConfig)} - {"governance"}
+    if args.config is not None:
+        try:
+            text = args.config.read_text()
+            table = tomllib.loads(text)
+        except OSError as err:
+            raise CliError(f"cannot read {args.config}: {err.strerror}", code="no_config",
+                           exit_code=EXIT_USAGE) from None
+        except tomllib.TOMLDecodeError as err:
+            raise CliError(f"{args.config} is not valid TOML: {err}", code="bad_config", exit_code=EXIT_USAGE) from None
+        table = {key.replace("-", "_"): value for key, value in table.items()}
+        table["duration"] = table.pop("for", table.get("duration", 0.0))
+        unknown = sorted(set(table) - names)
+        if unknown:
+            raise CliError(f"{args.config}: unknown keys {', '.join(unknown)}", code="bad_config",
+                           hint=f"the keys are {', '.join(sorted(names - {'duration'}) + ['for'])}",
+                           exit_code=EXIT_USAGE)
+        values.update(table)
+    values.update({name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    try:
+        config = UpConfig(**values)
+    except TypeError as err:
+        raise CliError(f"bad configuration: {err}", code="bad_config", exit_code=EXIT_USAGE) from None
+    config.check()
+    return config
+
+
+class _Stop:
+    """Ctrl-C (or SIGTERM) asks the run to stop cleanly; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, *_: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+
+def cmd_up(args: argparse.Namespace, home: Home) -> int:
+    """Start the fleet, run it until Ctrl-C (or ``--for``), stop it cleanly and report."""
+    config = load_config(args)
+    state = Path(config.state).expanduser() if config.state else home.root / "fleet"
+    say = _Steps(quiet=args.json)
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.ExitStack() as stack:
+            fleet_up = start(config, state, stack, say)
+            summary = _run(fleet_up, config, stop, quiet=args.json)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    emit(summary, as_json=args.json, text=_text(summary))
+    return EXIT_OK
+
+
+class _Steps:
+    """Numbered progress lines on stderr while the fleet starts."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet, self.done = quiet, 0
+
+    def __call__(self, text: str) -> None:
+        self.done += 1
+        if not self.quiet:
+            print(f"depai up [{self.done}/{STEPS}] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunningFleet:
+    """Everything one ``depai up`` started; ``start()`` builds it, ``drive()`` runs it."""
+
+    state: Path
+    run_no: int
+    fleet: SimFleet
+    ledger: Ledger
+    dao: Dao
+    market: MarketService
+    dao_service: DaoService
+    shared_map: MapService
+    dispatcher: Dispatcher
+    ingest: Ingest
+    tally: Tally
+    link: Any
+    where: str
+    dashboard: DashboardServer
+    demand: Demand
+    book: RevenueBook
+    surveys: SurveyRequests
+
+    def drive(self, duration_s: float, *, speed: float = 0.0, progress: Callable[[float], None] | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float]:
+        """Run the fleet for ``duration_s`` simulated seconds, then settle what is in flight; (sim s, wall s)."""
+        report = run(self.fleet, self.link, duration_s=duration_s, speed=speed, dispatcher=self.dispatcher,
+                     demand=self.demand, orders=self.market, progress=progress, should_stop=should_stop,
+                     services=[self.shared_map, self.surveys, self.market, self.dao_service])
+        self.link.settle()
+        self.market.step()  # receipts that arrived while the link settled are settled too
+        self.dao.distribute(f"run{self.run_no}-{self.fleet.world.time_s:.0f}")
+        self.ledger.checkpoint()
+        return report.sim_s, report.wall_s
+
+    def earned(self) -> int:
+        """What the DAO's robots have earned in all runs (read incrementally from the ledger)."""
+        self.book.refresh()
+        return int(self.book.summary()["earned"])
+
+
+def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None]) -> RunningFleet:
+    state.mkdir(parents=True, exist_ok=True)
+    memory = _Memory(state / "fleet.json")
+    run_no = memory.runs + 1
+    registry = stack.enter_context(DidRegistry(state / "registry.sqlite3"))
+    store = IdentityStore(state / "identities.json", registry)
+    founded = bool(store.names("dao"))
+    say(f"{'resuming the fleet' if founded else 'founding a new fleet'} in {state} (run {run_no})")
+
+    operator = store.enroll("operator")
+    dao_id = store.enroll("dao")
+    services = {name: store.enroll(name, controller=operator.did) for name in ("dispatcher", "map", "market")}
+    customers = [store.enroll(f"customer-{i}") for i in range(1, CUSTOMERS + 1)]
+    members = {store.enroll(name).did: shares for name, shares in MEMBERS.items()}
+    ledger_url = config.db or f"sqlite:///{state / 'ledger.sqlite3'}"
+    ledger_key = store.enroll("ledger", controller=operator.did).signer
+    robots = max(config.robots or 0, len(store.names("robot-"))) if founded else config.robots or 10
+    say(f"building a {config.city}x{config.city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
+    fleet = SimFleet(FleetConfig(robots=robots, seed=config.seed, blocks=config.city, scan_hz=config.scan_hz,
+                                 orders_per_min=config.orders_per_min),
+                     registry, controller=dao_id.did, commanders=[services["dispatcher"].did, services["market"].did],
+                     map_services=[services["map"].did], enroll=store.enroll)
+    stack.callback(fleet.close)
+    clock = fleet.clock
+    clock.epoch_s = max(clock.epoch_s, memory.clock_s + 1.0)  # a resumed fleet's time never goes back
+    try:
+        ledger = Ledger.open(ledger_url, ledger_key, clock=clock)
+    except (DatabaseError, LedgerError) as err:
+        raise CliError(f"cannot open the ledger: {err}", code="bad_db",
+                       hint="check --db, or start afresh with another --state", exit_code=EXIT_USAGE) from None
+    stack.callback(ledger.close)
+    market = Marketplace(ledger, services["market"].envelope_signer(clock), clock=clock)
+    dao = Dao(ledger, dao_id.did, currency=CURRENCY, clock=clock,
+              hooks=FleetHooks(fleet, market, registry, dao_id.did, bond=config.bond, currency=CURRENCY))
+    if not _exists(dao):
+        dao.create(members, config.governance, SplitRules.of(DEFAULT_SPLIT))
+    for customer in customers:
+        market.fund(customer.did, FUNDS, CURRENCY, key=customer.did)
+    registered = set(market.robots())  # robots of earlier runs, and those the DAO bought (bonded by the treasury)
+    for agent in fleet.agents:
+        if agent.did not in registered:  # the DAO's bond for a robot new to the market, deposited once
+            market.fund(dao_id.did, config.bond, CURRENCY, key=f"bond-for:{agent.did}", role="owner")
+            market.register_robot(agent.did, dao_id.did, config.bond, CURRENCY)
+    say(f"ledger {_redact(ledger_url)}: {ledger.size()} entries; DAO of {len(dao.members())} members")
+
+    verifier = EnvelopeVerifier(registry, clock=clock)
+    market_service = MarketService(market, [c.envelope_signer(clock) for c in customers], verifier, clock=clock,
+                                   currency=CURRENCY)
+    market_service.resume()
+    dao_service = DaoService(dao, ledger, clock=clock)
+    dispatcher = Dispatcher(services["dispatcher"].envelope_signer(clock), clock=clock)
+    shared_map = MapService(services["map"].envelope_signer(clock), fleet.city.road_graph(),
+                            bounds=fleet.city.bounds(), clock=clock,
+                            level_of=lambda did: "fleet" if did in fleet.dids else "self")
+    board = TelemetryBoard()
+    tally = Tally(dispatcher.observe, shared_map.observe, market_service.observe, board.observe)
+    ingest = Ingest(registry, tally, clock=clock)
+    link, where = open_link(config.broker, fleet, ingest, state, stack)
+    say(f"{len(fleet.agents)} robots online, {where}")
+
+    view_ledger = Ledger.open(ledger_url, None)  # the dashboard's own connection, read-only but for votes
+    stack.callback(view_ledger.close)
+    live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
+                documents=lambda did: registry.active(did).document, counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
+                map_layout=lambda: _layout(fleet))
+    view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
+                     Marketplace(view_ledger, None), live, names=store.directory)
+    try:
+        dashboard = DashboardServer(view, host=config.host, port=config.port).start()
+    except DashboardError as err:
+        raise CliError(str(err), code="port_taken", hint="pass --port 0 to take any free port",
+                       exit_code=EXIT_USAGE) from None
+    stack.callback(dashboard.stop)
+    say(f"dashboard at {dashboard.url}  (member keys: {state / 'identities.json'}; Ctrl-C stops)")
+    demand = Demand(fleet.city, config.seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
+    stack.callback(memory.save, run_no, clock)
+    return RunningFleet(state, run_no, fleet, ledger, dao, market_service, dao_service, shared_map, dispatcher, ingest,
+                    tally, link, where, dashboard, demand, RevenueBook(ledger, dao.did, currency=CURRENCY),
+                        SurveyRequests(shared_map, dispatcher))
+
+
+def _exists(dao: Dao) -> bool:
+    try:
+        dao.params()
+    except ValueError:
+        return False
+    return True
+
+
+def _run(up: RunningFleet, config: UpConfig, stop: _Stop, *, quiet: bool) -> dict[str, Any]:
+    show = None if quiet else status_line(sys.stderr)
+
+    def progress(sim_s: float) -> None:
+        if show is not None:
+            counters = _counters(up.fleet, up.ingest, up.market)
+            show(sim_s, f"robots {counters['robots']}  tasks posted {up.market.posted} settled "
+                        f"{len(up.market.delivered)}  DAO revenue {_money(up.earned())}  "
+                        f"refused {sum(counters['refused'].values())}")
+
+    sim_s, wall_s = up.drive(config.duration or float("inf"), speed=config.speed, progress=progress,
+                             should_stop=stop.event.is_set)
+    if show is not None and sys.stderr.isatty():
+        print(file=sys.stderr)
+    return _summary(up, sim_s, wall_s)
+
+
+def _counters(fleet: SimFleet, ingest: Ingest, market: MarketService) -> dict[str, Any]:
+    return {"sim_s": round(fleet.world.time_s, 1), "clock_s": fleet.clock(), "robots": len(fleet.agents),
+            "refused": {reason: int(n) for reason, n in ingest.metrics.by("depai_ingest_refused_total",
+                                                                            "reason").items()},
+            "market_refused": dict(market.refused)}
+
+
+def _layout(fleet: SimFleet) -> dict[str, Any]:
+    graph = fleet.city.road_graph()
+    positions = {node: data["pos"] for node, data in graph.nodes(data=True)}
+    return {"bounds": list(fleet.city.bounds()),
+            "roads": [{"u": u, "v": v, "a": list(positions[u]), "b": list(positions[v]), "street": data.get("street")}
+                      for u, v, data in graph.edges(data=True)],
+            "places": [{"kind": kind, "x": p.x, "y": p.y} for kind in ("depot", "dropoff", "charger")
+                       for p in fleet.city.places_of(kind)]}
+
+
+def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:
+    balances = up.ledger.balances()
+    dao = up.dao.did
+    members = {member: balances.get(f"claimable:{dao}:{member}", 0) + balances.get(f"member:{member}", 0)
+               for member in up.dao.members()}
+    market = up.market.market
+    return {
+        "state": str(up.state), "run": up.run_no, "link": up.where, "dashboard": up.dashboard.url,
+        "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": len(up.fleet.agents),
+        "tasks": {"posted": up.market.posted, "delivered": len(up.market.delivered),
+                  "settled": len(market.tasks("settled")), "refunded": len(up.market.failed),
+                  "under_way": len(market.tasks("awarded")), "open": len(market.tasks("open"))},
+        "revenue": {"currency": CURRENCY, "earned": up.earned(),
+                    "accounts": {role: balances.get(f"{role}:{dao}", 0)
+                                 for role in ("treasury", "reserve", "operator", "owner")},
+                    "members": members, "fees": balances.get(f"fees:{CURRENCY}", 0)},
+        "refused": _counters(up.fleet, up.ingest, up.market)["refused"],
+        "market_refused": dict(up.market.refused),
+        "proposals": {"executed": up.dao_service.executed, "refused": dict(up.dao_service.refused)},
+        "ledger": {"entries": up.ledger.size(), "intact": up.ledger.verify() == []},
+    }
+
+
+def _money(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {CURRENCY}"
+
+
+def _text(s: dict[str, Any]) -> str:
+    tasks, revenue = s["tasks"], s["revenue"]
+    accounts = ", ".join(f"{role} {_money(n)}" for role, n in revenue["accounts"].items())
+    refused = ", ".join(f"{n} {reason}" for reason, n in s["refused"].items()) or "none"
+    return "\n".join([
+        f"depai up: run {s['run']} of the fleet in {s['state']}: {s['robots']} robots, {s['sim_s']} simulated s "
+        f"in {s['wall_s']} s, {s['link']}",
+        f"  tasks: {tasks['posted']} posted, {tasks['delivered']} delivered, {tasks['settled']} settled in all runs, "
+        f"{tasks['under_way']} under way, {tasks['open']} open, {tasks['refunded']} refunded",
+        f"  revenue: the DAO's robots have earned {_money(revenue['earned'])}; {accounts}; "
+        f"members {_money(sum(revenue['members'].values()))}; marketplace fees {_money(revenue['fees'])}",
+        f"  refused messages: {refused}",
+        f"  ledger: {s['ledger']['entries']} entries, {'verified intact' if s['ledger']['intact'] else 'NOT intact'}",
+        f"  resume with `depai up --state {s['state']}`" if s["state"] else "",
+    ]).rstrip()
+
+
+def _redact(url: str) -> str:
+    return url.split("@")[-1] if "://" in url and "@" in url else url
+
+
+class _Memory:
+    """What a fleet remembers between runs beyond its databases: how many runs, and how far its clock got
+    (so a resumed fleet's time never goes back, even after running faster than real time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        held = json.loads(path.read_text()) if path.exists() else {}
+        self.runs, self.clock_s = int(held.get("runs", 0)), float(held.get("clock_s", 0.0))
+
+    def save(self, run_no: int, clock: Callable[[], float]) -> None:
+        """Record this run and the fleet's clock as it stops."""
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"runs": run_no, "clock_s": clock()}))
+        tmp.replace(self.path)
