@@ -160,12 +160,14 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     """Start the fleet, run it until Ctrl-C (or ``--for``), stop it cleanly and report."""
     config = load_config(args)
     state = Path(config.state).expanduser() if config.state else home.root / "fleet"
+    default_state = config.state is None
     say = _Steps(quiet=args.json)
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
             fleet_up = start(config, state, stack, say)
+            fleet_up.default_state = default_state
             summary = _run(fleet_up, config, stop, quiet=args.json)
     finally:
         for sig, handler in previous.items():
@@ -207,6 +209,7 @@ class RunningFleet:
     demand: Demand
     book: RevenueBook
     surveys: SurveyRequests
+    default_state: bool = False  # started in HOME/fleet: plain `depai up` resumes it
 
     def drive(self, duration_s: float, *, speed: float = 0.0, progress: Callable[[float], None] | None = None,
               should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float]:
@@ -289,7 +292,8 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     view_ledger = Ledger.open(ledger_url, None)  # the dashboard's own connection, read-only but for votes
     stack.callback(view_ledger.close)
     live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
-                documents=lambda did: registry.active(did).document, counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
+                documents=lambda did: registry.active(did).document,
+                counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
                 map_layout=lambda: _layout(fleet))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                      Marketplace(view_ledger, None), live, names=store.directory)
@@ -356,14 +360,16 @@ def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:
                for member in up.dao.members()}
     market = up.market.market
     return {
-        "state": str(up.state), "run": up.run_no, "link": up.where, "dashboard": up.dashboard.url,
+        "state": str(up.state), "default_state": up.default_state, "run": up.run_no, "link": up.where,
+        "dashboard": up.dashboard.url,
         "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": len(up.fleet.agents),
         "tasks": {"posted": up.market.posted, "delivered": len(up.market.delivered),
                   "settled": len(market.tasks("settled")), "refunded": len(up.market.failed),
                   "under_way": len(market.tasks("awarded")), "open": len(market.tasks("open"))},
         "revenue": {"currency": CURRENCY, "earned": up.earned(),
-                    "accounts": {role: balances.get(f"{role}:{dao}", 0)
-                                 for role in ("treasury", "reserve", "operator", "owner")},
+                    "accounts": {**{role: balances.get(f"{role}:{dao}", 0)
+                                    for role in ("treasury", "reserve", "operator")},
+                                 "undistributed": balances.get(f"owner:{dao}", 0)},
                     "members": members, "fees": balances.get(f"fees:{CURRENCY}", 0)},
         "refused": _counters(up.fleet, up.ingest, up.market)["refused"],
         "market_refused": dict(up.market.refused),
@@ -389,8 +395,8 @@ def _text(s: dict[str, Any]) -> str:
         f"members {_money(sum(revenue['members'].values()))}; marketplace fees {_money(revenue['fees'])}",
         f"  refused messages: {refused}",
         f"  ledger: {s['ledger']['entries']} entries, {'verified intact' if s['ledger']['intact'] else 'NOT intact'}",
-        f"  resume with `depai up --state {s['state']}`" if s["state"] else "",
-    ]).rstrip()
+        f"  resume with `depai up{'' if s['default_state'] else ' --state ' + s['state']}`",
+    ])
 
 
 def _redact(url: str) -> str:

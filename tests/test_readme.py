@@ -13,7 +13,7 @@ def _commands() -> list[str]:
 
 def test_readme_opens_with_the_two_commands() -> None:
     first, second = _commands()[:2]
-    assert first.startswith("python3 -m venv .venv") and first.endswith("depai sim")
+    assert first.startswith("python3 -m venv .venv") and first.endswith("depai up")
     assert second.startswith("python3 -m venv .venv") and "pytest" in second
 
 
