@@ -16,14 +16,15 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboard.view import FleetView, LedgerView, ViewError
 
 HERE = Path(__file__).parent
-PAGES = {"/": "map.html", "/robots": "robots.html", "/market": "market.html", "/revenue": "revenue.html",
-         "/dao": "dao.html", "/ledger": "ledger.html"}
+PAGES = {"/": ("map", "Fleet map"), "/robots": ("robots", "Robots"), "/robots/{did}": ("robot", "Robot"),
+         "/market": ("market", "Market"), "/revenue": ("revenue", "Revenue"), "/dao": ("dao", "DAO"),
+         "/ledger": ("ledger", "Ledger")}
 MAX_WRITE_BYTES = 64 * 1024
 EVENT_PERIOD_S = 1.0
 
@@ -40,12 +41,8 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
         detail = {"code": err.code, "message": str(err), **({"hint": err.hint} if err.hint else {})}
         return JSONResponse({"error": detail}, status_code=err.status)
 
-    for path, page in PAGES.items():
-        app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
-
-    @app.get("/robots/{did}", include_in_schema=False)
-    def robot_page(did: str) -> FileResponse:
-        return FileResponse(HERE / "pages" / "robot.html")
+    for path, (name, title) in PAGES.items():
+        app.add_api_route(path, _page(render_page(name, title)), methods=["GET"], include_in_schema=False)
 
     @app.get("/api/status", tags=["fleet"])
     def status() -> dict[str, Any]:
@@ -135,9 +132,16 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
     return app
 
 
-def _page(name: str) -> Any:
-    def page() -> FileResponse:
-        return FileResponse(HERE / "pages" / name)
+def render_page(name: str, title: str) -> str:
+    """A page: the shared layout (head, navigation, live status strip) around pages/NAME.html, with NAME.js."""
+    layout = (HERE / "pages" / "layout.html").read_text()
+    main = (HERE / "pages" / f"{name}.html").read_text()
+    return layout.replace("{{title}}", title).replace("{{page}}", name).replace("{{main}}", main.rstrip("\n"))
+
+
+def _page(html: str) -> Any:
+    def page() -> HTMLResponse:
+        return HTMLResponse(html)
     return page
 
 

@@ -96,8 +96,13 @@ def test_the_dashboard_shows_the_running_fleet_and_its_numbers_are_the_ledgers(r
     page.goto(f"{url}/market")
     page.wait_for_selector("table#tasks-settled tr[data-task]")
     screenshot(page, "market")
-    earner = page.locator("table#tasks-settled tr[data-task]").first.get_attribute("data-task")
-    assert earner
+    earner = next(r for r in httpx.get(f"{url}/api/robots").json() if r["earned"] > 0)
+    page.goto(f"{url}/robots/{earner['did']}")
+    page.wait_for_selector("#robot-details:not([hidden])")
+    assert page.text_content("#robot-did").strip() == earner["did"]
+    assert page.text_content("#robot-earned").strip() == money(earner["earned"])
+    assert earner["did"] in page.text_content("pre#robot-document")
+    screenshot(page, "robot")
 
     page.goto(f"{url}/revenue")
     page.wait_for_selector("table#members tr[data-member]")
