@@ -209,7 +209,8 @@ class RevenueBook:
 
     def csv(self) -> str:
         """The ``/api/revenue.csv`` text: a header, then one row per settlement that paid the DAO (and per
-        reversal of one, with a negative amount), in ledger order."""
+        reversal of one, with a negative amount), in ledger order; a task or robot cell that a spreadsheet would
+        take for a formula (starting with = + - @) gets a leading apostrophe."""
         out = io.StringIO()
         writer = _csv.writer(out, lineterminator="\n")
         writer.writerow(_CSV_HEADER)
@@ -227,7 +228,12 @@ def _contiguous(entries: list[Entry], start: int) -> list[Entry]:
 
 def _csv_rows(rows: Iterable[tuple[int, str, str, str | None, int]], currency: str
               ) -> Iterable[tuple[int, str, str, str, int, str]]:
-    return ((seq, day, task, robot or "", earned, currency) for seq, day, task, robot, earned in rows)
+    return ((seq, day, _cell(task), _cell(robot or ""), earned, currency) for seq, day, task, robot, earned in rows)
+
+
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula: task ids come from customers (OWASP CSV injection)."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 _DAYS: dict[int, str] = {}

@@ -24,10 +24,13 @@ class DashboardServer:
                                 access_log=False, lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        # The revenue projection reads the whole ledger once; do it now, not in the first visitor's request.
+        self._warm_up = threading.Thread(target=view.book.refresh, name="dashboard-warm-up", daemon=True)
         self.host = host
 
     def start(self, timeout: float = 10.0) -> DashboardServer:
         """Start serving; DashboardError if it is not up within ``timeout`` seconds."""
+        self._warm_up.start()
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -48,3 +51,4 @@ class DashboardServer:
         self.stopping.set()
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._warm_up.join()

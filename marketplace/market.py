@@ -226,6 +226,11 @@ class Marketplace:
                             "LIMIT ?", (*(value for _, value in terms), limit))
         return [_task_of(r) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state (states without tasks at 0)."""
+        held = {state: int(n) for state, n in self.db.read("SELECT state, COUNT(*) FROM market_tasks GROUP BY state")}
+        return {state: held.get(state, 0) for state in (OPEN, AWARDED, SETTLED, REFUNDED)}
+
     def records(self) -> dict[str, dict[str, Any]]:
         """Every registered robot's owner and its delivered, failed and faked task counts."""
         return {robot: {"owner": owner, "delivered": int(d), "failed": int(f), "faked": int(k)}

@@ -106,6 +106,27 @@ def test_a_delivery_settles_once_to_owner_fee_and_refund(world) -> None:
     assert world.ledger.verify() == []
 
 
+def test_listings_counts_and_records_for_a_dashboard(world) -> None:
+    world.post("t1", deadline_s=600)
+    world.post("t2", deadline_s=900)
+    world.post("t3", deadline_s=300)
+    world.bid(world.robots[0], "t2")
+    world.market.award("t2", "cheapest")
+    assert world.market.counts() == {"open": 2, "awarded": 1, "settled": 0, "refunded": 0}
+    assert [t.id for t in world.market.recent()] == ["t2", "t1", "t3"]  # latest deadline first
+    assert [t.id for t in world.market.recent("open", limit=1)] == ["t1"]
+    assert [t.id for t in world.market.recent(robot=world.robots[0].did)] == ["t2"]
+    records = world.market.records()
+    assert set(records) == {r.did for r in world.robots}
+    assert records[world.robots[0].did] == {"owner": world.owner.did, "delivered": 0, "failed": 0, "faked": 0}
+    read_only = Marketplace(world.ledger, None)
+    assert read_only.counts() == world.market.counts()
+    world.bid(world.robots[1], "t1")
+    with pytest.raises(MarketError) as refused:
+        read_only.award("t1", "cheapest")
+    assert refused.value.code == "read_only" and world.market.task("t1").state == OPEN
+
+
 def test_a_receipt_far_from_the_dropoff_is_a_fake_refunded_and_slashed(world) -> None:
     world.post()
     world.bid(world.robots[0])
