@@ -61,7 +61,12 @@ class LedgerView:
         """The DAO's revenue by day, robot and member, as of the newest entry."""
         self.book.refresh()
         _, rules, _ = self.dao.params()
-        return self.book.summary(self.dao.members(), rules.as_dict())
+        summary = self.book.summary(self.dao.members(), rules.as_dict())
+        names = self.names()
+        for key, rows in (("robot", summary["by_robot"]), ("member", summary["by_member"])):
+            for row in rows:
+                row["name"] = names.get(row[key] or "", "")
+        return summary
 
     def revenue_csv(self) -> str:
         """One CSV row per task that paid the DAO."""
@@ -188,6 +193,7 @@ class FleetView(LedgerView):
                  names: Callable[[], Mapping[str, str]] = dict) -> None:
         super().__init__(ledger, dao, market, names=names)
         self.live = live
+        self._tiles: dict[tuple[int, int], tuple[int, bytes]] = {}  # tile -> (version, PNG)
 
     def status(self) -> dict[str, Any]:
         """The ledger's counts and revenue, plus the fleet's clock and refusals."""
@@ -244,7 +250,11 @@ class FleetView(LedgerView):
         service = self.live.map_service
         if service is None or (ix, iy) not in set(service.grid.tiles()):
             raise ViewError(404, "unknown_tile", f"no map tile ({ix}, {iy}) yet")
-        return service.tile_png((ix, iy))
+        version = service.grid.version((ix, iy))
+        held = self._tiles.get((ix, iy))
+        if held is None or held[0] != version:  # fuse and encode a tile once per version, not per viewer
+            held = self._tiles[(ix, iy)] = (version, service.tile_png((ix, iy)))
+        return held[1]
 
     # --- signed writes ---------------------------------------------------------------------------------
 

@@ -51,10 +51,10 @@ function render(revenue) {
     revenue.by_day.map((d) => ({ label: d.day, title: `${d.day}: ${d.tasks} tasks`, value: d.earned })),
     revenue.currency, "No revenue yet: no task has been settled.");
   $("chart-robot").innerHTML = barChart(
-    revenue.by_robot.map((r) => ({ label: shortDid(r.robot), title: `${r.robot}: ${r.tasks} tasks`, value: r.earned })),
+    revenue.by_robot.map((r) => ({ label: r.name || shortDid(r.robot), title: `${r.robot}: ${r.tasks} tasks`, value: r.earned })),
     revenue.currency, "No robot has earned anything yet.");
   $("chart-member").innerHTML = barChart(
-    revenue.by_member.map((m) => ({ label: shortDid(m.member), title: `${m.member}: ${m.shares} shares`, value: m.distributed })),
+    revenue.by_member.map((m) => ({ label: m.name || shortDid(m.member), title: `${m.member}: ${m.shares} shares`, value: m.distributed })),
     revenue.currency, "Nothing distributed to members yet.");
   fillTable($("members"), revenue.by_member.map((m) => memberRow(m, revenue.currency)), "No members yet.");
   $("revenue-error").textContent = "";
