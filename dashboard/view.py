@@ -211,7 +211,8 @@ class FleetView(LedgerView):
             pose = body.get("pose", {})
             rows.append({**row, "x": pose.get("x"), "y": pose.get("y"), "heading": pose.get("theta"),
                          "battery": body.get("battery"), "speed": body.get("twist", {}).get("v"),
-                         "state": body.get("state", "unheard"), "task": body.get("task"),
+                         "state": body.get("state") or ("unheard" if heard is None else "unknown"),
+                         "task": body.get("task"),
                          "trust": round(trust[row["did"]], 4) if row["did"] in trust else None,
                          "seen_s": heard.at_s if heard is not None else None})
         return rows

@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
@@ -72,7 +72,7 @@ class MqttLink:
         service_login: tuple[str, str] | None = None,
         state_dir: Path | None = None,
     ) -> None:
-        self.fleet = fleet
+        self.fleet, self.url = fleet, url
         self._arrived: deque[tuple[str, bytes]] = deque()
         gateway_address = fleet.gateway_identity.did.rsplit(":", 1)[1]
         user, password = gateway_login or (None, None)
@@ -148,10 +148,11 @@ class Tally:
             consume(topic, envelope)
 
 
-def open_link(broker: str, fleet: SimFleet, ingest: Ingest, work: Path,
-              stack: contextlib.ExitStack) -> tuple[Link, str]:
+def open_link(broker: str, fleet: SimFleet, ingest: Ingest, work: Path, stack: contextlib.ExitStack, *,
+              robots: Sequence[MqttUser] = ()) -> tuple[Link, str]:
     """The link a run goes through, and a phrase saying what it is: ``broker`` is none (in process), a URL, or
-    the kind of broker to start (auto, mosquitto, amqtt) with the topic ACL; ``stack`` closes what it opens."""
+    the kind of broker to start (auto, mosquitto, amqtt) with the topic ACL, giving ``robots`` (real robots'
+    logins) their own topics; ``stack`` closes what it opens."""
     if broker == "none":
         return LoopbackLink(fleet, ingest), "in process (no broker)"
     if "://" in broker:
@@ -164,7 +165,8 @@ def open_link(broker: str, fleet: SimFleet, ingest: Ingest, work: Path,
         raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
     gateway = MqttUser("simulator", secrets.token_urlsafe(18), "gateway")
     service = MqttUser("services", secrets.token_urlsafe(18), "service")
-    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=work / "broker", users=[gateway, service])))
+    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=work / "broker",
+                                                                users=[gateway, service, *robots])))
     link = MqttLink(fleet, ingest, broker.url, gateway_login=(gateway.username, gateway.password),
                     service_login=(service.username, service.password), state_dir=work)
     stack.callback(link.close)

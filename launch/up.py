@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bus.broker import MqttUser
 from bus.ingest import Ingest
 from dao.dao import Dao
 from dao.lifecycle import Params
@@ -34,13 +35,14 @@ from dashboard.telemetry import TelemetryBoard
 from dashboard.view import FleetView, Live
 from identity.envelope import EnvelopeVerifier
 from identity.registry import DidRegistry
+from launch.bridge_command import enrolled, fleet_info
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
 from launch.fleet import FleetConfig, SimFleet, SurveyRequests, run
 from launch.home import Home
 from launch.identities import IdentityStore
-from launch.links import Tally, open_link
+from launch.links import MqttLink, Tally, open_link
 from launch.market_service import MarketService
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError
@@ -65,8 +67,8 @@ class UpConfig:
     """What ``depai up`` runs: options, else the TOML file's keys, else these defaults."""
 
     robots: int | None = None  # founding: 10; resuming: the robots the fleet has (more if asked)
-    city: int = 6
-    seed: int = 7
+    city: int | None = None  # founding: 6 blocks a side; resuming: the fleet's own city
+    seed: int | None = None  # founding: 7; resuming: the fleet's own
     broker: str = "auto"
     db: str | None = None
     speed: float = 5.0
@@ -81,7 +83,7 @@ class UpConfig:
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
-        if (self.robots is not None and self.robots < 1) or self.city < 1:
+        if (self.robots is not None and self.robots < 1) or (self.city is not None and self.city < 1):
             raise CliError("--robots and --city must be at least 1", code="bad_size", exit_code=EXIT_USAGE)
         if self.speed < 0 or self.duration < 0:
             raise CliError("--speed and --for must not be negative", code="bad_time",
@@ -246,14 +248,16 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     ledger_url = config.db or f"sqlite:///{state / 'ledger.sqlite3'}"
     ledger_key = store.enroll("ledger", controller=operator.did).signer
     robots = max(config.robots or 0, len(store.names("robot-"))) if founded else config.robots or 10
-    say(f"building a {config.city}x{config.city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
-    fleet = SimFleet(FleetConfig(robots=robots, seed=config.seed, blocks=config.city, scan_hz=config.scan_hz,
+    city, seed = memory.place(config.city, config.seed)
+    say(f"building a {city}x{city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
+    fleet = SimFleet(FleetConfig(robots=robots, seed=seed, blocks=city, scan_hz=config.scan_hz,
                                  orders_per_min=config.orders_per_min),
                      registry, controller=dao_id.did, commanders=[services["dispatcher"].did, services["market"].did],
                      map_services=[services["map"].did], enroll=store.enroll)
     stack.callback(fleet.close)
     clock = fleet.clock
     clock.epoch_s = max(clock.epoch_s, memory.clock_s + 1.0)  # a resumed fleet's time never goes back
+    memory.save(run_no, clock)  # the city is the fleet's from now on, even if this run is killed
     try:
         ledger = Ledger.open(ledger_url, ledger_key, clock=clock)
     except (DatabaseError, LedgerError) as err:
@@ -268,10 +272,11 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     for customer in customers:
         market.fund(customer.did, FUNDS, CURRENCY, key=customer.did)
     registered = set(market.robots())  # robots of earlier runs, and those the DAO bought (bonded by the treasury)
-    for agent in fleet.agents:
-        if agent.did not in registered:  # the DAO's bond for a robot new to the market, deposited once
-            market.fund(dao_id.did, config.bond, CURRENCY, key=f"bond-for:{agent.did}", role="owner")
-            market.register_robot(agent.did, dao_id.did, config.bond, CURRENCY)
+    bridged = enrolled(state)  # real robots, each behind its own bridge
+    for did in [agent.did for agent in fleet.agents] + [robot.did for robot in bridged]:
+        if did not in registered:  # the DAO's bond for a robot new to the market, deposited once
+            market.fund(dao_id.did, config.bond, CURRENCY, key=f"bond-for:{did}", role="owner")
+            market.register_robot(did, dao_id.did, config.bond, CURRENCY)
     say(f"ledger {_redact(ledger_url)}: {ledger.size()} entries; DAO of {len(dao.members())} members")
 
     verifier = EnvelopeVerifier(registry, clock=clock)
@@ -280,14 +285,20 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     market_service.resume()
     dao_service = DaoService(dao, ledger, clock=clock)
     dispatcher = Dispatcher(services["dispatcher"].envelope_signer(clock), clock=clock)
+    real = {robot.did for robot in bridged}
     shared_map = MapService(services["map"].envelope_signer(clock), fleet.city.road_graph(),
                             bounds=fleet.city.bounds(), clock=clock,
-                            level_of=lambda did: "fleet" if did in fleet.dids else "self")
+                            level_of=lambda did: "fleet" if did in fleet.dids or did in real else "self")
     board = TelemetryBoard()
     tally = Tally(dispatcher.observe, shared_map.observe, market_service.observe, board.observe)
     ingest = Ingest(registry, tally, clock=clock)
-    link, where = open_link(config.broker, fleet, ingest, state, stack)
-    say(f"{len(fleet.agents)} robots online, {where}")
+    link, where = open_link(config.broker, fleet, ingest, state, stack,
+                            robots=[MqttUser(robot.address, robot.password, "robot") for robot in bridged])
+    if isinstance(link, MqttLink):  # what a bridge needs to join: the broker, whose commands count, the roads
+        fleet_info(state, broker=link.url, commanders=[services["dispatcher"].did, services["market"].did],
+                   map_services=[services["map"].did], chargers=fleet.chargers, roads=fleet.city.road_graph())
+    say(f"{len(fleet.agents)} simulated robots online{f', {len(bridged)} real ones admitted' if bridged else ''}, "
+        f"{where}")
 
     view_ledger = Ledger.open(ledger_url, None)  # the dashboard's own connection, read-only but for votes
     stack.callback(view_ledger.close)
@@ -296,7 +307,8 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                 counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
                 map_layout=lambda: _layout(fleet))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
-                     Marketplace(view_ledger, None), live, names=store.directory)
+                     Marketplace(view_ledger, None), live,
+                     names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}})
     try:
         dashboard = DashboardServer(view, host=config.host, port=config.port).start()
     except DashboardError as err:
@@ -304,7 +316,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                        exit_code=EXIT_USAGE) from None
     stack.callback(dashboard.stop)
     say(f"dashboard at {dashboard.url}  (member keys: {state / 'identities.json'}; Ctrl-C stops)")
-    demand = Demand(fleet.city, config.seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
+    demand = Demand(fleet.city, seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
     stack.callback(memory.save, run_no, clock)
     return RunningFleet(state, run_no, fleet, ledger, dao, market_service, dao_service, shared_map, dispatcher, ingest,
                     tally, link, where, dashboard, demand, RevenueBook(ledger, dao.did, currency=CURRENCY),
@@ -361,6 +373,7 @@ def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:
     market = up.market.market
     return {
         "state": str(up.state), "default_state": up.default_state, "run": up.run_no, "link": up.where,
+        "city": {"blocks": up.fleet.config.blocks, "seed": up.fleet.config.seed},
         "dashboard": up.dashboard.url,
         "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": len(up.fleet.agents),
         "tasks": {"posted": up.market.posted, "delivered": len(up.market.delivered),
@@ -404,16 +417,28 @@ def _redact(url: str) -> str:
 
 
 class _Memory:
-    """What a fleet remembers between runs beyond its databases: how many runs, and how far its clock got
-    (so a resumed fleet's time never goes back, even after running faster than real time)."""
+    """What a fleet remembers between runs beyond its databases: how many runs, its city, and how far its clock
+    got (so a resumed fleet's time never goes back, even after running faster than real time)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         held = json.loads(path.read_text()) if path.exists() else {}
         self.runs, self.clock_s = int(held.get("runs", 0)), float(held.get("clock_s", 0.0))
+        self.city, self.seed = held.get("city"), held.get("seed")
+
+    def place(self, city: int | None, seed: int | None) -> tuple[int, int]:
+        """The fleet's city and seed: its own when resuming (asking for another is refused), else as given."""
+        for name, asked, held in (("--city", city, self.city), ("--seed", seed, self.seed)):
+            if held is not None and asked is not None and asked != held:
+                raise CliError(f"{name} {asked}: this fleet's city was built with {name} {held}", code="other_city",
+                               hint="leave it out to resume this fleet, or found another with --state DIR",
+                               exit_code=EXIT_USAGE)
+        self.city = self.city or city or 6
+        self.seed = self.seed if self.seed is not None else seed if seed is not None else 7
+        return self.city, self.seed
 
     def save(self, run_no: int, clock: Callable[[], float]) -> None:
-        """Record this run and the fleet's clock as it stops."""
+        """Record this run, the city, and the fleet's clock as it stops."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"runs": run_no, "clock_s": clock()}))
+        tmp.write_text(json.dumps({"runs": run_no, "clock_s": clock(), "city": self.city, "seed": self.seed}))
         tmp.replace(self.path)

@@ -19,6 +19,8 @@ databases for the ledger and the marketplace.
 import os
 import re
 import secrets
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,3 +118,30 @@ def _asyncio_run_works(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with loop_released():
         yield
+
+
+JS_ROBOT = Path(__file__).resolve().parents[1] / "robots" / "js" / "robot.mjs"
+
+
+def _unavailable(what: str) -> None:
+    """Skip locally; in CI (CI set) the tool must be there, so fail."""
+    message = f"{what}; .ci/run installs Node.js and npm (apt-get install nodejs npm)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with the robot's npm packages installed (``npm ci`` if they are missing)."""
+    binary = shutil.which("node")
+    if binary is None:
+        _unavailable("node is not installed")
+    if not all((JS_ROBOT.parent / "node_modules" / name / "package.json").exists() for name in ("mqtt", "tweetnacl")):
+        npm = shutil.which("npm")
+        if npm is None:
+            _unavailable("npm is not installed, and robots/js/node_modules is missing")
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=JS_ROBOT.parent, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"npm ci in {JS_ROBOT.parent} failed:\n{done.stdout}\n{done.stderr}"
+    return binary

@@ -177,10 +177,19 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes_the_same_fleet(running: t
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["run"] == 2 and summary["robots"] == 4 and summary["ledger"]["intact"]
+    assert summary["city"] == {"blocks": 2, "seed": 3}  # the fleet's own city, though the file names none
     assert summary["ledger"]["entries"] >= entries
     assert summary["revenue"]["earned"] > 0  # what run 1 earned is still the DAO's
     with DidRegistry(state / "registry.sqlite3") as registry:
         assert IdentityStore(state / "identities.json", registry).enroll("dao").did == dao
+
+
+def test_a_resumed_fleet_keeps_its_city(running: tuple[UpProcess, Path]) -> None:
+    _, state = running
+    other = subprocess.run([sys.executable, "-m", "launch.cli", "up", "--state", str(state), "--city", "5",
+                            "--broker", "none"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+    assert other.returncode == 2 and "this fleet's city was built with --city 2" in other.stderr
 
 
 def test_a_config_file_with_an_unknown_key_is_refused_with_the_keys_it_takes(tmp_path: Path) -> None:
