@@ -142,7 +142,8 @@ def test_a_bridged_robot_joins_bids_delivers_and_is_paid(home: Path, fleet: tupl
     assert "delivered" in bridge_out
 
 
-def test_the_wrong_key_for_a_dids_robot_is_refused_before_connecting(home: Path, tmp_path: Path) -> None:
+def test_a_robot_claiming_another_robots_did_without_its_key_is_refused_before_connecting(home: Path,
+                                                                                      tmp_path: Path) -> None:
     robot = record(home, "courier-7")
     (tmp_path / "other.key").write_text("11" * 32)
     forged = {**robot, "name": "courier-x", "key_file": str(tmp_path / "other.key")}
