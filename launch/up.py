@@ -75,7 +75,7 @@ class UpConfig:
     port: int = 8080
     host: str = "127.0.0.1"
     orders_per_min: float | None = None
-    scan_hz: float = 1.0
+    scan_hz: float = 0.5  # 10 robots at 5x real time: what one ingest thread fuses with room to spare
     state: str | None = None
     duration: float = 0.0  # simulated seconds; 0: until Ctrl-C
     bond: int = BOND  # what the DAO posts for each robot on the marketplace, in cents
@@ -111,7 +111,7 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     up.add_argument("--host", help="the dashboard's address (default 127.0.0.1)")
     up.add_argument("--orders-per-min", type=float, metavar="N", help="customer orders per simulated minute "
                                                                      "(default: robots / 4)")
-    up.add_argument("--scan-hz", type=float, metavar="HZ", help="lidar scans per robot per second (default 1)")
+    up.add_argument("--scan-hz", type=float, metavar="HZ", help="lidar scans per robot per second (default 0.5)")
     up.add_argument("--state", metavar="DIR", help="where the fleet lives (default: HOME/fleet)")
     up.set_defaults(handler=cmd_up)
 

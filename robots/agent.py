@@ -36,6 +36,7 @@ from spatial.view import MapView
 
 FIRST_FIX_WAIT_S = 3.0  # how long a robot waits for GNSS before trusting its odometry pose alone
 MAX_OPEN_OFFERS = 32  # bids a robot remembers while waiting for awards; the oldest is forgotten first
+REBID_S = 30.0  # a standing bid is not sent again for a re-announced task sooner than this (the market keeps it)
 EdgeCost = Callable[[str, str, dict], float | None]
 
 
@@ -104,6 +105,7 @@ class RobotAgent:
         self._route_goal: tuple[float, float] | None = None
         self._goal_blocks: tuple[tuple[float, float] | None, int] = (None, 0)  # (goal, blocked on its street)
         self._offers: dict[str, dict[str, Any]] = {}  # tasks bid for, by id, until awarded or forgotten
+        self._bid_at: dict[str, float] = {}  # when each of those bids was sent
         self._next_battery_check = 0.0
         period = 1.0 / config.telemetry_hz if config.telemetry_hz > 0 else math.inf
         self._telemetry_period = period
@@ -430,6 +432,8 @@ class RobotAgent:
         """Bid for an announced task when free to take it: priced from its own route, battery and queue."""
         if self.tasks.busy or self.mode not in ("idle", "charging") or task["deadline"] <= self._ms():
             return
+        if self.clock() - self._bid_at.get(task["id"], -REBID_S) < REBID_S:
+            return  # its bid stands; sending it again would only load the marketplace (each bid is a commit)
         sensors = self._last
         assert sensors is not None
         pickup = (float(task["pickup"]["x"]), float(task["pickup"]["y"]))
@@ -450,14 +454,17 @@ class RobotAgent:
         if offer is None:
             return
         self._offers[task["id"]] = task
+        self._bid_at[task["id"]] = self.clock()
         while len(self._offers) > MAX_OPEN_OFFERS:
-            self._offers.pop(next(iter(self._offers)))
+            oldest = next(iter(self._offers))
+            del self._offers[oldest], self._bid_at[oldest]
         self._publish("bid", {"task": task["id"], "price": offer.price, "currency": task["currency"],
                               "eta_ms": int(offer.eta_s * 1000)})
 
     def _awarded(self, award: dict[str, Any]) -> None:
         """Take on a task awarded to this robot: only one it bid for, whose announcement matches the award."""
         task = self._offers.pop(award["task"], None)
+        self._bid_at.pop(award["task"], None)
         try:
             if task is None:
                 raise ValueError(f"no open bid of this robot for {award['task']} (or the award was used already)")

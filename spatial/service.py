@@ -109,10 +109,9 @@ class MapService:
         if envelope.kind == "birth":
             with self._lock:
                 self.trust.set_level(envelope.issuer, self.level_of(envelope.issuer))
-        elif envelope.kind == "telemetry":
+        elif envelope.kind == "telemetry":  # no lock: one dict store, while step() may hold it for a long turn
             body = envelope.body
-            with self._lock:
-                self._place(envelope.issuer, body["t"] / 1000.0, body["pose"], float(body["twist"]["v"]))
+            self._place(envelope.issuer, body["t"] / 1000.0, body["pose"], float(body["twist"]["v"]))
         elif envelope.kind == "scan":
             with self._lock:
                 self._scan(envelope.issuer, envelope.body)
@@ -163,7 +162,7 @@ class MapService:
         conflict against whoever sees that ground free a moment later.
         """
         others = [(x + v * (t_s - t) * math.cos(th), y + v * (t_s - t) * math.sin(th))
-                  for other, (t, x, y, th, v) in self._poses.items()
+                  for other, (t, x, y, th, v) in list(self._poses.items())  # a copy: telemetry adds lock-free
                   if other != did and abs(t_s - t) <= self.teammate_window_s]
         returns = np.flatnonzero(np.isfinite(ranges))
         if not others or not len(returns):

@@ -30,6 +30,7 @@ from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run
 from launch.links import LoopbackLink, MqttLink
 from marketplace.dispatch import Dispatcher
+from robots.agent import REBID_S
 from sim.city import Place
 from sim.demand import Demand
 from sim.obstacles import ROADWORKS_HEIGHT_M, Obstacle
@@ -307,6 +308,20 @@ def test_a_robot_bids_on_an_announced_task_and_delivers_what_it_is_awarded(scene
     s.run_until(lambda: "task.delivered" in s.heard.events(), limit_s=900)
     assert agent.refused["replayed"] == 1  # the same award twice: the copy is refused
     assert any(e.kind == "receipt" and e.body["task"] == "m2" for e in s.heard.envelopes)
+
+
+def test_a_standing_bid_is_not_sent_again_for_a_re_announced_task_until_it_is_old(scene) -> None:
+    s = scene()
+    run(s.fleet, s.link, duration_s=4.0)  # localized
+    body = _announce(s, "m1")
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 1, limit_s=5)
+    for _ in range(3):  # the marketplace announces it again every few seconds while nobody is awarded it
+        s.link.publish_services([Outgoing(MARKET_TASKS, s._signer.seal("task", body), 1, False)])
+        run(s.fleet, s.link, duration_s=2.0)
+    assert s.heard.kinds()["bid"] == 1  # the market keeps the standing bid: no new commit for a copy of it
+    run(s.fleet, s.link, duration_s=REBID_S)
+    s.link.publish_services([Outgoing(MARKET_TASKS, s._signer.seal("task", body), 1, False)])
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 2, limit_s=5)  # an old bid is refreshed (position, battery)
 
 
 def test_awards_from_strangers_or_for_other_robots_move_nothing(scene) -> None:
