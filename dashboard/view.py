@@ -11,7 +11,7 @@ like every other receiver does, and hands it to the DAO.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
@@ -183,7 +183,7 @@ class Live:
     documents: Callable[[str], dict[str, Any]]
     counters: Callable[[], dict[str, Any]]
     map_service: MapService | None = None
-    map_layout: Callable[[], dict[str, Any]] = dict
+    map_layout: dict[str, Any] = field(default_factory=dict)  # bounds, roads and places: fixed for a city
 
 
 class FleetView(LedgerView):
@@ -219,20 +219,18 @@ class FleetView(LedgerView):
 
     def robot(self, did: str) -> dict[str, Any]:
         """One robot: its DID document, trust, last telemetry, earnings and tasks."""
-        page = super().robot(did)
-        row = next(r for r in self.robots() if r["did"] == did)
+        page = super().robot(did)  # its row of robots(): already with trust, state and when last heard
         heard = self.live.telemetry.latest().get(did)
         try:
             document = self.live.documents(did)
         except DidError:
             document = {}
-        return {**page, **{k: row[k] for k in ("trust", "seen_s", "state")}, "document": document,
-                "telemetry": heard.body if heard is not None else None}
+        return {**page, "document": document, "telemetry": heard.body if heard is not None else None}
 
     def map(self) -> dict[str, Any]:
         """Tiles, road states and places of the shared map."""
         service = self.live.map_service
-        layout = self.live.map_layout()
+        layout = self.live.map_layout
         if service is None:
             return {**layout, "tiles": [], "graph_version": 0}
         side = service.grid.spec.tile_cells * service.grid.spec.resolution_m

@@ -24,6 +24,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+
 from bus.broker import MqttUser
 from bus.ingest import Ingest
 from dao.dao import Dao
@@ -49,6 +51,7 @@ from ledger.db import DatabaseError
 from ledger.journal import Ledger, LedgerError
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
+from sim.city import CityLayout
 from sim.demand import Demand
 from spatial.service import MapService
 
@@ -209,7 +212,7 @@ class RunningFleet:
     where: str
     dashboard: DashboardServer
     demand: Demand
-    book: RevenueBook
+    book: RevenueBook  # the dashboard's own projection of the ledger, shared by the status line
     surveys: SurveyRequests
     default_state: bool = False  # started in HOME/fleet: plain `depai up` resumes it
 
@@ -249,11 +252,12 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     ledger_key = store.enroll("ledger", controller=operator.did).signer
     robots = max(config.robots or 0, len(store.names("robot-"))) if founded else config.robots or 10
     city, seed = memory.place(config.city, config.seed)
+    commanders = [services["dispatcher"].did, services["market"].did]  # whose signed commands robots obey
     say(f"building a {city}x{city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
     fleet = SimFleet(FleetConfig(robots=robots, seed=seed, blocks=city, scan_hz=config.scan_hz,
                                  orders_per_min=config.orders_per_min),
-                     registry, controller=dao_id.did, commanders=[services["dispatcher"].did, services["market"].did],
-                     map_services=[services["map"].did], enroll=store.enroll)
+                     registry, controller=dao_id.did, commanders=commanders, map_services=[services["map"].did],
+                     enroll=store.enroll)
     stack.callback(fleet.close)
     clock = fleet.clock
     clock.epoch_s = max(clock.epoch_s, memory.clock_s + 1.0)  # a resumed fleet's time never goes back
@@ -289,14 +293,15 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     shared_map = MapService(services["map"].envelope_signer(clock), fleet.city.road_graph(),
                             bounds=fleet.city.bounds(), clock=clock,
                             level_of=lambda did: "fleet" if did in fleet.dids or did in real else "self")
+    roads = fleet.city.road_graph()  # read by bridges and the dashboard's map
     board = TelemetryBoard()
     tally = Tally(dispatcher.observe, shared_map.observe, market_service.observe, board.observe)
     ingest = Ingest(registry, tally, clock=clock)
     link, where = open_link(config.broker, fleet, ingest, state, stack,
                             robots=[MqttUser(robot.address, robot.password, "robot") for robot in bridged])
     if isinstance(link, MqttLink):  # what a bridge needs to join: the broker, whose commands count, the roads
-        fleet_info(state, broker=link.url, commanders=[services["dispatcher"].did, services["market"].did],
-                   map_services=[services["map"].did], chargers=fleet.chargers, roads=fleet.city.road_graph())
+        fleet_info(state, broker=link.url, commanders=commanders, map_services=[services["map"].did],
+                   chargers=fleet.chargers, roads=roads)
     say(f"{len(fleet.agents)} simulated robots online{f', {len(bridged)} real ones admitted' if bridged else ''}, "
         f"{where}")
 
@@ -305,7 +310,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
                 documents=lambda did: registry.active(did).document,
                 counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
-                map_layout=lambda: _layout(fleet))
+                map_layout=_layout(fleet.city, roads))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                      Marketplace(view_ledger, None), live,
                      names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}})
@@ -319,8 +324,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     demand = Demand(fleet.city, seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
     stack.callback(memory.save, run_no, clock)
     return RunningFleet(state, run_no, fleet, ledger, dao, market_service, dao_service, shared_map, dispatcher, ingest,
-                    tally, link, where, dashboard, demand, RevenueBook(ledger, dao.did, currency=CURRENCY),
-                        SurveyRequests(shared_map, dispatcher))
+                        tally, link, where, dashboard, demand, view.book, SurveyRequests(shared_map, dispatcher))
 
 
 def _exists(dao: Dao) -> bool:
@@ -355,14 +359,14 @@ def _counters(fleet: SimFleet, ingest: Ingest, market: MarketService) -> dict[st
             "market_refused": dict(market.refused)}
 
 
-def _layout(fleet: SimFleet) -> dict[str, Any]:
-    graph = fleet.city.road_graph()
+def _layout(city: CityLayout, graph: nx.Graph) -> dict[str, Any]:
+    """The map's fixed part for the dashboard: the city's bounds, its roads and its places."""
     positions = {node: data["pos"] for node, data in graph.nodes(data=True)}
-    return {"bounds": list(fleet.city.bounds()),
+    return {"bounds": list(city.bounds()),
             "roads": [{"u": u, "v": v, "a": list(positions[u]), "b": list(positions[v]), "street": data.get("street")}
                       for u, v, data in graph.edges(data=True)],
             "places": [{"kind": kind, "x": p.x, "y": p.y} for kind in ("depot", "dropoff", "charger")
-                       for p in fleet.city.places_of(kind)]}
+                       for p in city.places_of(kind)]}
 
 
 def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import pytest
 from bus.broker import BrokerConfig, MqttUser, choose_kind, start_broker
 from bus.worker import IngestWorker
 from identity.document import MachineProfile
-from identity.envelope import Envelope
 from identity.registry import DidRegistry
 from launch.fleet import register
 from robots.body import BodyProfile
@@ -27,26 +26,16 @@ from robots.bridge.adapter import UdpAdapter
 from robots.bridge.body import CallbackBody
 from robots.bridge.bridge import Bridge, BridgeError
 from sim.city import generate_city
+from tests.bus.test_pipeline import Received
 from tests.robots.test_bridge_adapter import standin
 
 PROFILE = BodyProfile("courier", 1.5, max_turn_rps=2.0, radius_m=0.35, payload_kg=10.0, mass_kg=25.0,
                       battery_wh=400.0, wh_per_m=0.02, idle_w=15.0)
 
 
-class Heard:
-    """What ingest accepted, by wire bytes."""
-
-    def __init__(self) -> None:
-        self.wires: list[bytes] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, topic: str, envelope: Envelope) -> None:
-        with self._lock:
-            self.wires.append(envelope.wire)
-
-    def counts(self) -> Counter[bytes]:
-        with self._lock:
-            return Counter(self.wires)
+def accepted(received: Received) -> Counter[bytes]:
+    """How many times ingest handed over each message, by its wire bytes."""
+    return Counter(envelope.wire for envelope in list(received.envelopes))
 
 
 def test_a_broker_outage_loses_and_duplicates_nothing_the_bridge_said(tmp_path: Path) -> None:
@@ -60,7 +49,7 @@ def test_a_broker_outage_loses_and_duplicates_nothing_the_bridge_said(tmp_path: 
     service = MqttUser("ingest", secrets.token_urlsafe(12), "service")
     graph = generate_city(3, 2).road_graph()
     x, y = next(data["pos"] for node, data in graph.nodes(data=True) if str(node).startswith("depot"))
-    heard = Heard()
+    heard = Received()
     with start_broker(kind, BrokerConfig(data_dir=tmp_path / "broker", users=[login, service])) as broker, \
             UdpAdapter() as adapter, standin(adapter, "--x", str(x), "--y", str(y)), \
             DidRegistry(registry_path) as registry:
@@ -87,7 +76,7 @@ def test_a_broker_outage_loses_and_duplicates_nothing_the_bridge_said(tmp_path: 
             runner.join(10)
             assert bridge.client.wait_drained(15)
             deadline = time.monotonic() + 15
-            while set(said) - set(heard.counts()) and time.monotonic() < deadline:
+            while set(said) - set(accepted(heard)) and time.monotonic() < deadline:
                 time.sleep(0.2)
         finally:
             bridge.stop()
@@ -96,7 +85,7 @@ def test_a_broker_outage_loses_and_duplicates_nothing_the_bridge_said(tmp_path: 
             worker.close()
     kinds = Counter(wire.split(b'"kind":"')[1].split(b'"')[0] for wire in said)
     assert kinds[b"telemetry"] >= 15 and during > 0  # it spoke all along, outage included
-    counts = heard.counts()
+    counts = accepted(heard)
     assert all(counts[wire] == 1 for wire in said), "every message the bridge said reached ingest exactly once"
     # What ingest refused is only what the restarted broker delivered again: MQTT's at-least-once redelivery of a
     # message already accepted, the retained birth, the old session's will about an epoch already over. Each was
