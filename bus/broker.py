@@ -61,7 +61,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Literal
 
-from bus.topics import COMMAND_CHANNEL, PROTOCOL_ROOT, ROBOT_CHANNELS, ROBOTS
+from bus.topics import (
+    COMMAND_CHANNEL,
+    FLEET,
+    FLEET_DESCRIPTOR,
+    FLEET_SERVICES,
+    FLEET_SPAWN,
+    GATEWAYS,
+    PROTOCOL_ROOT,
+    ROBOT_CHANNELS,
+    ROBOTS,
+    VERIFIED,
+)
 from identity.errors import DepaiError
 
 MOSQUITTO_HINT = "install Debian's mosquitto (apt-get install mosquitto)"
@@ -83,14 +94,18 @@ class BrokerKind(StrEnum):
     AMQTT = "amqtt"
 
 
+ROLES = ("robot", "gateway", "service", "ingest")
+
+
 @dataclass(frozen=True)
 class MqttUser:
     """An MQTT login: a robot (username = its SS58 address), a gateway that speaks for many machines
-    on one connection (a simulator, a site bridge), or a fleet service."""
+    on one connection (a simulator, a site bridge), a fleet service, or an ingest worker (the only one
+    that may write the verified channel)."""
 
     username: str
     password: str
-    role: Literal["robot", "gateway", "service"]
+    role: Literal["robot", "gateway", "service", "ingest"]
 
 
 @dataclass
@@ -146,23 +161,33 @@ def mosquitto_password_hash(password: str, *, salt: bytes | None = None, rounds:
 
 
 def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
-    """(topics the user may publish to, filters it may subscribe to)."""
+    """(topics the user may publish to, filters it may subscribe to).
+
+    Only the ingest role writes the verified channel, so a service may act on what arrives there
+    without verifying it again; services write everything else of the fleet's own.
+    """
+    if user.role == "ingest":
+        return [f"{VERIFIED}/#", f"{FLEET_SERVICES}/#"], [f"{ROBOTS}/#", f"{GATEWAYS}/#", f"{FLEET}/#"]
     if user.role == "service":
-        return [f"{PROTOCOL_ROOT}/#"], [f"{PROTOCOL_ROOT}/#"]
+        writes = [f"{PROTOCOL_ROOT}/{area}/#" for area in ("market", "map", "fleet")]
+        return [*writes, f"{ROBOTS}/+/+/{COMMAND_CHANNEL}"], [f"{PROTOCOL_ROOT}/#"]
     # A gateway may write any machine's channels (each message is still signed by that machine, and
     # ingest checks the signer against the topic) and hear every machine's commands.
     own = f"{ROBOTS}/+/+" if user.role == "gateway" else f"{ROBOTS}/+/{user.username}"
     sent = [f"{own}/{channel}" for channel in ROBOT_CHANNELS.values()]
-    return sent, [f"{own}/{COMMAND_CHANNEL}", f"{PROTOCOL_ROOT}/market/#", f"{PROTOCOL_ROOT}/map/#"]
+    heard = [f"{own}/{COMMAND_CHANNEL}", f"{PROTOCOL_ROOT}/market/#", f"{PROTOCOL_ROOT}/map/#", FLEET_DESCRIPTOR]
+    if user.role == "gateway":
+        return [*sent, f"{GATEWAYS}/#", f"{FLEET_SERVICES}/#"], [*heard, FLEET_SPAWN]
+    return sent, heard
 
 
 def _check_users(users: list[MqttUser]) -> None:
     for user in users:
         bad = not user.username or any(c in user.username for c in ":/+#\n\r\t ")
-        if bad or user.role not in ("robot", "gateway", "service") or "\n" in user.password:
+        if bad or user.role not in ROLES or "\n" in user.password:
             raise BrokerError(f"bad MQTT user {user.username!r} ({user.role})", code="bad_user",
                               hint="usernames are SS58 addresses or plain names without ':/+#' or spaces; "
-                                   "role is robot, gateway or service")
+                                   f"role is one of {', '.join(ROLES)}")
     names = [u.username for u in users]
     if len(set(names)) != len(names):
         raise BrokerError("an MQTT username appears twice", code="bad_user", hint="give each user once")
@@ -202,7 +227,7 @@ def _write_dynsec(users: list[MqttUser], data_dir: Path) -> Path:
         acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True} for topic in writes]
         acls += [{"acltype": acltype, "topic": topic, "allow": True}
                  for topic in reads for acltype in ("subscribePattern", "publishClientReceive")]
-        if user.role == "service":  # Mosquitto 2.0 checks a shared subscription with its $share/group/ prefix
+        if user.role in ("service", "ingest"):  # Mosquitto 2.0 checks a shared subscription with its $share/group/ prefix
             acls.append({"acltype": "subscribePattern", "topic": f"$share/+/{PROTOCOL_ROOT}/#", "allow": True})
         roles.append({"rolename": role, "acls": acls})
     path = data_dir / "dynamic-security.json"

@@ -18,6 +18,15 @@ Fleet services publish the shared channels::
     depai/v1/market/awards                              award     a task awarded to a robot
     depai/v1/map/tiles/{layer}/{x}/{y}       retained   map.tile  a compressed occupancy tile
     depai/v1/map/graph                       retained   map.graph road-graph edge states
+    depai/v1/market/orders                              task      a customer's signed task, for the marketplace
+
+Between the fleet's own processes (docs/deploy.md)::
+
+    depai/v1/gateways/{partition}/{gateway}             batch     a gateway's robots' envelopes (bus/frames.py)
+    depai/v1/verified/{kind}                            batch     envelopes ingest verified (only ingest writes)
+    depai/v1/fleet/descriptor                retained   fleet.descriptor  the run: clock, city, services
+    depai/v1/fleet/services/{role}/{index}   retained   service.status    each service's counters
+    depai/v1/fleet/spawn                                fleet.spawn       a robot the DAO bought joins a shard
 
 ``{address}`` is the method-specific id of the machine's DID (the SS58 address of
 a did:peaq). ``{partition}`` is its partition, one hex digit from SHA-256 of the DID, so
@@ -50,6 +59,13 @@ MARKET_TASKS = f"{PROTOCOL_ROOT}/market/tasks"
 MARKET_AWARDS = f"{PROTOCOL_ROOT}/market/awards"
 MAP_GRAPH = f"{PROTOCOL_ROOT}/map/graph"
 MAP_TILES = f"{PROTOCOL_ROOT}/map/tiles"
+MARKET_ORDERS = f"{PROTOCOL_ROOT}/market/orders"
+GATEWAYS = f"{PROTOCOL_ROOT}/gateways"
+VERIFIED = f"{PROTOCOL_ROOT}/verified"
+FLEET = f"{PROTOCOL_ROOT}/fleet"
+FLEET_DESCRIPTOR = f"{FLEET}/descriptor"
+FLEET_SERVICES = f"{FLEET}/services"
+FLEET_SPAWN = f"{FLEET}/spawn"
 
 
 def partition_of(did: str) -> int:
@@ -93,3 +109,25 @@ def robot_filter(channel: str = "+", partitions: list[int] | None = None) -> lis
 def map_tile_topic(layer: str, x: int, y: int) -> str:
     """The retained topic of one map tile."""
     return f"{MAP_TILES}/{layer}/{x}/{y}"
+
+
+def gateway_topic(partition: int, gateway: str) -> str:
+    """Where gateway ``gateway`` publishes its batches of robots in ``partition``."""
+    return f"{GATEWAYS}/{partition:x}/{gateway}"
+
+
+def gateway_filter(partitions: list[int] | None = None) -> list[str]:
+    """Subscription filters for every gateway's batches, or only those of ``partitions``."""
+    if partitions is None:
+        return [f"{GATEWAYS}/+/+"]
+    return [f"{GATEWAYS}/{p:x}/+" for p in partitions]
+
+
+def verified_topic(kind: str) -> str:
+    """The channel on which ingest forwards the verified envelopes of ``kind``."""
+    return f"{VERIFIED}/{kind}"
+
+
+def service_topic(role: str, index: int) -> str:
+    """The retained status topic of one service process."""
+    return f"{FLEET_SERVICES}/{role}/{index}"

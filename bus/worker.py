@@ -25,11 +25,13 @@ import multiprocessing.synchronize
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from bus.client import BusClient
+from bus.frames import FrameError, unpack
 from bus.ingest import Consumer, Ingest
 from bus.metrics import serve_metrics
-from bus.topics import PARTITIONS
+from bus.topics import PARTITIONS, gateway_filter
 from identity.registry import DidRegistry
 
 SHARE_GROUP = "depai-ingest"
@@ -55,12 +57,16 @@ def worker_filters(ingest: Ingest, partitions: list[int], *, shared: bool) -> li
 
 
 class IngestWorker:
-    """One ingest process's machinery: a registry, an Ingest, and a BusClient subscribed to its partitions."""
+    """One ingest process's machinery: a registry, an Ingest, and a BusClient subscribed to its partitions.
+
+    It takes each robot's own messages and gateways' batches (bus/frames.py) of its partitions; a consumer
+    with a ``flush()`` (bus.relay.VerifiedOut) is flushed after every MQTT message, before it is acknowledged.
+    """
 
     def __init__(
         self,
         url: str,
-        registry_path: Path | str,
+        registry: DidRegistry | Path | str,
         consumer: Consumer,
         *,
         index: int = 0,
@@ -68,20 +74,49 @@ class IngestWorker:
         shared: bool = False,
         client_id: str | None = None,
         metrics_port: int | None = None,
-        **ingest_options: float,
+        username: str | None = None,
+        password: str | None = None,
+        outbox_path: Path | None = None,
+        **ingest_options: Any,
     ) -> None:
         self.partitions = assign_partitions(workers, index)
-        self.registry = DidRegistry(registry_path)
-        self.ingest = Ingest(self.registry, consumer, **ingest_options)  # type: ignore[arg-type]
-        self.client = BusClient(url, client_id=client_id or f"{SHARE_GROUP}-{index}-of-{workers}")
+        self._own_registry = not isinstance(registry, DidRegistry)
+        self.registry = DidRegistry(registry) if self._own_registry else registry  # type: ignore[arg-type]
+        self.ingest = Ingest(self.registry, consumer, **ingest_options)
+        self.ingest.metrics.describe("depai_ingest_bad_batches_total", "counter", "Gateway batches refused whole.")
+        self._flush: Callable[[], object] | None = getattr(consumer, "flush", None)
+        self.client = BusClient(url, client_id=client_id or f"{SHARE_GROUP}-{index}-of-{workers}",
+                                username=username, password=password, outbox_path=outbox_path)
         self.filters = worker_filters(self.ingest, self.partitions, shared=shared)
+        self.batch_filters = [f"$share/{SHARE_GROUP}/{f}" if shared else f for f in gateway_filter(self.partitions)]
         self.metrics_port = metrics_port
         self.metrics_server: ThreadingHTTPServer | None = None
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One robot message, then forward what passed."""
+        self.ingest.handle(topic, payload)
+        if self._flush is not None:
+            self._flush()
+
+    def handle_batch(self, topic: str, payload: bytes) -> None:
+        """A gateway's batch: every envelope checked as if it had come alone, then forward what passed."""
+        try:
+            frames = unpack(payload)
+        except FrameError:
+            self.ingest.metrics.inc("depai_ingest_bad_batches_total")
+            frames = []
+        handle = self.ingest.handle
+        for inner, wire in frames:
+            handle(inner, wire)
+        if self._flush is not None:
+            self._flush()
 
     def start(self, timeout: float = 10.0) -> IngestWorker:
         """Subscribe, connect and wait for the subscriptions to be granted."""
         for topic_filter in self.filters:
-            self.client.subscribe(topic_filter, self.ingest.handle)
+            self.client.subscribe(topic_filter, self.handle)
+        for topic_filter in self.batch_filters:
+            self.client.subscribe(topic_filter, self.handle_batch)
         self.client.start()
         if not self.client.wait_subscribed(timeout):
             self.close()
@@ -91,12 +126,13 @@ class IngestWorker:
         return self
 
     def close(self) -> None:
-        """Stop serving metrics, disconnect and close the registry."""
+        """Stop serving metrics, disconnect and close the registry (if this worker opened it)."""
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
         self.client.close()
-        self.registry.close()
+        if self._own_registry:
+            self.registry.close()
 
     def __enter__(self) -> IngestWorker:
         return self.start()
