@@ -1,4 +1,10 @@
-"""A persistent DID registry with version history, key rotation and deactivation (SQLite).
+"""A persistent DID registry with version history, key rotation and deactivation, in SQLite or PostgreSQL.
+
+``DidRegistry(target)`` keeps its versions in one SQLite file (a path or
+``sqlite:///path``) or in a PostgreSQL database (``postgresql://...``) that the
+fleet's processes share, next to the ledger's tables (identity/registry_db.py).
+Every rule below holds the same on both, and the database itself refuses to
+rewrite or delete a version.
 
 Rules, so that nobody but a DID's holder or controller can change it:
 - genesis: the first document must carry the key the DID was derived from, as
@@ -14,10 +20,10 @@ a key's validity window cannot be backdated. Versions are never rewritten.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,24 +33,7 @@ from identity.did import Method, parse_did, split_did_url
 from identity.document import controller_of, current_key, key_index
 from identity.errors import DidError, ProofError, RegistryError
 from identity.proof import proof_of, verify_proof
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS did_versions (
-    did          TEXT    NOT NULL,
-    version      INTEGER NOT NULL CHECK (version >= 1),
-    key_id       TEXT,
-    public_key   BLOB,
-    document     TEXT    NOT NULL,
-    valid_from   INTEGER NOT NULL,
-    authorized_by TEXT   NOT NULL,
-    deactivated  INTEGER NOT NULL DEFAULT 0 CHECK (deactivated IN (0, 1)),
-    PRIMARY KEY (did, version)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS did_versions_no_update BEFORE UPDATE ON did_versions
-BEGIN SELECT RAISE(ABORT, 'DID versions are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS did_versions_no_delete BEFORE DELETE ON did_versions
-BEGIN SELECT RAISE(ABORT, 'DID versions are append-only'); END;
-"""
+from identity.registry_db import Executor, VersionTaken, open_backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,26 +71,28 @@ class Resolution:
 
 
 class DidRegistry:
-    """DID documents and their history in one SQLite file; safe to share between threads and processes."""
+    """DID documents and their history in a SQLite file or a PostgreSQL database; safe to share between threads
+    and processes.
+
+    ``target`` is a filesystem path, ``sqlite:///path`` or ``postgresql://user@host:port/database``; ``path``
+    is the SQLite file, None on PostgreSQL. Keys are cached in memory; the cache is dropped when another
+    process has written, checked at most every ``refresh_interval_s`` by ``key()``.
+    """
 
     def __init__(
         self,
-        path: Path | str,
+        target: Path | str,
         *,
         clock: Callable[[], float] = time.time,
         refresh_interval_s: float = 0.5,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._refresh_interval = refresh_interval_s
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_backend(target)
+        self.path: Path | None = self._db.path
         self._keys: dict[str, dict[str, KeyRecord]] = {}
-        self._data_version = self._read_data_version()
+        self._change_marker = self._db.change_marker()
         self._checked_at = time.monotonic()
 
     def close(self) -> None:
@@ -120,21 +111,21 @@ class DidRegistry:
     def dids(self) -> list[str]:
         """Every registered DID, sorted."""
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT DISTINCT did FROM did_versions ORDER BY did")]
+            return [row[0] for row in self._db.read("SELECT DISTINCT did FROM did_versions ORDER BY did")]
 
     def __contains__(self, did: object) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM did_versions WHERE did = ? LIMIT 1", (did,)).fetchone()
-        return row is not None
+            rows = self._db.read("SELECT 1 FROM did_versions WHERE did = ? LIMIT 1", (did,))
+        return bool(rows)
 
     def history(self, did: str) -> list[Resolution]:
         """Every version of ``did``, oldest first; RegistryError if it was never registered."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._db.read(
                 "SELECT did, version, document, key_id, public_key, valid_from, authorized_by, deactivated"
                 " FROM did_versions WHERE did = ? ORDER BY version",
                 (did,),
-            ).fetchall()
+            )
         if not rows:
             raise _unknown(did)
         return [
@@ -199,11 +190,7 @@ class DidRegistry:
             if existing is not None:
                 if canonicalize(json.loads(existing[0])) == canonicalize(document):
                     return self.resolve(did, at_ms=self.now_ms())
-                raise RegistryError(
-                    f"{did} is already registered",
-                    code="already_registered",
-                    hint="update it with a document signed by its current key",
-                )
+                raise _already_registered(did)
             self._insert(db, did, 1, fragment, public_key, document, method, deactivated=False)
         return self.history(did)[0]
 
@@ -261,11 +248,7 @@ class DidRegistry:
         with self._write() as db:
             latest = db.execute("SELECT MAX(version) FROM did_versions WHERE did = ?", (did,)).fetchone()[0]
             if latest != current.version:
-                raise RegistryError(
-                    f"{did} changed while this update was prepared (now at version {latest})",
-                    code="stale_update",
-                    hint="resolve it again and re-sign the update",
-                )
+                raise _stale_update(did, latest)
             self._insert(db, did, latest + 1, fragment, public_key, document, method, deactivated=deactivated)
         return self.history(did)[-1]
 
@@ -302,7 +285,7 @@ class DidRegistry:
 
     def _insert(
         self,
-        db: sqlite3.Connection,
+        db: Executor,
         did: str,
         version: int,
         fragment: str | None,
@@ -312,16 +295,24 @@ class DidRegistry:
         *,
         deactivated: bool,
     ) -> None:
-        db.execute(
-            "INSERT INTO did_versions (did, version, key_id, public_key, document, valid_from, authorized_by,"
-            " deactivated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (did, version, fragment, public_key, canonicalize(document).decode(), self.now_ms(), method,
-             int(deactivated)),
-        )
+        try:
+            db.execute(
+                "INSERT INTO did_versions (did, version, key_id, public_key, document, valid_from, authorized_by,"
+                " deactivated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (did, version, fragment, public_key, canonicalize(document).decode(), self.now_ms(), method,
+                 int(deactivated)),
+            )
+        except VersionTaken:
+            if version == 1:
+                raise _already_registered(did) from None
+            raise _stale_update(did, version) from None
         self._keys.pop(did, None)
 
-    def _write(self) -> _WriteTransaction:
-        return _WriteTransaction(self._db, self._lock)
+    @contextmanager
+    def _write(self) -> Iterator[Executor]:
+        """A write transaction under the registry lock: the only writer of the versions while it runs."""
+        with self._lock, self._db.write() as db:
+            yield db
 
     def _load_keys(self, did: str) -> dict[str, KeyRecord]:
         versions = self.history(did)
@@ -344,39 +335,33 @@ class DidRegistry:
             self._keys[did] = records
         return records
 
-    def _read_data_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
     def _maybe_refresh(self) -> None:
-        """Drop cached keys when another process wrote to the file, checked at most every refresh interval."""
+        """Drop cached keys when another process wrote to the database, checked at most every refresh interval."""
         now = time.monotonic()
         if now - self._checked_at < self._refresh_interval:
             return
         self._checked_at = now
-        version = self._read_data_version()
-        if version != self._data_version:
-            self._data_version = version
+        marker = self._db.change_marker()
+        if marker != self._change_marker:
+            self._change_marker = marker
             with self._lock:
                 self._keys.clear()
 
 
-class _WriteTransaction:
-    """BEGIN IMMEDIATE … COMMIT under the registry lock, rolled back on any error."""
+def _already_registered(did: str) -> RegistryError:
+    return RegistryError(
+        f"{did} is already registered",
+        code="already_registered",
+        hint="update it with a document signed by its current key",
+    )
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db, self._lock = db, lock
 
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._lock.release()
+def _stale_update(did: str, latest: int) -> RegistryError:
+    return RegistryError(
+        f"{did} changed while this update was prepared (now at version {latest})",
+        code="stale_update",
+        hint="resolve it again and re-sign the update",
+    )
 
 
 def _unknown(did: str) -> RegistryError:

@@ -1,10 +1,18 @@
-"""The DID registry: genesis, rotation, controller authority, deactivation, history, persistence."""
+"""The DID registry: genesis, rotation, controller authority, deactivation, history, persistence.
+
+Every test that takes ``registry`` or ``database_url`` runs twice: on a SQLite file and on a PostgreSQL
+database of the suite's server (tests/conftest.py).
+"""
 
 import copy
-from collections.abc import Callable
 import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from identity.did import Method, did_peaq
@@ -13,7 +21,15 @@ from identity.errors import RegistryError
 from identity.keys import Signer
 from identity.lifecycle import create_identity, current_method, deactivate_identity, rotate_key
 from identity.proof import add_proof
-from identity.registry import DidRegistry
+from identity.registry import DidRegistry, Resolution
+from tests.pgserver import free_port
+
+
+@pytest.fixture
+def registry(database_url: str, clock) -> Iterator[DidRegistry]:
+    """A registry on SQLite, then on PostgreSQL, that checks for other writers on every key lookup."""
+    with DidRegistry(database_url, clock=clock, refresh_interval_s=0.0) as reg:
+        yield reg
 
 
 def refused(action: Callable[[], object]) -> str:
@@ -162,28 +178,121 @@ def test_unknown_did_and_key(registry: DidRegistry) -> None:
     assert refused(lambda: registry.key(robot.did, "key-7")) == "unknown_key"
 
 
-def test_history_survives_reopening_and_is_append_only(tmp_path: Path, clock) -> None:
-    path = tmp_path / "reg.sqlite3"
+def raw_execute(url: str, statement: str) -> None:
+    """Run ``statement`` on the registry's database directly, past DidRegistry, and commit it."""
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url[len("sqlite:///"):])) as raw:
+            raw.execute(statement)
+            raw.commit()
+    else:
+        with psycopg.connect(url) as raw:
+            raw.execute(statement)
+
+
+def test_history_survives_reopening_and_is_append_only(database_url: str, clock) -> None:
     k1, k2 = Signer.generate(), Signer.generate()
-    with DidRegistry(path, clock=clock) as registry:
+    with DidRegistry(database_url, clock=clock) as registry:
         robot = create_identity(registry, k1)
         rotate_key(registry, robot.did, k2.public_key, k1, f"{robot.did}#key-1")
-    with DidRegistry(path, clock=clock) as reopened:
+    statements = ["UPDATE did_versions SET key_id = 'key-9'", "DELETE FROM did_versions"]
+    if database_url.startswith("postgresql://"):
+        statements.append("TRUNCATE did_versions")
+    for statement in statements:
+        with pytest.raises((sqlite3.IntegrityError, psycopg.errors.RaiseException), match="append-only"):
+            raw_execute(database_url, statement)
+    with DidRegistry(database_url, clock=clock) as reopened:
         assert [v.key_id for v in reopened.history(robot.did)] == ["key-1", "key-2"]
-    raw = sqlite3.connect(path)
-    for statement in ("UPDATE did_versions SET public_key = x'00'", "DELETE FROM did_versions"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            raw.execute(statement)
-    raw.close()
 
 
-def test_another_process_sees_a_rotation(tmp_path: Path, clock) -> None:
-    """A second registry handle on the same file (as another process would have) drops its cached keys."""
-    path = tmp_path / "reg.sqlite3"
+def test_a_path_and_a_sqlite_url_open_the_same_file(tmp_path: Path, clock) -> None:
+    path = tmp_path / "deep" / "reg.sqlite3"
+    with DidRegistry(path, clock=clock) as by_path, DidRegistry(f"sqlite:///{path}", clock=clock) as by_url:
+        robot = create_identity(by_path, Signer.generate())
+        assert by_url.dids() == [robot.did]
+        assert by_path.path == by_url.path == path
+
+
+def test_a_database_it_cannot_use_is_a_registry_error() -> None:
+    with pytest.raises(RegistryError, match="unknown registry database URL") as unknown:
+        DidRegistry("mysql://depai@127.0.0.1/fleet")
+    with pytest.raises(RegistryError, match="cannot connect") as unreachable:
+        DidRegistry(f"postgresql://depai:s3cret@127.0.0.1:{free_port()}/postgres")
+    assert unknown.value.code == unreachable.value.code == "registry_unavailable"
+    assert "s3cret" not in str(unreachable.value) and "postgresql://depai:***@" in str(unreachable.value)
+
+
+def test_another_process_sees_registrations_and_rotations(database_url: str, clock) -> None:
+    """A second registry on the same database (as another process would have) drops its cached keys."""
     k1, k2 = Signer.generate(), Signer.generate()
-    with DidRegistry(path, clock=clock) as writer, DidRegistry(path, clock=clock, refresh_interval_s=0.0) as reader:
+    with DidRegistry(database_url, clock=clock) as writer, \
+            DidRegistry(database_url, clock=clock, refresh_interval_s=0.0) as reader:
         robot = create_identity(writer, k1)
+        assert robot.did in reader and reader.dids() == [robot.did]
         assert reader.key(robot.did, "key-1").valid_until_ms is None
-        rotate_key(writer, robot.did, k2.public_key, k1, f"{robot.did}#key-1")
-        assert reader.key(robot.did, "key-1").valid_until_ms is not None
+        clock.advance(5)
+        rotated = rotate_key(writer, robot.did, k2.public_key, k1, f"{robot.did}#key-1")
+        assert reader.key(robot.did, "key-1").valid_until_ms == rotated.valid_from_ms
         assert reader.key(robot.did, "key-2").public_key == k2.public_key
+        assert reader.active(robot.did).version == 2
+        gone = deactivate_identity(writer, robot.did, k2, f"{robot.did}#key-2")
+        assert reader.key(robot.did, "key-2").deactivated_at_ms == gone.valid_from_ms
+
+
+def test_a_concurrent_double_registration_records_one_genesis(database_url: str, clock) -> None:
+    """Two processes register one DID with different genesis documents at once: one wins, the other is refused."""
+    with DidRegistry(database_url, clock=clock) as first, DidRegistry(database_url, clock=clock) as second:
+        for _ in range(5):
+            key = Signer.generate()
+            start = threading.Barrier(2)
+            outcomes: dict[str, Resolution | RegistryError] = {}
+
+            def register(registry: DidRegistry, topic_root: str) -> None:
+                start.wait()
+                try:
+                    outcomes[topic_root] = create_identity(registry, key, topic_root=topic_root)
+                except RegistryError as err:
+                    outcomes[topic_root] = err
+
+            threads = [threading.Thread(target=register, args=(first, "depai/v1/robots/a")),
+                       threading.Thread(target=register, args=(second, "depai/v1/robots/b"))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            (winner,) = [topic for topic, outcome in outcomes.items() if isinstance(outcome, Resolution)]
+            (loser,) = [outcome for outcome in outcomes.values() if isinstance(outcome, RegistryError)]
+            assert loser.code == "already_registered"
+            (genesis,) = first.history(did_peaq(key.public_key))
+            assert genesis.version == 1
+            assert genesis.document["service"][0]["serviceEndpoint"] == {"topicRoot": winner}
+
+
+@pytest.mark.parametrize("taken", [1, 2], ids=["genesis", "rotation"])
+def test_a_version_another_writer_took_first_is_a_registry_error(postgres_url: str, clock, taken: int) -> None:
+    """A writer that skips the registry's lock (an older build, a hand-written INSERT) makes the registry's own
+    INSERT wait on the primary key and then fail: that failure is a RegistryError, not a psycopg one."""
+    key = Signer.generate()
+    did = did_peaq(key.public_key)
+    with DidRegistry(postgres_url, clock=clock) as registry, psycopg.connect(postgres_url) as intruder, \
+            psycopg.connect(postgres_url, autocommit=True) as watcher:
+        if taken == 1:
+            document = add_proof(build_document(did, key.public_key), key, f"{did}#key-1", created_ms=0)
+        else:
+            robot = create_identity(registry, key)
+            document = add_proof(next_document(robot.document, Signer.generate().public_key), key,
+                                 f"{did}#key-1", created_ms=0)
+        intruder.execute("INSERT INTO did_versions (did, version, document, valid_from, authorized_by)"
+                         " VALUES (%s, %s, '{}', 0, 'intruder')", (did, taken))
+        submit = registry.register if taken == 1 else registry.update
+        codes: list[str] = []
+        writer = threading.Thread(target=lambda: codes.append(refused(lambda: submit(document))))
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+            assert time.monotonic() < deadline, "the registry's INSERT never waited on the intruder's row"
+            time.sleep(0.01)
+        intruder.commit()
+        writer.join(timeout=30)
+    assert codes == ["already_registered" if taken == 1 else "stale_update"]
+    with DidRegistry(postgres_url, clock=clock) as reopened:
+        assert [v.authorized_by for v in reopened.history(did)][taken - 1:] == ["intruder"]
