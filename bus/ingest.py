@@ -36,7 +36,7 @@ from bus.ratelimit import RateLimiter
 from bus.schemas import BY_KIND, SchemaError, validate_body
 from bus.topics import ROBOT_CHANNELS, parse_robot_topic, partition_of, robot_filter
 from identity.envelope import Envelope, EnvelopeRefused, EnvelopeVerifier
-from identity.errors import IdentityError
+from identity.errors import DepaiError, IdentityError
 from identity.registry import DidRegistry
 
 log = logging.getLogger("depai.bus.ingest")
@@ -47,11 +47,13 @@ _MOTION_KINDS = frozenset({"telemetry", "scan"})
 Consumer = Callable[[str, Envelope], None]
 
 
-class IngestRefused(Exception):
-    """A message the pipeline refuses after its envelope verified; ``reason`` is the metric label."""
+class IngestRefused(DepaiError):
+    """A message the pipeline refuses after its envelope verified; ``reason`` (also ``code``) is the metric label."""
+
+    code = "ingest_refused"
 
     def __init__(self, reason: str, issuer: str, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(detail, code=reason)
         self.reason = reason
         self.issuer = issuer
 

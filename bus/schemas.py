@@ -16,6 +16,7 @@ from typing import Any
 import fastjsonschema
 
 from bus.topics import MAP_GRAPH, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, ROBOTS
+from identity.errors import DepaiError
 
 _NUMBER = {"type": "number"}
 _TIME_MS = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1, "description": "ms since the Unix epoch"}
@@ -193,8 +194,10 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(DepaiError, ValueError):
     """A message body that does not match its kind's schema; the message names the first problem."""
+
+    code = "schema_invalid"
 
 
 def validate_body(kind: str, body: Any) -> None:

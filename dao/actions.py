@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from dao.lifecycle import BPS, Params, check_parameter
+from identity.errors import DepaiError
 
 MAX_ACTIONS = 10
 FLEET_PARAMETERS = ("fee_bps",)
@@ -25,8 +26,10 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _ED25519_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-class ActionError(ValueError):
+class ActionError(DepaiError, ValueError):
     """A proposal action the DAO refuses; the message names the field at fault."""
+
+    code = "bad_action"
 
 
 def _fail(kind: str, name: str, expected: str, value: object) -> ActionError:

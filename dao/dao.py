@@ -31,6 +31,7 @@ from dao.lifecycle import Params, State, Tally, Timeline, can_cancel, can_execut
 from dao.shares import VOTING, Shares
 from dao.split import SplitRules, distribute
 from identity.envelope import Envelope
+from identity.errors import DepaiError
 from ledger.db import Cursor
 from ledger.journal import Ledger, LedgerError
 
@@ -54,12 +55,13 @@ _SCHEMA = [
 ]
 
 
-class DaoError(ValueError):
+class DaoError(DepaiError, ValueError):
     """A request the DAO refuses; ``code`` names the reason and nothing changed."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    code = "dao_refused"
+
+    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, code=code, hint=hint)
 
 
 class FleetHooks(Protocol):

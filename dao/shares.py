@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from identity.errors import DepaiError
 from ledger.db import Cursor, Database
 
 VOTING, ECONOMIC = "voting", "economic"
@@ -42,8 +43,10 @@ _SCHEMA = {
 }
 
 
-class SharesError(ValueError):
+class SharesError(DepaiError, ValueError):
     """A mint or burn the DAO refuses; nothing changed."""
+
+    code = "shares_refused"
 
 
 class Shares:

@@ -9,10 +9,13 @@ import uvicorn
 
 from dashboard.app import create_app
 from dashboard.view import LedgerView
+from identity.errors import DepaiError
 
 
-class DashboardError(RuntimeError):
+class DashboardError(DepaiError, RuntimeError):
     """The dashboard could not start (the port is taken, say); the message says what to do."""
+
+    code = "dashboard_unavailable"
 
 
 class DashboardServer:

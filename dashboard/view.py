@@ -18,7 +18,7 @@ from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
 from dashboard.revenue import RevenueBook
 from dashboard.telemetry import TelemetryBoard
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
-from identity.errors import DidError
+from identity.errors import DepaiError, DidError
 from ledger import merkle
 from ledger.journal import Ledger, LedgerError
 from marketplace.market import AWARDED, OPEN, REFUNDED, SETTLED, Marketplace, Task
@@ -28,12 +28,17 @@ PROPOSE_KIND = "dao.propose"
 TASK_STATES = (OPEN, AWARDED, SETTLED, REFUNDED)
 
 
-class ViewError(ValueError):
+class ViewError(DepaiError, ValueError):
     """A request the dashboard answers with an error: ``status`` is the HTTP status, ``code`` the reason."""
 
+    code = "view_refused"
+
     def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.hint = status, code, hint
+        super().__init__(message, code=code, hint=hint)
+        self.status = status
+
+    def __str__(self) -> str:  # the message alone: the hint is a field of its own in the JSON answer
+        return Exception.__str__(self)
 
 
 class LedgerView:

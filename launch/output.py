@@ -34,16 +34,23 @@ _EXIT_BY_CODE = {
 }
 
 
-class CliError(Exception):
+class CliError(DepaiError):
     """A failure the CLI reports in plain words with a next step, then exits with ``exit_code``."""
 
+    code = "cli_error"
+
     def __init__(self, message: str, *, code: str, hint: str | None = None, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code, self.hint, self.exit_code = code, hint, exit_code
+        super().__init__(message, code=code, hint=hint)
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:  # the message alone: report_error prints the hint on a line of its own
+        return Exception.__str__(self)
 
 
 def from_error(err: DepaiError) -> CliError:
-    """The CLI error for any layer's refusal, with the exit code its reason maps to."""
+    """The CLI error for any layer's refusal, with the exit code its reason maps to (a CliError keeps its own)."""
+    if isinstance(err, CliError):
+        return err
     message = Exception.__str__(err)
     return CliError(message, code=err.code, hint=err.hint, exit_code=_EXIT_BY_CODE.get(err.code, EXIT_REFUSED))
 

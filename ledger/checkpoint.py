@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from identity.errors import DepaiError
 from identity.keys import PUBLIC_KEY_SIZE, verify
 
 ED25519 = b"\x01"  # the signed-note signature type byte of Ed25519
@@ -32,8 +33,10 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # at most 20 digits; Checkpoint ch
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # ASCII controls other than newline
 
 
-class NoteError(ValueError):
+class NoteError(DepaiError, ValueError):
     """A note or checkpoint that is malformed, not signed by the expected key, or signed wrongly."""
+
+    code = "note_invalid"
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from identity.errors import DepaiError
+
 T = TypeVar("T")
 _RETRIES = 8
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(DepaiError, RuntimeError):
     """The database could not be opened or used; the message says what to do."""
 
+    code = "database_unavailable"
 
-class IntegrityError(ValueError):
+
+class IntegrityError(DepaiError, ValueError):
     """The database refused a write: a constraint or trigger of the ledger fired (the message says which)."""
+
+    code = "integrity_violation"
 
 
 class Cursor(Protocol):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity.canonical import canonicalize
+from identity.errors import DepaiError
 from identity.keys import Signer, verify
 from ledger import merkle, schema
 from ledger.checkpoint import Checkpoint, NoteError, open_note, sign_note
@@ -33,16 +34,22 @@ from ledger.db import Cursor, Database, IntegrityError, open_database
 MAX_AMOUNT = 2**53 - 1  # what every JSON reader holds exactly
 
 
-class LedgerError(ValueError):
+class LedgerError(DepaiError, ValueError):
     """A request the ledger refuses (unbalanced, unknown account, zero amount, ...); nothing was written."""
+
+    code = "ledger_refused"
 
 
 class IdempotencyConflict(LedgerError):
     """The idempotency key was used before for a different entry."""
 
+    code = "idempotency_conflict"
+
 
 class InsufficientFunds(LedgerError):
     """The entry would take an account that may not go negative below zero."""
+
+    code = "insufficient_funds"
 
 
 @dataclass(frozen=True, slots=True)

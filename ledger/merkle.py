@@ -15,14 +15,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from identity.errors import DepaiError
+
 HASH_SIZE = 32
 EMPTY_ROOT: bytes = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
 
 
-class ProofError(ValueError):
+class ProofError(DepaiError, ValueError):
     """A proof, or an argument to a proof check, that does not hold; the message says which and why."""
+
+    code = "merkle_proof_invalid"
 
 
 def leaf_hash(data: bytes) -> bytes:

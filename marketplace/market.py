@@ -31,6 +31,7 @@ import orjson
 
 from identity.canonical import canonicalize
 from identity.envelope import Envelope, EnvelopeSigner
+from identity.errors import DepaiError
 from ledger.db import Cursor, IntegrityError
 from ledger.journal import InsufficientFunds, Ledger, LedgerError
 from marketplace.auction import EVALUATORS, Offer, award
@@ -65,12 +66,13 @@ def _task_of(r: Sequence[Any]) -> Task:
                 None if r[9] is None else int(r[9]), r[10], r[11])
 
 
-class MarketError(ValueError):
+class MarketError(DepaiError, ValueError):
     """A request the marketplace refuses; ``code`` names the reason (for counting) and nothing changed."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    code = "market_refused"
+
+    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, code=code, hint=hint)
 
 
 @dataclass(frozen=True, slots=True)

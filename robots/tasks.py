@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from identity.errors import DepaiError
+
 
 class TaskState(StrEnum):
     IDLE = "idle"
@@ -32,8 +34,10 @@ _NEXT: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(DepaiError, ValueError):
     """A transition the task life cycle does not allow (e.g. delivered before loaded)."""
+
+    code = "illegal_transition"
 
 
 @dataclass(frozen=True, slots=True)

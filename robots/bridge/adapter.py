@@ -30,6 +30,7 @@ from typing import Any, Self
 import numpy as np
 import orjson
 
+from identity.errors import DepaiError
 from robots.body import BodyProfile, GnssFix, LidarScan, Odometry, Sensors
 from robots.bridge.body import CallbackBody
 
@@ -43,12 +44,13 @@ GNSS_FIELDS = ("x", "y", "sigma")
 SCAN_FIELDS = ("angle_min", "angle_increment", "range_max", "ranges")
 
 
-class AdapterError(ValueError):
+class AdapterError(DepaiError, ValueError):
     """A datagram or line that is not a valid reading (or command); ``code`` says why, for counting."""
 
+    code = "bad_reading"
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 def _fields(value: Any, name: str, expected: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:

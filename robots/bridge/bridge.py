@@ -23,7 +23,7 @@ from bus.client import BusClient
 from bus.session import MachineSession, Outgoing, connection_greeting
 from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
 from identity.envelope import EnvelopeSigner
-from identity.errors import DidError, RegistryError
+from identity.errors import DepaiError, DidError, RegistryError
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from robots.agent import AgentConfig, RobotAgent
@@ -33,12 +33,16 @@ from robots.planner import RoadPlanner
 from spatial.view import MapView
 
 
-class BridgeError(ValueError):
+class BridgeError(DepaiError, ValueError):
     """The bridge cannot speak for this robot (unknown DID, wrong key, ...); ``hint`` says what to do."""
 
+    code = "bridge_refused"
+
     def __init__(self, code: str, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.code, self.hint = code, hint
+        super().__init__(message, code=code, hint=hint)
+
+    def __str__(self) -> str:  # the message alone: callers show the hint on a line of its own
+        return Exception.__str__(self)
 
 
 def check_key(registry: DidRegistry, did: str, signer: Signer) -> dict:
