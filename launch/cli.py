@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from identity.errors import DepaiError
 from launch import (bridge_command, broker_command, dao_command, demo, envelope_commands, id_commands, ledger_command,
-                    sim_command, up)
+                    serve, sim_command, up)
 from launch.home import Home
 from launch.output import EXIT_IO, CliError, from_error, report_error
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_command.add_parser(commands, common)
     dao_command.add_parser(commands, common)
     up.add_parser(commands, common)
+    serve.add_parser(commands, common)
     bridge_command.add_parser(commands, common)
     return parser
 

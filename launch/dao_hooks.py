@@ -17,7 +17,7 @@ from marketplace.market import Marketplace
 class FleetHooks:
     """The DAO's hands on one running fleet and its marketplace."""
 
-    def __init__(self, fleet: SimFleet, market: Marketplace, registry: DidRegistry, dao_did: str, *,
+    def __init__(self, fleet: SimFleet | None, market: Marketplace, registry: DidRegistry, dao_did: str, *,
                  bond: int, currency: str) -> None:
         self.fleet, self.market, self.registry, self.dao_did = fleet, market, registry, dao_did
         self.bond, self.currency = bond, currency
@@ -25,7 +25,7 @@ class FleetHooks:
 
     def buy_robot(self, proposal: str, model: str) -> str:
         """Add a robot (once per proposal) owned by the DAO, and register it on the marketplace."""
-        if proposal not in self.bought:
+        if proposal not in self.bought and self.fleet is not None:
             agent = self.fleet.add_robot(controller=self.dao_did)
             self.market.register_robot(agent.did, self.dao_did, self.bond, self.currency)
             self.bought[proposal] = agent.did

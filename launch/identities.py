@@ -27,10 +27,13 @@ class IdentityStore:
         self.path, self.registry = path, registry
         self._seeds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         self._names: dict[str, str] = {}  # DID -> name, filled as identities are enrolled
+        self._derived: dict[str, str] = {}  # seed -> DID, for directory_all
 
     def enroll(self, name: str, *, controller: str | None = None, machine: MachineProfile | None = None,
                with_topic_root: bool = False) -> Identity:
         """The identity called ``name``: loaded if known, else a fresh key saved first and then registered."""
+        if name not in self._seeds:
+            self.reload()  # another process of the fleet (the DAO keeper buying a robot) may have made it
         if name not in self._seeds:
             self._seeds[name] = Signer.generate().seed.hex()
             self._save()
@@ -42,6 +45,11 @@ class IdentityStore:
                             signer=signer)
         return Identity(signer, did, self.registry.active(did).document)
 
+    def reload(self) -> None:
+        """Take in the names another process saved since this store was read (none is ever removed)."""
+        if self.path.exists():
+            self._seeds = {**json.loads(self.path.read_text()), **self._seeds}
+
     def names(self, prefix: str = "") -> list[str]:
         """The stored names starting with ``prefix``, in the order they were first enrolled."""
         return [name for name in self._seeds if name.startswith(prefix)]
@@ -49,6 +57,14 @@ class IdentityStore:
     def directory(self) -> dict[str, str]:
         """DID -> name of every identity enrolled in this run (for people reading a dashboard)."""
         return dict(self._names)
+
+    def directory_all(self) -> dict[str, str]:
+        """DID -> name of every stored identity, as saved by any process of the fleet so far; registers nothing."""
+        self.reload()
+        for seed in self._seeds.values():
+            if seed not in self._derived:
+                self._derived[seed] = did_peaq(Signer(bytes.fromhex(seed)).public_key)
+        return {self._derived[seed]: name for name, seed in self._seeds.items()}
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
 from bus.client import BusClient
+from bus.frames import pack
 from bus.ingest import Ingest
 from bus.session import Outgoing
 from bus.topics import (
@@ -23,6 +24,8 @@ from bus.topics import (
     MAP_GRAPH,
     MARKET_AWARDS,
     MARKET_TASKS,
+    gateway_topic,
+    parse_robot_topic,
     robot_filter,
 )
 from identity.envelope import Envelope
@@ -133,6 +136,59 @@ class MqttLink:
         self.service.wait_drained(timeout)
         self.gateway.close()
         self.service.close()
+
+
+class ShardLink:
+    """A simulator shard's one connection: its robots' births and will, their messages in batches per partition
+    (bus/frames.py; each envelope still signed by its robot), and what the services send them."""
+
+    def __init__(self, fleet: SimFleet, url: str, *, name: str, outbox: Path,
+                 subscribe_extra: dict[str, Callable[[str, bytes], None]] | None = None) -> None:
+        self.fleet, self.name = fleet, name
+        self.published: Counter[str] = Counter()
+        self._arrived: deque[tuple[str, bytes]] = deque()
+        self.client = BusClient(url, client_id=f"depai-sim-{name}", on_session=fleet.greeting(), outbox_path=outbox)
+        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, MARKET_TASKS, MARKET_AWARDS]:
+            self.client.subscribe(topic_filter, self._arrive)
+        for topic_filter, handler in (subscribe_extra or {}).items():
+            self.client.subscribe(topic_filter, handler)
+
+    def start(self, timeout: float = 30.0) -> ShardLink:
+        """Connect and wait until the subscriptions stand."""
+        self.client.start()
+        if not (self.client.wait_connected(timeout) and self.client.wait_subscribed(timeout)):
+            raise TimeoutError(f"the simulator connection to {self.client.address.display} did not come up")
+        return self
+
+    def _arrive(self, topic: str, payload: bytes) -> None:
+        self._arrived.append((topic, payload))
+
+    def publish(self, messages: list[Outgoing]) -> None:
+        """Retained messages (births) one by one, as late subscribers need them; the rest in a batch per partition."""
+        if not messages:
+            return
+        singles, batches = [], {}
+        for message in messages:
+            parsed = parse_robot_topic(message.topic)
+            channel = parsed.channel if parsed else "other"
+            self.published[channel] += 1
+            if message.retain or parsed is None:
+                singles.append(message.astuple())
+            else:
+                batches.setdefault(parsed.partition, []).append((message.topic, message.payload))
+        self.client.publish_many(singles + [(gateway_topic(partition, self.name), pack(frames), 1, False)
+                                            for partition, frames in batches.items()])
+
+    def pump(self) -> None:
+        """Hand what arrived for the robots since the last pump to them."""
+        arrived = self._arrived
+        while arrived:
+            self.fleet.deliver(*arrived.popleft())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let queued messages drain, then disconnect."""
+        self.client.wait_drained(timeout)
+        self.client.close()
 
 
 class Tally:

@@ -36,22 +36,26 @@ from dashboard.server import DashboardError, DashboardServer
 from dashboard.telemetry import TelemetryBoard
 from dashboard.view import FleetView, Live
 from identity.envelope import EnvelopeVerifier
+from identity.keys import Signer
 from identity.registry import DidRegistry
-from launch.bridge_command import enrolled, fleet_info
+from launch.bridge_command import Enrollment, enrolled, fleet_info
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
-from launch.fleet import FleetConfig, SimFleet, SurveyRequests, run
+from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, run
 from launch.home import Home
 from launch.identities import IdentityStore
 from launch.links import MqttLink, Tally, open_link
-from launch.market_service import MarketService
+from launch.serve import registry_target
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError
 from ledger.journal import Ledger, LedgerError
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
+from marketplace.policy import MarketPolicy
+from marketplace.service import MarketService
 from sim.city import CityLayout
+from sim.customers import CustomerOrders, Customers
 from sim.demand import Demand
 from spatial.service import MapService
 
@@ -83,6 +87,8 @@ class UpConfig:
     duration: float = 0.0  # simulated seconds; 0: until Ctrl-C
     bond: int = BOND  # what the DAO posts for each robot on the marketplace, in cents
     governance: Params = GOVERNANCE  # the DAO's rules when it is founded (later, only its proposals change them)
+    ingest_workers: int = 0  # 0: by the fleet's size and this machine's cores
+    sim_shards: int = 0  # 0: likewise
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
@@ -91,6 +97,9 @@ class UpConfig:
         if self.speed < 0 or self.duration < 0:
             raise CliError("--speed and --for must not be negative", code="bad_time",
                            hint="--speed 0 runs as fast as possible; no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
+        if self.ingest_workers < 0 or self.sim_shards < 0:
+            raise CliError("--ingest-workers and --sim-shards must not be negative", code="bad_size",
+                           hint="leave them out to size them by the fleet", exit_code=EXIT_USAGE)
         if not 0 <= self.port <= 65_535:
             raise CliError(f"--port {self.port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
 
@@ -116,6 +125,10 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
                                                                      "(default: robots / 4)")
     up.add_argument("--scan-hz", type=float, metavar="HZ", help="lidar scans per robot per second (default 0.5)")
     up.add_argument("--state", metavar="DIR", help="where the fleet lives (default: HOME/fleet)")
+    up.add_argument("--ingest-workers", type=int, metavar="N", help="ingest processes, each owning a share of the "
+                                                                    "robots' partitions (default: by fleet size)")
+    up.add_argument("--sim-shards", type=int, metavar="N", help="simulator processes, each running a share of the "
+                                                                "robots (default: by fleet size)")
     up.set_defaults(handler=cmd_up)
 
 
@@ -171,9 +184,14 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
-            fleet_up = start(config, state, stack, say)
-            fleet_up.default_state = default_state
-            summary = _run(fleet_up, config, stop, quiet=args.json)
+            if config.broker == "none":
+                fleet_up = start(config, state, stack, say)
+                fleet_up.default_state = default_state
+                summary = _run(fleet_up, config, stop, quiet=args.json)
+            else:
+                from launch.services_up import up_services  # it builds on this module's founding
+                summary = up_services(config, state, stack, say, stop.event, quiet=args.json,
+                                      default_state=default_state)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -214,13 +232,14 @@ class RunningFleet:
     demand: Demand
     book: RevenueBook  # the dashboard's own projection of the ledger, shared by the status line
     surveys: SurveyRequests
+    orders: CustomerOrders  # the simulated customers' orders, signed and posted on the market service
     default_state: bool = False  # started in HOME/fleet: plain `depai up` resumes it
 
     def drive(self, duration_s: float, *, speed: float = 0.0, progress: Callable[[float], None] | None = None,
               should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float]:
         """Run the fleet for ``duration_s`` simulated seconds, then settle what is in flight; (sim s, wall s)."""
         report = run(self.fleet, self.link, duration_s=duration_s, speed=speed, dispatcher=self.dispatcher,
-                     demand=self.demand, orders=self.market, progress=progress, should_stop=should_stop,
+                     demand=self.demand, orders=self.orders, progress=progress, should_stop=should_stop,
                      services=[self.shared_map, self.surveys, self.market, self.dao_service])
         self.link.settle()
         self.market.step()  # receipts that arrived while the link settled are settled too
@@ -234,15 +253,42 @@ class RunningFleet:
         return int(self.book.summary()["earned"])
 
 
-def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None]) -> RunningFleet:
+@dataclass
+class Founding:
+    """The fleet's identities and terms, loaded or made before anything runs (both ways of running share it)."""
+
+    state: Path
+    memory: _Memory
+    run_no: int
+    registry: DidRegistry
+    store: IdentityStore
+    operator: Identity
+    dao: Identity
+    services: dict[str, Identity]
+    customers: list[Identity]
+    members: dict[str, int]
+    ledger_url: str
+    ledger_key: Signer
+    robots: int
+    city: int
+    seed: int
+    bridged: list[Enrollment]
+
+    @property
+    def commanders(self) -> list[str]:
+        """Whose signed commands robots obey: the dispatcher's and the marketplace's."""
+        return [self.services["dispatcher"].did, self.services["market"].did]
+
+
+def found(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None]) -> Founding:
+    """Load the fleet in ``state`` (or found it): its run number, identities, city and robots."""
     state.mkdir(parents=True, exist_ok=True)
     memory = _Memory(state / "fleet.json")
     run_no = memory.runs + 1
-    registry = stack.enter_context(DidRegistry(state / "registry.sqlite3"))
+    registry = stack.enter_context(DidRegistry(registry_target(state, config.db)))
     store = IdentityStore(state / "identities.json", registry)
     founded = bool(store.names("dao"))
     say(f"{'resuming the fleet' if founded else 'founding a new fleet'} in {state} (run {run_no})")
-
     operator = store.enroll("operator")
     dao_id = store.enroll("dao")
     services = {name: store.enroll(name, controller=operator.did) for name in ("dispatcher", "map", "market")}
@@ -252,7 +298,38 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     ledger_key = store.enroll("ledger", controller=operator.did).signer
     robots = max(config.robots or 0, len(store.names("robot-"))) if founded else config.robots or 10
     city, seed = memory.place(config.city, config.seed)
-    commanders = [services["dispatcher"].did, services["market"].did]  # whose signed commands robots obey
+    return Founding(state, memory, run_no, registry, store, operator, dao_id, services, customers, members,
+                    ledger_url, ledger_key, robots, city, seed, enrolled(state))
+
+
+def open_ledger(url: str, key: Signer | None, clock: Callable[[], float]) -> Ledger:
+    """The fleet's ledger, or a CliError that says what to check."""
+    try:
+        return Ledger.open(url, key, clock=clock)
+    except (DatabaseError, LedgerError) as err:
+        raise CliError(f"cannot open the ledger: {err}", code="bad_db",
+                       hint="check --db, or start afresh with another --state", exit_code=EXIT_USAGE) from None
+
+
+def settle_terms(f: Founding, config: UpConfig, market: Marketplace, dao: Dao, robot_dids: list[str]) -> None:
+    """The DAO (founded once), the customers' deposits, and a bond for every robot new to the marketplace."""
+    if not _exists(dao):
+        dao.create(f.members, config.governance, SplitRules.of(DEFAULT_SPLIT))
+    for customer in f.customers:
+        market.fund(customer.did, FUNDS, CURRENCY, key=customer.did)
+    registered = set(market.robots())  # robots of earlier runs, and those the DAO bought (bonded by the treasury)
+    for did in robot_dids + [robot.did for robot in f.bridged]:
+        if did not in registered:  # the DAO's bond for a robot new to the market, deposited once
+            market.fund(f.dao.did, config.bond, CURRENCY, key=f"bond-for:{did}", role="owner")
+            market.register_robot(did, f.dao.did, config.bond, CURRENCY)
+
+
+def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None]) -> RunningFleet:
+    """Build every part of the fleet in this process (``--broker none``: lockstep, repeatable for a seed)."""
+    f = found(config, state, stack, say)
+    memory, run_no, registry, store, operator, dao_id = f.memory, f.run_no, f.registry, f.store, f.operator, f.dao
+    services, customers, ledger_url, robots, city, seed = f.services, f.customers, f.ledger_url, f.robots, f.city, f.seed
+    commanders = f.commanders
     say(f"building a {city}x{city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
     fleet = SimFleet(FleetConfig(robots=robots, seed=seed, blocks=city, scan_hz=config.scan_hz,
                                  orders_per_min=config.orders_per_min),
@@ -262,31 +339,21 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     clock = fleet.clock
     clock.epoch_s = max(clock.epoch_s, memory.clock_s + 1.0)  # a resumed fleet's time never goes back
     memory.save(run_no, clock)  # the city is the fleet's from now on, even if this run is killed
-    try:
-        ledger = Ledger.open(ledger_url, ledger_key, clock=clock)
-    except (DatabaseError, LedgerError) as err:
-        raise CliError(f"cannot open the ledger: {err}", code="bad_db",
-                       hint="check --db, or start afresh with another --state", exit_code=EXIT_USAGE) from None
+    ledger = open_ledger(ledger_url, f.ledger_key, clock)
     stack.callback(ledger.close)
     market = Marketplace(ledger, services["market"].envelope_signer(clock), clock=clock)
     dao = Dao(ledger, dao_id.did, currency=CURRENCY, clock=clock,
               hooks=FleetHooks(fleet, market, registry, dao_id.did, bond=config.bond, currency=CURRENCY))
-    if not _exists(dao):
-        dao.create(members, config.governance, SplitRules.of(DEFAULT_SPLIT))
-    for customer in customers:
-        market.fund(customer.did, FUNDS, CURRENCY, key=customer.did)
-    registered = set(market.robots())  # robots of earlier runs, and those the DAO bought (bonded by the treasury)
-    bridged = enrolled(state)  # real robots, each behind its own bridge
-    for did in [agent.did for agent in fleet.agents] + [robot.did for robot in bridged]:
-        if did not in registered:  # the DAO's bond for a robot new to the market, deposited once
-            market.fund(dao_id.did, config.bond, CURRENCY, key=f"bond-for:{did}", role="owner")
-            market.register_robot(did, dao_id.did, config.bond, CURRENCY)
+    settle_terms(f, config, market, dao, [agent.did for agent in fleet.agents])
+    bridged = f.bridged
     say(f"ledger {_redact(ledger_url)}: {ledger.size()} entries; DAO of {len(dao.members())} members")
 
     verifier = EnvelopeVerifier(registry, clock=clock)
-    market_service = MarketService(market, [c.envelope_signer(clock) for c in customers], verifier, clock=clock,
-                                   currency=CURRENCY)
+    policy = MarketPolicy()
+    market_service = MarketService(market, verifier, clock=clock, policy=policy, currency=CURRENCY)
     market_service.resume()
+    orders = CustomerOrders(Customers([c.envelope_signer(clock) for c in customers], policy.quote, clock=clock,
+                                      currency=CURRENCY, task_life_s=policy.task_life_s), market_service)
     dao_service = DaoService(dao, ledger, clock=clock)
     dispatcher = Dispatcher(services["dispatcher"].envelope_signer(clock), clock=clock)
     real = {robot.did for robot in bridged}
@@ -309,7 +376,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     stack.callback(view_ledger.close)
     live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
                 documents=lambda did: registry.active(did).document,
-                counters=lambda: _counters(fleet, ingest, market_service), map_service=shared_map,
+                counters=lambda: _counters(fleet, ingest, market_service), map=shared_map,
                 map_layout=_layout(fleet.city, roads))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                      Marketplace(view_ledger, None), live,
@@ -324,7 +391,8 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     demand = Demand(fleet.city, seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
     stack.callback(memory.save, run_no, clock)
     return RunningFleet(state, run_no, fleet, ledger, dao, market_service, dao_service, shared_map, dispatcher, ingest,
-                        tally, link, where, dashboard, demand, view.book, SurveyRequests(shared_map, dispatcher))
+                        tally, link, where, dashboard, demand, view.book, SurveyRequests(shared_map, dispatcher),
+                        orders)
 
 
 def _exists(dao: Dao) -> bool:
@@ -410,10 +478,19 @@ def _text(s: dict[str, Any]) -> str:
         f"{tasks['under_way']} under way, {tasks['open']} open, {tasks['refunded']} refunded",
         f"  revenue: the DAO's robots have earned {_money(revenue['earned'])}; {accounts}; "
         f"members {_money(sum(revenue['members'].values()))}; marketplace fees {_money(revenue['fees'])}",
-        f"  refused messages: {refused}",
+        _messages_line(s, refused),
         f"  ledger: {s['ledger']['entries']} entries, {'verified intact' if s['ledger']['intact'] else 'NOT intact'}",
         f"  resume with `depai up{'' if s['default_state'] else ' --state ' + s['state']}`",
     ])
+
+
+def _messages_line(s: dict[str, Any], refused: str) -> str:
+    """What was checked: in process every message is verified as it is sent; services say how many were not yet."""
+    m = s.get("messages")
+    if m is None:
+        return f"  refused messages: {refused}"
+    return (f"  messages: {m['published']} sent by the simulators, {m['verified']} verified, {m['refused']} refused"
+            f"{f' ({refused})' if m['refused'] else ''}, {m['unverified']} not verified when the run stopped")
 
 
 def _redact(url: str) -> str:

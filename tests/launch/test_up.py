@@ -28,7 +28,7 @@ from ledger.journal import Ledger
 from tests.browser import screenshot
 from tests.launch.up_process import ROOT, UpProcess
 
-FLEET = ["--robots", "4", "--city", "2", "--seed", "3", "--speed", "0", "--port", "0", "--orders-per-min", "4",
+FLEET = ["--robots", "4", "--city", "2", "--seed", "3", "--speed", "20", "--port", "0", "--orders-per-min", "4",
          "--scan-hz", "0.5"]
 
 

@@ -1,0 +1,269 @@
+"""``depai up`` as a supervisor: the broker, then one process per service, watched, restarted, stopped in order.
+
+What runs (each a ``depai serve ROLE`` process, see launch/serve.py): ingest
+workers owning the robots' partitions, the marketplace, the DAO keeper, the
+map, the dashboard, simulator shards and the simulated customers. They share
+only the broker and the database; this process founds or resumes the fleet
+(identities, ledger, DAO, bonds), starts the broker with a login per role,
+signs and retains the run's descriptor (its clock, city and services), then
+starts the services and shows what their signed statuses say: the requested
+and achieved speed, the ingest's lag, the messages not yet verified, and the
+economy. Ctrl-C stops the simulators and customers first, lets ingest catch
+up, then stops the rest, which settle, split and checkpoint as they close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
+from bus.client import BusClient
+from bus.topics import FLEET_DESCRIPTOR
+from dao.dao import Dao
+from dashboard.revenue import RevenueBook
+from launch.bridge_command import fleet_info
+from launch.descriptor import FleetDescriptor
+from launch.fleet import gateway_name, robot_profile
+from launch.output import EXIT_REFUSED, EXIT_USAGE, CliError, status_line
+from launch.serve import BROKER_FILE
+from launch.statuses import StatusBoard
+from launch.supervisor import ServiceSpec, Supervisor
+from launch.up import CURRENCY, Founding, UpConfig, found, open_ledger, settle_terms
+from marketplace.market import Marketplace
+from sim.city import generate_city
+from sim.world import RobotSpec
+
+SERVE = [sys.executable, "-m", "launch.cli", "serve"]
+BEHIND_S = 2.0  # a shard or the ingest this far behind the fleet's clock is falling behind, and the line says so
+
+
+def plan(robots: int, ingest_workers: int, sim_shards: int) -> tuple[int, int]:
+    """How many ingest workers and simulator shards: as asked, else by the fleet's size and this machine's cores."""
+    cores = os.cpu_count() or 1
+    workers = ingest_workers or max(1, min(cores, 4, robots // 100 + 1))
+    shards = sim_shards or max(1, min(cores, robots // 150 + 1))
+    return workers, shards
+
+
+def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None],
+                stop: threading.Event, *, quiet: bool, default_state: bool) -> dict[str, Any]:
+    """Found or resume the fleet, run it as supervised services until ``stop`` (or ``--for``), return the summary."""
+    if config.speed <= 0:
+        raise CliError("a fleet of services keeps one clock and needs a speed", code="bad_time",
+                       hint="give --speed (for example 20), or --broker none to run flat out in one process",
+                       exit_code=EXIT_USAGE)
+    f = found(config, state, stack, say)
+    workers, shards = plan(f.robots, config.ingest_workers, config.sim_shards)
+    say(f"building a {f.city}x{f.city}-block city with {f.robots} robots owned by the DAO {f.dao.did[:24]}... "
+        f"in {shards} simulator shard{'s' * (shards > 1)}, {workers} ingest worker{'s' * (workers > 1)}")
+    robot_dids = _enroll_robots(f, shards)
+    origin_fleet = max(time.time(), f.memory.clock_s + 1.0)  # a resumed fleet's time never goes back
+    clock_origin = (origin_fleet, time.time())
+
+    def clock() -> float:
+        return clock_origin[0] + config.speed * (time.time() - clock_origin[1])
+
+    f.memory.save(f.run_no, clock)
+    ledger = open_ledger(f.ledger_url, f.ledger_key, clock)
+    stack.callback(ledger.close)
+    market = Marketplace(ledger, f.services["market"].envelope_signer(clock), clock=clock)
+    dao = Dao(ledger, f.dao.did, currency=CURRENCY, clock=clock)
+    settle_terms(f, config, market, dao, robot_dids)
+    say(f"ledger: {ledger.size()} entries; DAO of {len(dao.members())} members")
+
+    url, where = _broker(config, f, stack)
+    client = BusClient(url.replace("://", f"://{_login(state, 'service')}@", 1) if "@" not in url else url,
+                       client_id=f"depai-up-{os.getpid()}", outbox_path=state / "outbox-up.sqlite3")
+    client.start()
+    stack.callback(client.close)
+    if not client.wait_connected(30):
+        raise CliError(f"cannot reach the broker at {where}", code="no_broker", exit_code=EXIT_USAGE)
+    descriptor = FleetDescriptor(
+        run=f.run_no, origin_fleet_s=clock_origin[0], origin_wall_s=clock_origin[1], speed=config.speed,
+        city=f.city, seed=f.seed, robots=f.robots, shards=shards, scan_hz=config.scan_hz,
+        orders_per_min=config.orders_per_min if config.orders_per_min is not None else f.robots / 4.0,
+        currency=CURRENCY, bond=config.bond, operator=f.operator.did, dao=f.dao.did,
+        market=f.services["market"].did, map=f.services["map"].did, dispatcher=f.services["dispatcher"].did)
+    client.publish(FLEET_DESCRIPTOR, descriptor.seal(f.operator.envelope_signer(clock)), qos=1, retain=True)
+    board = StatusBoard(f.registry, run=f.run_no).subscribe(client)
+    city = generate_city(f.seed, f.city)  # what a bridge needs to join: the broker, whose commands count, the roads
+    fleet_info(state, broker=_without_login(url), commanders=descriptor.commanders,
+               map_services=[descriptor.map], chargers=[(p.x, p.y) for p in city.places_of("charger")],
+               roads=city.road_graph())
+
+    supervisor = Supervisor(say=lambda text: print(text, file=sys.stderr, flush=True))
+    stack.callback(supervisor.stop)
+    common = ["--state", str(state), "--run", str(f.run_no), "--operator", f.operator.did]
+    if config.db:
+        common += ["--db", config.db]
+    env = {"DEPAI_DASHBOARD_HOST": config.host, "DEPAI_DASHBOARD_PORT": str(config.port)}
+    logs = state / "logs"
+
+    def spec(role: str, index: int = 0, of: int = 1) -> ServiceSpec:
+        return ServiceSpec(f"{role}-{index}", [*SERVE, role, *common, "--index", str(index), "--of", str(of)],
+                           logs / f"{role}-{index}.log", env)
+
+    def ready(s: ServiceSpec) -> bool:
+        role, index = s.name.rsplit("-", 1)
+        return any(st["index"] == int(index) and st["pid"] == s.process.pid for st in board.services(role))
+
+    order = ([spec("ingest", i, workers) for i in range(workers)] + [spec("market"), spec("dao"), spec("map"),
+             spec("dashboard")] + [spec("sim", k, shards) for k in range(shards)] + [spec("customers")])
+    for s in order:
+        try:
+            supervisor.start(s, ready, timeout=120)
+        except RuntimeError as err:
+            raise CliError(str(err), code="service_failed", hint=f"the service logs are in {logs}",
+                           exit_code=EXIT_REFUSED) from None
+    dashboard = next(iter(board.services("dashboard")), {}).get("counters", {}).get("url", "")
+    say(f"{f.robots} simulated robots online in {shards} shard{'s' * (shards > 1)}"
+        f"{f', {len(f.bridged)} real ones admitted' if f.bridged else ''}, {where}")
+    say(f"dashboard at {dashboard}  (member keys: {state / 'identities.json'}; join another host with "
+        f"`depai serve sim --broker URL --operator {f.operator.did}`; Ctrl-C stops)")
+
+    show = None if quiet else status_line(sys.stderr)
+    started_wall, started_sim = time.monotonic(), clock()  # --for counts from when every service is up
+    duration = config.duration or float("inf")
+    next_save = 0.0
+    while not stop.is_set() and clock() - started_sim < duration:
+        supervisor.watch()
+        if time.monotonic() >= next_save:
+            next_save = time.monotonic() + 5.0
+            f.memory.save(f.run_no, clock)
+        if show is not None:
+            show(_sim_s(board), status_text(board, config.speed, supervisor))
+        stop.wait(0.25)
+    wall_s = time.monotonic() - started_wall
+    if show is not None and sys.stderr.isatty():
+        print(file=sys.stderr)
+    supervisor.stop([s.name for s in order if s.name.startswith(("sim-", "customers-"))])
+    _drain(board, timeout=15.0)
+    supervisor.stop()
+    f.memory.save(f.run_no, clock)
+    time.sleep(0.5)  # the services' final statuses
+    return summary(f, config, board, supervisor, ledger, market, dao, where, dashboard, wall_s, default_state)
+
+
+def _enroll_robots(f: Founding, shards: int) -> list[str]:
+    """Every simulated robot's and shard gateway's identity, made here once so no two services write the store."""
+    profile = robot_profile(RobotSpec())
+    for k in range(shards):
+        f.store.enroll(gateway_name((k, shards)), controller=f.dao.did, with_topic_root=True)
+    return [f.store.enroll(f"robot-{i}", controller=f.dao.did, machine=profile, with_topic_root=True).did
+            for i in range(f.robots)]
+
+
+def _login(state: Path, role: str) -> str:
+    user, password = json.loads((state / BROKER_FILE).read_text())["logins"][role]
+    return f"{user}:{password}"
+
+
+def _broker(config: UpConfig, f: Founding, stack: contextlib.ExitStack) -> tuple[str, str]:
+    """Start the fleet's broker with a login per role (or take the one at --broker URL); (URL, a phrase)."""
+    if "://" in config.broker:
+        return config.broker, f"broker {_without_login(config.broker)}"
+    try:
+        kind, _ = choose_kind(config.broker)
+    except BrokerError as err:
+        raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
+    logins = {role: MqttUser(name, secrets.token_urlsafe(18), role)
+              for role, name in (("ingest", "ingest"), ("service", "services"), ("gateway", "simulator"))}
+    robots = [MqttUser(robot.address, robot.password, "robot") for robot in f.bridged]
+    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=f.state / "broker",
+                                                                 users=[*logins.values(), *robots])))
+    path = f.state / BROKER_FILE
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"url": broker.url, "logins": {role: [u.username, u.password] for role, u in logins.items()}}, out)
+    os.replace(path.with_suffix(".tmp"), path)
+    return broker.url, f"{kind} broker at {broker.url} with the topic ACL"
+
+
+def _without_login(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+
+def _sim_s(board: StatusBoard) -> float:
+    return min((float(s["counters"]["sim_s"]) for s in board.services("sim")), default=0.0)
+
+
+def messages(board: StatusBoard) -> dict[str, int]:
+    """What the simulators sent, what ingest checked (verified or refused), and what was not checked yet."""
+    published = sum(sum(s["counters"].get("published", {}).values()) for s in board.services("sim"))
+    verified = sum(board.merged("ingest", "accepted").values())
+    refused = sum(board.merged("ingest", "refused").values())
+    return {"published": published, "verified": verified, "refused": refused,
+            "unverified": max(0, published - verified - refused)}
+
+
+def status_text(board: StatusBoard, speed: float, supervisor: Supervisor) -> str:
+    """The live status line after the clock: speed, lag, backlog, economy, and what to do when falling behind."""
+    m = messages(board)
+    behind = board.worst("sim", "behind_s") or 0.0
+    lag = board.worst("ingest", "lag_p99_s") or 0.0
+    achieved = board.worst("sim", "speed", pick=min)
+    text = (f"(asked x{speed:g}, shards x{achieved if achieved is not None else 0:g})  "
+            f"robots {board.total('sim', 'robots')}  ingest lag {lag:.1f} s  unverified {m['unverified']}  "
+            f"tasks posted {board.total('market', 'posted')} settled {board.total('market', 'delivered')}  "
+            f"refused {m['refused']}")
+    if supervisor.restarts:
+        text += f"  restarts {sum(supervisor.restarts.values())}"
+    if behind > BEHIND_S or lag > BEHIND_S:
+        text += ("  FALLING BEHIND: " + ("the simulators " if behind > BEHIND_S else "ingest ") +
+                 f"{max(behind, lag):.0f} s behind; use fewer --robots, a lower --speed, or more "
+                 f"{'--sim-shards' if behind > BEHIND_S else '--ingest-workers'}")
+    return text
+
+
+def _drain(board: StatusBoard, timeout: float) -> None:
+    """Wait (a while) until ingest has checked everything the stopped simulators sent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and messages(board)["unverified"] > 0:
+        time.sleep(0.5)
+
+
+def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Supervisor, ledger: Any, market: Any,
+            dao: Dao, where: str, dashboard: str, wall_s: float, default_state: bool) -> dict[str, Any]:
+    """The run as the ledger and the services' last statuses tell it."""
+    balances = ledger.balances()
+    members = {member: balances.get(f"claimable:{dao.did}:{member}", 0) + balances.get(f"member:{member}", 0)
+               for member in dao.members()}
+    sim_s = _sim_s(board)
+    return {
+        "state": str(f.state), "default_state": default_state, "run": f.run_no, "link": where,
+        "city": {"blocks": f.city, "seed": f.seed}, "dashboard": dashboard,
+        "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": board.total("sim", "robots"),
+        "speed": {"asked": config.speed, "achieved": round(sim_s / wall_s, 2) if wall_s > 0 else None},
+        "tasks": {"posted": board.total("market", "posted"), "delivered": board.total("market", "delivered"),
+                  "settled": len(market.tasks("settled")), "refunded": board.total("market", "failed"),
+                  "under_way": len(market.tasks("awarded")), "open": len(market.tasks("open"))},
+        "revenue": {"currency": CURRENCY, "earned": _earned(ledger, dao.did),
+                    "accounts": {**{role: balances.get(f"{role}:{dao.did}", 0)
+                                    for role in ("treasury", "reserve", "operator")},
+                                 "undistributed": balances.get(f"owner:{dao.did}", 0)},
+                    "members": members, "fees": balances.get(f"fees:{CURRENCY}", 0)},
+        "messages": messages(board),
+        "refused": board.merged("ingest", "refused"),
+        "market_refused": board.merged("market", "refused"),
+        "proposals": {"executed": board.total("dao", "executed"), "refused": board.merged("dao", "refused")},
+        "services": {"processes": len(supervisor.services), "restarts": dict(supervisor.restarts),
+                     "exits": [{"service": name, "code": code} for name, code in supervisor.exits]},
+        "ledger": {"entries": ledger.size(), "intact": ledger.verify() == []},
+    }
+
+
+def _earned(ledger: Any, dao: str) -> int:
+    """What the DAO's robots have earned in all runs, as the dashboard's revenue projection reads the ledger."""
+    book = RevenueBook(ledger, dao, currency=CURRENCY)
+    book.refresh()
+    return int(book.summary()["earned"])
