@@ -1,7 +1,7 @@
 """Simulated fleet throughput at 10, 100 and 1000 robots, beside bare PyBullet and the pybullet-fleet package.
 
 Run:  python benchmarks/fleet.py [--robots 10,100,1000] [--seconds S] [--warmup S] [--rounds R]
-                                 [--rays N] [--seed N] [--no-compare] [--pbf-venv DIR] [--quick]
+                                 [--rays N] [--seed N] [--no-compare] [--pbf-venv DIR] [--quick] [--market]
 
 For each robot count, in this one process invocation (pybullet-fleet in a subprocess):
 
@@ -21,6 +21,11 @@ For each robot count, in this one process invocation (pybullet-fleet in a subpro
                    drop-off place (seeded), so every robot always has somewhere to go. Every command
                    is verified by the robot's command gate. Robot messages are not verified (no
                    ingest): that is benchmarks/bus.py's subject.
+  ours, --market   the same fleet earning its keep instead of patrolling: customers order at the
+                   fleet's rate (one order per robot every four minutes), the marketplace (SQLite
+                   ledger, in process) announces each task (again every 2 s while nobody took it),
+                   robots bid, win, deliver and are paid. The marketplace needs the robots' bids and
+                   receipts verified, so here every robot message goes through ingest (in process).
   pybullet-fleet   the PyPI package pybullet-fleet 0.8.0 (a kinematics-first PyBullet fleet
                    simulator), in a venv of its own built once (it needs numpy<2), in a subprocess
                    running benchmarks/pybullet_fleet_bench.py: the same buildings as static boxes,
@@ -68,11 +73,21 @@ if __name__ in ("__main__", "__mp_main__"):
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from bus.ingest import Ingest  # noqa: E402
 from bus.session import Outgoing  # noqa: E402
+from identity.envelope import EnvelopeVerifier  # noqa: E402
+from identity.keys import Signer  # noqa: E402
 from identity.registry import DidRegistry  # noqa: E402
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run  # noqa: E402
+from launch.links import LoopbackLink  # noqa: E402
+from ledger.journal import Ledger  # noqa: E402
+from marketplace.market import Marketplace  # noqa: E402
+from marketplace.policy import MarketPolicy  # noqa: E402
+from marketplace.service import MarketService  # noqa: E402
 from sim.bodies import Shapes, add_boxes  # noqa: E402
 from sim.city import generate_city  # noqa: E402
+from sim.customers import CustomerOrders, Customers  # noqa: E402
+from sim.demand import Demand  # noqa: E402
 from sim.lidar import MAX_BATCH, LidarSpec  # noqa: E402
 from sim.quiet import import_pybullet, silenced  # noqa: E402
 from sim.world import RobotSpec  # noqa: E402
@@ -172,27 +187,76 @@ class Window:
         return self.sim_s / self.wall_s
 
 
-class Ours:
-    """The framework's fleet: registered identities, SimFleet and the patrol link, run window by window."""
+class Economy:
+    """--market: the marketplace in process, its customers and the ingest that verifies what the robots say."""
 
-    def __init__(self, n: int, args: argparse.Namespace, registry: DidRegistry) -> None:
+    def __init__(self, fleet: SimFleet, registry: DidRegistry, owner: Identity, market_id: Identity,
+                 customers: list[Identity], ledger_path: Path, seed: int) -> None:
+        clock = fleet.clock
+        self.fleet = fleet
+        self.ledger = Ledger.open(f"sqlite:///{ledger_path}", Signer.generate(), clock=clock)
+        market = Marketplace(self.ledger, market_id.envelope_signer(clock), fee_bps=500, clock=clock)
+        for customer in customers:
+            market.fund(customer.did, 10**12, "EUR", key=customer.did)
+        market.fund(owner.did, 10**9, "EUR", key="owner", role="owner")
+        for agent in fleet.agents:
+            market.register_robot(agent.did, owner.did, 5_000, "EUR")
+        policy = MarketPolicy()
+        self.service = MarketService(market, EnvelopeVerifier(registry, clock=clock), clock=clock, policy=policy)
+        self.orders = CustomerOrders(Customers([c.envelope_signer(clock) for c in customers], policy.quote,
+                                               clock=clock, task_life_s=policy.task_life_s), self.service)
+        self.ingest = Ingest(registry, self.service.observe, clock=clock)
+        self.link = LoopbackLink(fleet, self.ingest)
+        self.demand = Demand(fleet.city, seed, fleet.config.order_rate)
+
+    def run(self, seconds: float) -> Any:
+        return run(self.fleet, self.link, duration_s=seconds, demand=self.demand, services=[self.service],
+                   orders=self.orders)
+
+    @property
+    def refused(self) -> int:
+        """Refused at ingest, by the fleet's market gate (where it has one) and by the robots."""
+        market = getattr(self.fleet, "market_refused", None)
+        return int(self.ingest.metrics.total("depai_ingest_refused_total")) + (market.total() if market else 0)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+class Ours:
+    """The framework's fleet: registered identities, SimFleet and the patrol link (or, with --market, the
+    marketplace), run window by window."""
+
+    def __init__(self, n: int, args: argparse.Namespace, registry: DidRegistry, directory: Path) -> None:
         started = time.perf_counter()
         operator_id = register(registry)
         commander = register(registry, controller=operator_id.did)
+        customers = [register(registry) for _ in range(2)] if args.market else []  # before the fleet's clock starts
         lidar = LidarSpec(rays=args.rays, rate_hz=LIDAR_HZ, range_max_m=RANGE_M)
         config = FleetConfig(robots=n, seed=args.seed, blocks=BLOCKS, lidar=lidar, telemetry_hz=TELEMETRY_HZ,
                              obstacles=True)
         self.fleet = SimFleet(config, registry, controller=operator_id.did, commanders=[commander.did])
         self.patrol = Patrol(self.fleet, commander, args.seed)
+        self.economy = (Economy(self.fleet, registry, operator_id, commander, customers,
+                                directory / f"ledger-{n}.sqlite3", args.seed) if args.market else None)
         self.starts = self.fleet.world.truth.poses  # a copy: where every robot stands before the first tick
         self.build_s = time.perf_counter() - started
 
     def warm(self, seconds: float) -> None:
+        if self.economy is not None:
+            if seconds > 0:
+                self.economy.run(seconds)
+            return
         self.patrol.start()
         if seconds > 0:
             run(self.fleet, self.patrol, duration_s=seconds)
 
     def window(self, seconds: float) -> Window:
+        if self.economy is not None:  # arrivals: tasks delivered and settled
+            delivered = len(self.economy.service.delivered)
+            report = self.economy.run(seconds)
+            return Window(report.sim_s, report.wall_s, report.messages,
+                          len(self.economy.service.delivered) - delivered)
         patrol = self.patrol
         messages, arrivals = patrol.messages, patrol.arrivals
         report = run(self.fleet, patrol, duration_s=seconds)
@@ -200,9 +264,12 @@ class Ours:
 
     @property
     def refused(self) -> int:
-        return sum(sum(agent.refused.values()) for agent in self.fleet.agents)
+        robots = sum(sum(agent.refused.values()) for agent in self.fleet.agents)
+        return robots + (self.economy.refused if self.economy is not None else 0)
 
     def close(self) -> None:
+        if self.economy is not None:
+            self.economy.close()
         self.fleet.close()
 
 
@@ -401,7 +468,7 @@ def measure(args: argparse.Namespace, directory: Path, comparison: Comparison | 
         floor_w: list[Window] = []
         with DidRegistry(directory / f"registry-{n}.sqlite3") as registry, contextlib.ExitStack() as stack:
             progress(f"{n} robots: registering {n} identities and building the fleet")
-            ours = Ours(n, args, registry)
+            ours = Ours(n, args, registry, directory)
             stack.callback(ours.close)
             bare = Bare(ours.starts, args, robot_bodies=True)
             stack.callback(bare.close)
@@ -478,13 +545,20 @@ def report(rows: list[Row], args: argparse.Namespace, comparison: Comparison | N
                          f"{row.rtf(row.bare):.2f}x, without robot bodies {row.rtf(row.floor):.2f}x)")
     refused = sum(row.refused for row in rows)
     retries = sum(row.retries for row in rows)
+    driven = (
+        "The marketplace (--market) runs in process: customers order one task per robot every four minutes, each "
+        "task is announced (again every 2 s while nobody took it), robots bid, win, deliver and are paid; every "
+        "robot message is verified by ingest, every announcement and award by the fleet's market gate "
+        f"({refused} refused); arrivals are tasks delivered and settled."
+        if args.market else
+        "The patrol link counts the messages (not verified: see benchmarks/bus.py) and sends a signed goto to a "
+        f"random drop-off on each goto.arrived; every goto is verified by the robot's gate ({refused} refused, "
+        f"{retries} re-sent after route.none or command.rejected).")
     lines += [
         "",
         "ours: launch.fleet.SimFleet + run; every robot localizes, plans on the road graph, follows its route, avoids "
-        "with its lidar, keeps its battery and seals signed telemetry and events; moving obstacles on. The patrol "
-        "link counts the messages (not verified: see benchmarks/bus.py) and sends a signed goto to a random drop-off "
-        f"on each goto.arrived; every goto is verified by the robot's gate ({refused} refused, {retries} re-sent "
-        "after route.none or command.rejected). Registering the identities and building the fleet is not timed: "
+        "with its lidar, keeps its battery and seals signed telemetry and events; moving obstacles on. " + driven
+        + " Registering the identities and building the fleet is not timed: "
         + ", ".join(f"{row.robots} robots {row.build_s:.1f} s" for row in rows) + ".",
         "bare: raw pybullet, the same buildings built by sim.bodies.add_boxes as the world builds them, robots "
         "moved on straight lines (turned back at the city's edge) every tick, the same rays per tick read back; "
@@ -534,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compare", action="store_true", help="skip pybullet-fleet")
     parser.add_argument("--pbf-venv", type=Path, default=PBF_VENV,
                         help=f"where the pybullet-fleet venv is built once and reused (default {PBF_VENV})")
+    parser.add_argument("--market", action="store_true",
+                        help="ours earns on the marketplace (tasks, bids, awards, deliveries) instead of patrolling")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 3 and 10 robots, one round of 3 simulated s after a 1 s warm-up")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,7 @@ import numpy as np
 
 from bus.session import MachineSession, Outgoing, connection_greeting
 from bus.topics import MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
+from bus.trusted import Refused
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.envelope import EnvelopeSigner
@@ -33,7 +35,7 @@ from identity.registry import DidRegistry
 from launch.simbody import SimBody
 from marketplace.dispatch import Dispatcher
 from robots.agent import AgentConfig, RobotAgent
-from robots.commands import CommandGate
+from robots.commands import CommandGate, MarketGate
 from robots.planner import RoadPlanner
 from sim.city import CityLayout, generate_city
 from sim.demand import Demand, Order
@@ -158,6 +160,11 @@ class SimFleet:
         self.stray_commands = 0
         self._registry, self._controller, self._commanders = registry, controller, list(commanders)
         self._agent_class = agent_class
+        # One verifier of the marketplace's announcements and awards for every robot here (one trust domain,
+        # like the map view): each is checked once, then handed only to the robots it concerns.
+        self.market_gate = MarketGate(registry, self._commanders, clock=self.clock)
+        self.market_refused: Counter[str] = Counter()  # market messages refused, once each for the whole fleet
+        self._by_did: dict[str, RobotAgent] = {}  # filled by deliver() as robots are added
         self._rng = np.random.default_rng([config.seed, 1])
         for _ in range(config.robots):
             self.add_robot()
@@ -207,13 +214,27 @@ class SimFleet:
 
     def deliver(self, topic: str, payload: bytes) -> None:
         """A message for the robots: a command to the robot whose topic it is, the road graph to the fleet's
-        map view, the marketplace's announcements and awards to every robot (each verifies it)."""
+        map view; a marketplace announcement or award is verified once here, then an award goes to the robot it
+        names and an announcement to every robot free to bid on it (a refused one is counted in market_refused)."""
         if topic == MAP_GRAPH:
             self.map_view.receive(topic, payload)
             return
         if topic in (MARKET_TASKS, MARKET_AWARDS):
+            try:
+                envelope = self.market_gate.admit(topic, payload)
+            except Refused as refusal:  # counted, not answered: market traffic is broadcast
+                self.market_refused[refusal.code] += 1
+                return
+            if envelope.kind == "award":
+                if len(self._by_did) < len(self.agents):
+                    self._by_did.update((agent.did, agent) for agent in self.agents[len(self._by_did):])
+                winner = self._by_did.get(envelope.body["robot"])
+                if winner is not None:  # else a robot of another gateway won it
+                    winner.receive_market(envelope)
+                return
             for agent in self.agents:
-                agent.receive(topic, payload)
+                if agent.wants_tasks():
+                    agent.receive_market(envelope)
             return
         agent = self._by_topic.get(topic)
         if agent is None:

@@ -99,6 +99,7 @@ class RobotAgent:
         self.refused: Counter[str] = Counter()
         self.blocked_until: dict[str, float] = {}
         self._inbox: deque[Envelope | Refused] = deque()
+        self._commands_waiting = False  # a command (or its refusal) is in the inbox: it may free the robot
         self._goto: tuple[float, float] | None = None
         self._charger: tuple[float, float] | None = None
         self._return_to: tuple[float, float] | None = None
@@ -148,14 +149,27 @@ class RobotAgent:
             except Refused as refusal:  # counted, not answered: market traffic is broadcast
                 self.refused[refusal.code] += 1
                 return
-            if envelope.kind == "task" or envelope.body["robot"] == self.did:
-                self._inbox.append(envelope)
+            self.receive_market(envelope)
             return
+        self._commands_waiting = True
         try:
             self._inbox.append(self.gate.admit(topic, payload))
         except Refused as refusal:
             self.refused[refusal.code] += 1
             self._inbox.append(refusal)
+
+    def receive_market(self, envelope: Envelope) -> None:
+        """A task announcement or award that whoever relays the market for this robot (its simulator or site
+        gateway, one trust domain with it) has verified already: acted on at the next step. An award for another
+        robot, or another kind, is ignored."""
+        if envelope.kind == "task" or (envelope.kind == "award" and envelope.body["robot"] == self.did):
+            self._inbox.append(envelope)
+
+    def wants_tasks(self) -> bool:
+        """Whether a task announcement handed over now could make this robot bid at its next step: it is free
+        (idle, or charging with no task), or a command waiting in its inbox may free it. When False, it would
+        ignore any announcement, so a relay need not hand it one."""
+        return self._commands_waiting or (not self.tasks.busy and self.mode in ("idle", "charging"))
 
     # --- the control tick --------------------------------------------------------------------------
 
@@ -172,6 +186,7 @@ class RobotAgent:
             return
         while self._inbox:
             self._act_on(self._inbox.popleft(), now)
+        self._commands_waiting = False
         if now >= self._next_battery_check:
             self._next_battery_check = now + self.config.battery_check_s
             self._check_battery(sensors)

@@ -5,7 +5,9 @@ signed by one of the services this robot trusts, arrive on this robot's own
 command topic, match the protocol's schema (bus.trusted checks those) and be
 addressed to this robot in its body. A refused command changes nothing: it
 burns no sequence number. The marketplace's task announcements and awards come
-through the same door, on the marketplace's topics.
+through the same door, on the marketplace's topics; where one process relays
+for many robots (the simulator, a site gateway), a ``MarketGate`` verifies each
+of them once for all its robots instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from identity.envelope import Envelope, KeyResolver
 
 COMMAND = "command"
 MARKET_TOPICS = {"task": MARKET_TASKS, "award": MARKET_AWARDS}
+_MARKET_KINDS = tuple(MARKET_TOPICS)
 
 
 class CommandGate:
@@ -49,5 +52,28 @@ class CommandGate:
 
     def admit_market(self, topic: str, payload: bytes) -> Envelope:
         """A verified task announcement or award from a trusted marketplace; Refused (code = reason) if not."""
-        return self._gate.admit(topic, payload, kinds=tuple(MARKET_TOPICS),
-                                expected_topic=lambda envelope: MARKET_TOPICS[envelope.kind])
+        return self._gate.admit(topic, payload, kinds=_MARKET_KINDS, expected_topic=_market_topic)
+
+
+class MarketGate:
+    """Verifies the marketplace's task announcements and awards once for every robot behind one gateway.
+
+    The same checks as ``CommandGate.admit_market`` (a valid envelope from a trusted service, of a market kind,
+    on its own topic, with a valid body, not replayed), in one replay window shared by those robots;
+    ``admitted`` counts the envelopes it let in.
+    """
+
+    def __init__(self, keys: KeyResolver, trusted: Collection[str], *, clock: Callable[[], float] = time.time) -> None:
+        self._gate = ServiceGate(keys, trusted, clock=clock)
+        self.admitted = 0
+
+    def admit(self, topic: str, payload: bytes) -> Envelope:
+        """The verified task announcement or award; Refused (code = reason) if it must not be acted on."""
+        envelope = self._gate.admit(topic, payload, kinds=_MARKET_KINDS, expected_topic=_market_topic)
+        self.admitted += 1
+        return envelope
+
+
+def _market_topic(envelope: Envelope) -> str:
+    """Where a market envelope belongs: announcements on the tasks topic, awards on the awards topic."""
+    return MARKET_TOPICS[envelope.kind]

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import identity.envelope
 import networkx as nx
 import numpy as np
 import pytest
@@ -274,11 +275,15 @@ def test_a_few_robots_over_a_real_broker_every_message_verified(tmp_path: Path) 
 
 
 
-def _announce(s: Scene, task_id: str, max_price: int = 5_000) -> dict:
+def _task(s: Scene, task_id: str, max_price: int = 5_000) -> dict:
     depot, drop = s.fleet.city.places_of("depot")[0], _far_dropoff(s)
-    body = {"id": task_id, "customer": s.operator.did, "pickup": {"x": depot.x, "y": depot.y},
+    return {"id": task_id, "customer": s.operator.did, "pickup": {"x": depot.x, "y": depot.y},
             "dropoff": {"x": drop[0], "y": drop[1]}, "deadline": int((s.fleet.clock() + 900) * 1000),
             "max_price": max_price, "currency": "EUR", "payload_kg": 2.0}
+
+
+def _announce(s: Scene, task_id: str, max_price: int = 5_000) -> dict:
+    body = _task(s, task_id, max_price)
     s.link.publish_services([Outgoing(MARKET_TASKS, s._signer.seal("task", body), 1, False)])
     return body
 
@@ -306,7 +311,7 @@ def test_a_robot_bids_on_an_announced_task_and_delivers_what_it_is_awarded(scene
     award = _award(s, body, robot=agent.did)
     s.link.publish_services([Outgoing(MARKET_AWARDS, award, 1, False), Outgoing(MARKET_AWARDS, award, 1, False)])
     s.run_until(lambda: "task.delivered" in s.heard.events(), limit_s=900)
-    assert agent.refused["replayed"] == 1  # the same award twice: the copy is refused
+    assert s.fleet.market_refused == Counter({"replayed": 1})  # the same award twice: the copy is refused
     assert any(e.kind == "receipt" and e.body["task"] == "m2" for e in s.heard.envelopes)
 
 
@@ -337,8 +342,90 @@ def test_awards_from_strangers_or_for_other_robots_move_nothing(scene) -> None:
     other = _award(s, body, robot="did:peaq:5SomeoneElse")
     s.link.publish_services([Outgoing(MARKET_AWARDS, forged, 1, False), Outgoing(MARKET_AWARDS, other, 1, False)])
     run(s.fleet, s.link, duration_s=3.0)
-    assert agent.mode == "idle" and agent.refused["untrusted_sender"] == 1
+    assert agent.mode == "idle" and s.fleet.market_refused == Counter({"untrusted_sender": 1})
     assert not any(event.startswith("task.") for event in s.heard.events())
+
+
+def _handed(monkeypatch: pytest.MonkeyPatch, s: Scene) -> dict[str, list[Envelope]]:
+    """What the fleet hands each robot as already verified market traffic, by robot (the robots still act on it)."""
+    handed: dict[str, list[Envelope]] = {agent.did: [] for agent in s.fleet.agents}
+    for agent in s.fleet.agents:
+        def spy(envelope: Envelope, receive=agent.receive_market, did: str = agent.did) -> None:
+            handed[did].append(envelope)
+            receive(envelope)
+        monkeypatch.setattr(agent, "receive_market", spy)
+    return handed
+
+
+def _signature_checks(monkeypatch: pytest.MonkeyPatch, s: Scene, topic: str, payload: bytes) -> int:
+    """How many Ed25519 verifications the fleet performs to take in one market message."""
+    checks = []
+    real = identity.envelope.verify
+    with monkeypatch.context() as patch:
+        patch.setattr(identity.envelope, "verify", lambda *args: checks.append(args) or real(*args))
+        s.fleet.deliver(topic, payload)
+    return len(checks)
+
+
+def test_an_announcement_is_verified_once_for_the_whole_fleet_and_every_free_robot_bids(scene, monkeypatch) -> None:
+    s = scene(robots=6)
+    run(s.fleet, s.link, duration_s=4.0)  # localized
+    handed = _handed(monkeypatch, s)
+    announcement = s._signer.seal("task", _task(s, "m1", max_price=50_000))
+    assert _signature_checks(monkeypatch, s, MARKET_TASKS, announcement) == 1
+    assert s.fleet.market_gate.admitted == 1 and s.fleet.market_refused == Counter()
+    assert all([e.body["id"] for e in got] == ["m1"] for got in handed.values())
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 6, limit_s=5)
+    assert {e.issuer for e in s.heard.envelopes if e.kind == "bid"} == {a.did for a in s.fleet.agents}
+
+
+def test_an_award_is_verified_once_and_reaches_only_its_robot(scene, monkeypatch) -> None:
+    s = scene(robots=4)
+    run(s.fleet, s.link, duration_s=4.0)
+    body = _announce(s, "m1", max_price=50_000)
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 4, limit_s=5)
+    handed = _handed(monkeypatch, s)
+    winner = s.fleet.agents[2]
+    assert _signature_checks(monkeypatch, s, MARKET_AWARDS, _award(s, body, robot=winner.did)) == 1
+    assert {did: [e.kind for e in got] for did, got in handed.items() if got} == {winner.did: ["award"]}
+    s.run_until(lambda: "task.to_pickup" in s.heard.events(), limit_s=5)
+    assert [a.tasks.busy for a in s.fleet.agents] == [False, False, True, False]
+
+
+def test_an_announcement_reaches_only_robots_free_to_bid(scene, monkeypatch) -> None:
+    s = scene(robots=3)
+    run(s.fleet, s.link, duration_s=4.0)
+    gx, gy = _far_dropoff(s)
+    s.command(0, "goto", args={"x": gx, "y": gy})
+    run(s.fleet, s.link, duration_s=1.0)
+    busy, free = s.fleet.agents[0], s.fleet.agents[1:]
+    assert busy.mode == "goto" and not busy.wants_tasks() and all(a.wants_tasks() for a in free)
+    handed = _handed(monkeypatch, s)
+    _announce(s, "m1", max_price=50_000)
+    s.link.pump()
+    assert handed[busy.did] == [] and all(len(handed[a.did]) == 1 for a in free)
+    s.command(0, "charge")  # a command waiting in its inbox may free it: it is handed the next announcement
+    s.link.pump()
+    assert busy.wants_tasks()
+    _announce(s, "m2", max_price=50_000)
+    s.link.pump()
+    assert [e.body["id"] for e in handed[busy.did]] == ["m2"]
+    run(s.fleet, s.link, duration_s=1.0)
+    assert busy.mode == "charging" and any(e.kind == "bid" and e.issuer == busy.did and e.body["task"] == "m2"
+                                           for e in s.heard.envelopes)
+
+
+def test_a_forged_announcement_is_refused_once_and_reaches_no_robot(scene, monkeypatch) -> None:
+    s = scene(robots=5)
+    stranger = register(s.ingest.registry)
+    run(s.fleet, s.link, duration_s=4.0)
+    handed = _handed(monkeypatch, s)
+    forged = stranger.envelope_signer(s.fleet.clock).seal("task", _task(s, "forged", max_price=50_000))
+    assert _signature_checks(monkeypatch, s, MARKET_TASKS, forged) == 1
+    assert s.fleet.market_refused == Counter({"untrusted_sender": 1}) and s.fleet.market_gate.admitted == 0
+    run(s.fleet, s.link, duration_s=2.0)
+    assert all(got == [] for got in handed.values()) and s.heard.kinds()["bid"] == 0
+    assert all(agent.refused.total() == 0 for agent in s.fleet.agents)
 
 
 def test_a_robot_added_while_the_fleet_runs_is_born_and_heard(scene) -> None:
