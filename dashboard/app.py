@@ -168,7 +168,7 @@ async def _stream(view: LedgerView, request: Request, stopping: threading.Event)
         yield _event("status", await asyncio.to_thread(view.status))
         if isinstance(view, FleetView):
             yield _event("robots", await asyncio.to_thread(view.robots))
-            version = view.live.map_service.graph_version if view.live.map_service is not None else 0
+            version = view.live.map.graph_version if view.live.map is not None else 0
             if version != graph_version:
                 graph_version = version
                 yield _event("map", {"graph_version": version})

@@ -22,7 +22,7 @@ from identity.errors import DepaiError, DidError
 from ledger import merkle
 from ledger.journal import Ledger, LedgerError
 from marketplace.market import AWARDED, OPEN, REFUNDED, SETTLED, Marketplace, Task
-from spatial.service import MapService
+from spatial.mirror import SharedMap
 
 PROPOSE_KIND = "dao.propose"
 TASK_STATES = (OPEN, AWARDED, SETTLED, REFUNDED)
@@ -180,14 +180,15 @@ class LedgerView:
 
 @dataclass
 class Live:
-    """The running fleet's parts that live in its process. The simulation thread writes them; the dashboard
-    only takes copies (a dict copy is atomic in CPython) or goes through the map service's own lock."""
+    """The running fleet's parts the dashboard reads: in the fleet's process (the simulation thread writes them;
+    the dashboard only takes copies, a dict copy being atomic in CPython), or fed from the bus in a process of
+    its own (dashboard/live.py). ``map`` is the in-process MapService or a MapMirror of what it publishes."""
 
     telemetry: TelemetryBoard
     verifier: EnvelopeVerifier
     documents: Callable[[str], dict[str, Any]]
     counters: Callable[[], dict[str, Any]]
-    map_service: MapService | None = None
+    map: SharedMap | None = None
     map_layout: dict[str, Any] = field(default_factory=dict)  # bounds, roads and places: fixed for a city
 
 
@@ -207,7 +208,7 @@ class FleetView(LedgerView):
 
     def robots(self) -> list[dict[str, Any]]:
         """Every robot with where it is and what it is doing (its last verified telemetry) and its trust."""
-        trust = self.live.map_service.trust.weights() if self.live.map_service is not None else {}
+        trust = self.live.map.trust_weights() if self.live.map is not None else {}
         seen = self.live.telemetry.latest()
         rows = []
         for row in super().robots():
@@ -234,30 +235,29 @@ class FleetView(LedgerView):
 
     def map(self) -> dict[str, Any]:
         """Tiles, road states and places of the shared map."""
-        service = self.live.map_service
+        shared = self.live.map
         layout = self.live.map_layout
-        if service is None:
+        if shared is None:
             return {**layout, "tiles": [], "graph_version": 0}
-        side = service.grid.spec.tile_cells * service.grid.spec.resolution_m
-        keys = service.grid.tiles()
-        versions = {key: service.grid.version(key) for key in keys}
-        report = service.report
-        states = {tuple(sorted(edge)): state.state for edge, state in report.states.items()} if report else {}
+        side = shared.tile_side_m
+        versions = shared.tile_versions()
+        states = shared.road_states()
         roads = [{**road, "state": states.get(tuple(sorted((road["u"], road["v"]))), "free")}
                  for road in layout.get("roads", [])]
-        return {**layout, "roads": roads, "tile_size_m": side, "graph_version": service.graph_version,
-                "tiles": [{"ix": ix, "iy": iy, "x": ix * side, "y": iy * side, "version": versions[(ix, iy)],
-                           "url": f"/api/map/tiles/{ix}/{iy}.png?v={versions[(ix, iy)]}"} for ix, iy in keys]}
+        return {**layout, "roads": roads, "tile_size_m": side, "graph_version": shared.graph_version,
+                "tiles": [{"ix": ix, "iy": iy, "x": ix * side, "y": iy * side, "version": version,
+                           "url": f"/api/map/tiles/{ix}/{iy}.png?v={version}"}
+                          for (ix, iy), version in sorted(versions.items())]}
 
     def tile(self, ix: int, iy: int) -> bytes:
         """One tile of the shared map as a PNG; ViewError 404 for a tile nobody has seen."""
-        service = self.live.map_service
-        if service is None or (ix, iy) not in set(service.grid.tiles()):
+        shared = self.live.map
+        version = shared.tile_versions().get((ix, iy)) if shared is not None else None
+        if shared is None or version is None:
             raise ViewError(404, "unknown_tile", f"no map tile ({ix}, {iy}) yet")
-        version = service.grid.version((ix, iy))
         held = self._tiles.get((ix, iy))
         if held is None or held[0] != version:  # fuse and encode a tile once per version, not per viewer
-            held = self._tiles[(ix, iy)] = (version, service.tile_png((ix, iy)))
+            held = self._tiles[(ix, iy)] = (version, shared.tile_png((ix, iy)))
         return held[1]
 
     # --- signed writes ---------------------------------------------------------------------------------

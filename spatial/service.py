@@ -301,6 +301,26 @@ class MapService:
             found[(u, v)] = Suspect(state.at, tuple(views), state.contributors)
         return found
 
+    # --- what the dashboard reads (spatial.mirror.SharedMap; a MapMirror offers the same from the bus) ------
+
+    @property
+    def tile_side_m(self) -> float:
+        """The side of one tile, in metres."""
+        return self.grid.spec.tile_cells * self.grid.spec.resolution_m
+
+    def tile_versions(self) -> dict[TileKey, int]:
+        """Every tile some contributor has evidence in, and its version (no lock: a turn may hold it long)."""
+        return {key: self.grid.version(key) for key in self.grid.tiles()}
+
+    def road_states(self) -> dict[EdgeKey, str]:
+        """Each road's state at the last evaluation, keyed by sorted (u, v); empty before the first."""
+        report = self.report
+        return {(min(u, v), max(u, v)): state.state for (u, v), state in report.states.items()} if report else {}
+
+    def trust_weights(self) -> dict[str, float]:
+        """How much the map trusts each contributor now."""
+        return self.trust.weights()
+
 
 @dataclass(frozen=True, slots=True)
 class Suspect:
