@@ -30,11 +30,13 @@ from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
 from launch.links import Tally, open_link
-from launch.market_service import MarketService
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
+from marketplace.policy import MarketPolicy
+from marketplace.service import MarketService
+from sim.customers import CustomerOrders, Customers
 from sim.demand import Demand
 from spatial.service import MapService
 
@@ -123,6 +125,9 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                                     bounds=fleet.city.bounds(), clock=fleet.clock,
                                     level_of=lambda did: "fleet" if did in fleet_members else "self")
             market = _marketplace(work, stack, fleet, operator, market_identity, customers, registry)
+            orders = CustomerOrders(Customers([c.envelope_signer(fleet.clock) for c in customers],
+                                              market.policy.quote, clock=fleet.clock, currency=CURRENCY,
+                                              task_life_s=market.policy.task_life_s), market)
             tally = Tally(dispatcher.observe, shared_map.observe, market.observe)
             ingest = Ingest(registry, tally, clock=fleet.clock)
             link, where = open_link(args.broker, fleet, ingest, work, stack)
@@ -130,7 +135,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
                 print(f"depai sim: {len(fleet.agents)} robots, {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             report = run(fleet, link, duration_s=args.duration or float("inf"), speed=args.speed,
                          dispatcher=dispatcher, demand=Demand(fleet.city, args.seed, config.order_rate),
-                         services=[shared_map, SurveyRequests(shared_map, dispatcher), market], orders=market,
+                         services=[shared_map, SurveyRequests(shared_map, dispatcher), market], orders=orders,
                          progress=None if args.json else _progress(sys.stderr, fleet, tally, ingest, market),
                          should_stop=stop.is_set)
             link.settle()
@@ -162,8 +167,8 @@ def _marketplace(work: Path, stack: contextlib.ExitStack, fleet: SimFleet, opera
     market.fund(operator.did, BOND * len(fleet.agents), CURRENCY, key=operator.did, role="owner")
     for agent in fleet.agents:
         market.register_robot(agent.did, operator.did, BOND, CURRENCY)
-    return MarketService(market, [c.envelope_signer(fleet.clock) for c in customers],
-                         EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock, currency=CURRENCY)
+    return MarketService(market, EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock,
+                         policy=MarketPolicy(), currency=CURRENCY)
 
 
 def _summary(report: RunReport, fleet: SimFleet, tally: Tally, ingest: Ingest, market: MarketService,

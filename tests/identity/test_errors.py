@@ -35,6 +35,7 @@ from ledger.db import DatabaseError, IntegrityError
 from ledger.journal import IdempotencyConflict, InsufficientFunds, LedgerError
 from ledger.merkle import ProofError as MerkleProofError
 from marketplace.market import MarketError
+from marketplace.policy import PolicyError
 from robots.bridge.adapter import AdapterError
 from robots.bridge.bridge import BridgeError
 from robots.planner import NoRoute
@@ -44,11 +45,11 @@ ERRORS = [
     IdentityError, DidError, KeystoreError, RegistryError, ProofError, CanonicalError, EnvelopeRefused,
     BrokerError, BusError, BusClosed, IngestRefused, OutboxError, OutboxFull, OutboxLocked, SchemaError, Refused,
     LedgerError, IdempotencyConflict, InsufficientFunds, NoteError, MerkleProofError, DatabaseError, IntegrityError,
-    MarketError, DaoError, SharesError, ActionError, ViewError, DashboardError,
+    MarketError, PolicyError, DaoError, SharesError, ActionError, ViewError, DashboardError,
     BridgeError, AdapterError, NoRoute, IllegalTransition, CliError,
 ]
 # Refusals that callers long caught as ValueError (or RuntimeError) still are.
-STILL_VALUE_ERRORS = [SchemaError, LedgerError, NoteError, MerkleProofError, IntegrityError, MarketError,
+STILL_VALUE_ERRORS = [SchemaError, LedgerError, NoteError, MerkleProofError, IntegrityError, MarketError, PolicyError,
                       DaoError, SharesError, ActionError, ViewError, BridgeError, AdapterError, IllegalTransition]
 STILL_RUNTIME_ERRORS = [DatabaseError, DashboardError]
 

@@ -11,9 +11,11 @@ from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run
 from launch.links import LoopbackLink
-from launch.market_service import MarketService
 from ledger.journal import Ledger
 from marketplace.market import Marketplace
+from marketplace.policy import MarketPolicy
+from marketplace.service import MarketService
+from sim.customers import CustomerOrders, Customers
 from sim.demand import Demand
 
 
@@ -27,13 +29,14 @@ class Economy:
     ledger: Ledger
     market: Marketplace
     service: MarketService
+    customers: Customers
     ingest: Ingest
     link: LoopbackLink
     demand: Demand
 
     def drive(self, seconds: float) -> None:
         run(self.fleet, self.link, duration_s=seconds, demand=self.demand, services=[self.service],
-            orders=self.service)
+            orders=CustomerOrders(self.customers, self.service))
 
     def close(self) -> None:
         self.fleet.close()
@@ -57,8 +60,10 @@ def start_economy(tmp: Path, *, robots: int, seed: int, orders_per_min: float, o
     market.fund(owner.did, owner_funds, "EUR", key="owner", role="owner")
     for agent in fleet.agents:
         market.register_robot(agent.did, owner.did, bond, "EUR")
-    service = MarketService(market, [c.envelope_signer(fleet.clock) for c in customers],
-                            EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock)
+    policy = MarketPolicy()
+    service = MarketService(market, EnvelopeVerifier(registry, clock=fleet.clock), clock=fleet.clock, policy=policy)
+    signed = Customers([c.envelope_signer(fleet.clock) for c in customers], policy.quote, clock=fleet.clock,
+                       task_life_s=policy.task_life_s)
     ingest = Ingest(registry, service.observe, clock=fleet.clock)
-    return Economy(registry, owner, fleet, ledger, market, service, ingest, LoopbackLink(fleet, ingest),
+    return Economy(registry, owner, fleet, ledger, market, service, signed, ingest, LoopbackLink(fleet, ingest),
                    Demand(fleet.city, seed, config.order_rate))

@@ -1,43 +1,49 @@
 """The marketplace as a fleet service: customers post signed tasks, robots bid, the batch auction awards.
 
-Each customer's order becomes a task the customer signs (its reward locked in
-escrow on posting); the marketplace announces it on ``market/tasks``; robots'
+A customer's task arrives signed (``post``): the service verifies it, posts it
+(its reward locked in escrow) and announces it on ``market/tasks``; robots'
 signed bids, receipts and task events reach it through ingest (already
 verified); every ``bid_window_s`` the open tasks with bids are assigned to
 robots all at once (one task per robot, least total cost) and the signed awards
 go out on ``market/awards``; a task nobody took is announced again. Receipts
-that arrived since the last turn are settled together (one commit for all). A robot's receipt settles its task; a reported
-failure or a rejected award refunds it; expired tasks are refunded each turn.
+that arrived since the last turn are settled together (one commit for all). A
+robot's receipt settles its task; a reported failure or a rejected award
+refunds it; expired tasks are refunded each turn. How it runs (evaluator, bid
+window, a task's life, prices) is its ``MarketPolicy``.
+
+The service sees only signed messages: who the customers are (simulated ones
+live in ``sim.customers``) is none of its business, and it never imports ``sim``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import ClassVar
 
-from bus.schemas import BY_KIND
+from bus.schemas import BY_KIND, SchemaError, validate_body
 from bus.session import Outgoing
 from bus.topics import MARKET_AWARDS, MARKET_TASKS
-from identity.envelope import Envelope, EnvelopeSigner, EnvelopeVerifier
+from identity.envelope import Envelope, EnvelopeRefused, EnvelopeVerifier
 from marketplace.auction import EVALUATORS, assign_offers
-from marketplace.market import AWARDED, OPEN, MarketError, Marketplace
-from sim.demand import Order
+from marketplace.market import AWARDED, OPEN, MarketError, Marketplace, Task
+from marketplace.policy import MarketPolicy
 
 FAILURE_EVENTS = ("task.failed", "command.rejected")
+DECLARED_KINDS = ("telemetry", "bid", "receipt", "event")  # the robot messages the service consumes (observe)
 
 
 class MarketService:
-    """Runs the marketplace's side of a fleet: tasks in from customers, bids and proofs in from robots."""
+    """Runs the marketplace's side of a fleet: signed tasks in from customers, bids and proofs in from robots."""
 
-    def __init__(self, market: Marketplace, customers: Sequence[EnvelopeSigner], verifier: EnvelopeVerifier, *,
-                 clock: Callable[[], float], currency: str = "EUR", bid_window_s: float = 2.0,
-                 task_life_s: float = 900.0, evaluator: str = "quickest", base_price: int = 600,
-                 price_per_km: int = 900) -> None:
-        self.market, self.customers, self.verifier, self.clock = market, list(customers), verifier, clock
-        self.currency, self.bid_window_s, self.task_life_s = currency, bid_window_s, task_life_s
-        self.evaluator = EVALUATORS[evaluator]
-        self.base_price, self.price_per_km = base_price, price_per_km
+    declared_kinds: ClassVar[tuple[str, ...]] = DECLARED_KINDS
+
+    def __init__(self, market: Marketplace, verifier: EnvelopeVerifier, *, clock: Callable[[], float],
+                 policy: MarketPolicy = MarketPolicy(), currency: str = "EUR") -> None:
+        """``verifier`` checks customers' signed tasks; tasks in another ``currency`` than the service's are refused."""
+        self.market, self.verifier, self.clock, self.policy, self.currency = market, verifier, clock, policy, currency
+        self.evaluator = EVALUATORS[policy.evaluator]
         self.delivered: list[str] = []
         self.failed: list[str] = []
         self.refused: Counter[str] = Counter()
@@ -46,28 +52,29 @@ class MarketService:
         self._posted: dict[str, float] = {}  # open task -> when it was announced
         self._receipts: list[Envelope] = []
         self._next_expiry = -math.inf
-        self._turn = 0
 
-    def offer(self, order: Order) -> None:
-        """A customer's order: the customer signs it as a task; the marketplace posts and announces it."""
-        customer = self.customers[self._turn % len(self.customers)]
-        self._turn += 1
-        distance_km = (abs(order.pickup[0] - order.dropoff[0]) + abs(order.pickup[1] - order.dropoff[1])) / 1000
-        body = {"id": order.id, "customer": customer.did,
-                "pickup": {"x": order.pickup[0], "y": order.pickup[1]},
-                "dropoff": {"x": order.dropoff[0], "y": order.dropoff[1]},
-                "deadline": int((self.clock() + self.task_life_s) * 1000),
-                "max_price": self.base_price + math.ceil(self.price_per_km * distance_km),
-                "currency": self.currency, "payload_kg": order.payload_kg}
+    def post(self, wire: bytes) -> Task | None:
+        """A customer's signed task: verified, posted (its reward locked in escrow) and announced at the next step.
+
+        A task that does not verify, does not match the task schema, is in another currency, or that the
+        marketplace refuses (not signed by its customer, no funds, a past deadline, ...) is counted in
+        ``refused`` by its code and changes nothing; None then.
+        """
         try:
-            self.market.post(self.verifier.verify(customer.seal("task", body), kinds=("task",)))
-        except MarketError as err:
+            envelope = self.verifier.verify(wire, kinds=("task",))
+            validate_body("task", envelope.body)
+            if envelope.body["currency"] != self.currency:
+                raise MarketError("wrong_currency", f"task {envelope.body['id']} is in {envelope.body['currency']}; "
+                                                    f"this marketplace trades in {self.currency}")
+            task = self.market.post(envelope)
+        except (EnvelopeRefused, SchemaError, MarketError) as err:
             self.refused[err.code] += 1
-            return
+            return None
         self.posted += 1
         spec = BY_KIND["task"]
-        self._announce.append(Outgoing(MARKET_TASKS, self.market.announcement(order.id), spec.qos, spec.retain))
-        self._posted[order.id] = self.clock()
+        self._announce.append(Outgoing(MARKET_TASKS, self.market.announcement(task.id), spec.qos, spec.retain))
+        self._posted[task.id] = self.clock()
+        return task
 
     def resume(self) -> None:
         """Take over the open tasks of an earlier run: announced again at the next step."""
@@ -100,7 +107,7 @@ class MarketService:
                 self.refused[outcome.code] += 1
             else:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
-        closed = [task for task, at in self._posted.items() if now - at >= self.bid_window_s]
+        closed = [task for task, at in self._posted.items() if now - at >= self.policy.bid_window_s]
         busy = {task.robot for task in self.market.tasks(AWARDED)} if closed else set()  # stale bids of workers
         offers = [offer for task in closed for offer in self.market.offers(task) if offer.robot not in busy]
         awards, tasks = BY_KIND["award"], BY_KIND["task"]

@@ -1,0 +1,168 @@
+"""The market service takes signed tasks only: a customer's is posted and announced; anything else is refused,
+counted by its code, and leaves the ledger as it was. Simulated customers sign the simulator's orders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bus.topics import MARKET_TASKS
+from identity.did import did_peaq
+from identity.envelope import EnvelopeSigner, EnvelopeVerifier
+from identity.keys import Signer
+from identity.lifecycle import create_identity
+from ledger.journal import Ledger
+from marketplace.market import OPEN, Marketplace
+from marketplace.policy import MarketPolicy
+from marketplace.service import DECLARED_KINDS, MarketService
+from sim.customers import CustomerOrders, Customers
+from sim.demand import Order
+
+ROOT = Path(__file__).resolve().parents[2]
+ORDER = Order("order-1", (100.0, 200.0), (1100.0, 1545.0), 2.5, 0.0)  # 2.345 km: 600 + 2111 = 2711 cents
+
+
+class Party:
+    """A registered DID that signs envelopes."""
+
+    def __init__(self, registry, clock) -> None:
+        self.key = Signer.generate()
+        self.did = create_identity(registry, self.key).did
+        self.signer = EnvelopeSigner(self.key, self.did, clock=clock)
+
+
+class Stage:
+    """A market service over a SQLite ledger, a funded customer, a second one, and a registered stranger."""
+
+    def __init__(self, registry, clock, tmp_path: Path) -> None:
+        self.clock = clock
+        self.customer, self.other, self.stranger = (Party(registry, clock) for _ in range(3))
+        market_id = Party(registry, clock)
+        clock.advance(1)
+        self.ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite3'}", Signer.generate(), clock=clock)
+        self.market = Marketplace(self.ledger, market_id.signer, clock=clock)
+        self.market.fund(self.customer.did, 100_000, "EUR", key="c1")
+        self.market.fund(self.other.did, 100_000, "EUR", key="c2")
+        self.policy = MarketPolicy(bid_window_s=3.0, task_life_s=600.0)
+        self.service = MarketService(self.market, EnvelopeVerifier(registry, clock=clock), clock=clock,
+                                     policy=self.policy, currency="EUR")
+        self.customers = Customers([self.customer.signer, self.other.signer], self.policy.quote, clock=clock,
+                                   currency="EUR", task_life_s=self.policy.task_life_s)
+
+    def body(self, **changes) -> dict:
+        body = {"id": "t1", "customer": self.customer.did, "pickup": {"x": 0.0, "y": 0.0},
+                "dropoff": {"x": 50.0, "y": 20.0}, "deadline": int((self.clock() + 600) * 1000),
+                "max_price": 1_000, "currency": "EUR", "payload_kg": 2.0}
+        return {**body, **changes}
+
+
+@pytest.fixture
+def stage(registry, clock, tmp_path):
+    made = Stage(registry, clock, tmp_path)
+    yield made
+    made.ledger.close()
+
+
+def test_a_customers_signed_task_is_posted_and_announced_at_the_next_step(stage) -> None:
+    body = stage.body()
+    task = stage.service.post(stage.customer.signer.seal("task", body))
+    assert task is not None and task.state == OPEN and task.max_price == 1_000
+    assert stage.service.posted == 1 and not stage.service.refused
+    assert stage.ledger.balance("escrow:t1") == 1_000
+    out = stage.service.step()
+    assert [message.topic for message in out] == [MARKET_TASKS]
+    announced = stage.service.verifier.verify(out[0].payload)  # signed by the marketplace
+    assert (announced.kind, announced.body) == ("task", body)
+
+
+def test_the_policys_bid_window_decides_when_an_untaken_task_is_announced_again(stage) -> None:
+    stage.service.post(stage.customer.signer.seal("task", stage.body()))
+    assert len(stage.service.step()) == 1  # the first announcement
+    stage.clock.advance(2.9)
+    assert stage.service.step() == []  # bidding still open (3 s)
+    stage.clock.advance(0.1)
+    assert [message.topic for message in stage.service.step()] == [MARKET_TASKS]  # nobody bid: again
+
+
+def test_simulated_customers_sign_the_order_as_it_was_always_signed(stage) -> None:
+    envelope = stage.service.verifier.verify(stage.customers.order(ORDER))
+    assert envelope.kind == "task" and envelope.issuer == stage.customer.did
+    assert envelope.body == {"id": "order-1", "customer": stage.customer.did,
+                             "pickup": {"x": 100.0, "y": 200.0}, "dropoff": {"x": 1100.0, "y": 1545.0},
+                             "deadline": int((stage.clock() + 600.0) * 1000), "max_price": 2711,
+                             "currency": "EUR", "payload_kg": 2.5}
+
+
+def test_customers_take_turns(stage) -> None:
+    orders = [Order(f"order-{i}", (0.0, 0.0), (10.0, 0.0), 1.0, 0.0) for i in range(3)]
+    sink = CustomerOrders(stage.customers, stage.service)
+    for order in orders:
+        sink.offer(order)
+    assert stage.service.posted == 3 and not stage.service.refused
+    assert [stage.market.task(order.id).customer for order in orders] == \
+        [stage.customer.did, stage.other.did, stage.customer.did]
+    assert stage.customers.dids == [stage.customer.did, stage.other.did]
+    assert sink.delivered is stage.service.delivered and sink.failed is stage.service.failed
+
+
+def _unregistered(stage) -> bytes:
+    key = Signer.generate()
+    did = did_peaq(key.public_key)
+    return EnvelopeSigner(key, did, clock=stage.clock).seal("task", stage.body(customer=did))
+
+
+def _forged(stage) -> bytes:
+    wire = stage.customer.signer.seal("task", stage.body())
+    return wire[:-10] + (b"A" if wire[-10:-9] != b"A" else b"B") + wire[-9:]
+
+
+REFUSALS = {
+    # signed by someone who is not the task's customer: a registered stranger naming the customer ...
+    "not_the_customer": lambda stage: stage.stranger.signer.seal("task", stage.body()),
+    # ... or naming itself, with no money in the marketplace
+    "insufficient_funds": lambda stage: stage.stranger.signer.seal("task", stage.body(customer=stage.stranger.did)),
+    # by a key no registry knows
+    "unknown_issuer": _unregistered,
+    "malformed_json": lambda stage: b"not an envelope",
+    "malformed_envelope": lambda stage: b'{"kind":"task","v":1}',
+    "bad_signature": _forged,
+    "wrong_kind": lambda stage: stage.customer.signer.seal("bid", {"task": "t1", "price": 5, "currency": "EUR",
+                                                                   "eta_ms": 1}),
+    "schema_invalid": lambda stage: stage.customer.signer.seal("task", {**stage.body(), "max_price": -5}),
+    "wrong_currency": lambda stage: stage.customer.signer.seal("task", stage.body(currency="USD")),
+    "past_deadline": lambda stage: stage.customer.signer.seal("task", stage.body(deadline=1_000)),
+}
+
+
+@pytest.mark.parametrize("code", sorted(REFUSALS))
+def test_a_task_that_is_not_a_customers_own_is_refused_counted_and_changes_nothing(stage, code: str) -> None:
+    entries, balances = stage.ledger.size(), stage.ledger.balances()
+    assert stage.service.post(REFUSALS[code](stage)) is None
+    assert dict(stage.service.refused) == {code: 1}
+    assert stage.service.posted == 0 and stage.service.step() == []
+    assert stage.market.tasks(OPEN) == []
+    assert (stage.ledger.size(), stage.ledger.balances()) == (entries, balances)
+
+
+def test_the_same_signed_task_twice_is_a_replay(stage) -> None:
+    wire = stage.customer.signer.seal("task", stage.body())
+    assert stage.service.post(wire) is not None
+    entries = stage.ledger.size()
+    assert stage.service.post(wire) is None
+    assert dict(stage.service.refused) == {"replayed": 1} and stage.service.posted == 1
+    assert stage.ledger.size() == entries
+
+
+def test_the_service_declares_the_robot_messages_it_consumes() -> None:
+    assert MarketService.declared_kinds == DECLARED_KINDS == ("telemetry", "bid", "receipt", "event")
+
+
+def test_the_marketplace_never_imports_the_simulator() -> None:
+    probe = ("import sys, marketplace.service, marketplace.policy, marketplace.market, marketplace.auction, "
+             "marketplace.dispatch, marketplace.proof; "
+             "print(sorted(m for m in sys.modules if m == 'sim' or m.startswith('sim.')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
