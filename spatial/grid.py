@@ -28,6 +28,7 @@ CORROBORATING_WEIGHT = 0.2  # a contributor counts toward the k independent ones
 _RENORMALIZE_BELOW = 0.5  # a contributor's rows are rescaled once its lazy fade factor falls below this
 _QUANTA = 32000  # int16 units for the largest stored magnitude, max(|l_min|, l_max) / _RENORMALIZE_BELOW
 _FIRST_ROWS = 64
+_TRUSTED = (1 << 16) - 1  # a corroboration level (uint16) above any k: one trusted contributor says so
 _BATCH = 16  # scans traversed together: enough to spread numpy's per-call cost, few enough to stay in cache
 
 TileKey = tuple[int, int]
@@ -111,8 +112,8 @@ class _Contributor:
 class _Pool:
     """Int16 rows, one per (DID, tile) layer, handed out and taken back; grows by doubling."""
 
-    def __init__(self, width: int) -> None:
-        self.values = np.zeros((_FIRST_ROWS, width), dtype=np.int16)
+    def __init__(self, width: int, dtype: type = np.int16) -> None:
+        self.values = np.zeros((_FIRST_ROWS, width), dtype=dtype)
         self.contributed = np.zeros(_FIRST_ROWS)  # per row: total |log-odds change| written into it
         self._spare: list[int] = []
         self._used = 0
@@ -153,6 +154,10 @@ class OccupancyGrid:
         self._tiles: dict[TileKey, dict[str, int]] = {}  # tile -> DID -> pool row
         self._versions: dict[TileKey, int] = {}
         self._cache: dict[tuple[TileKey, int], tuple[tuple[object, ...], FusedTile]] = {}
+        self._tallies: dict[TileKey, tuple[tuple[object, ...], np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Per tile, the cells some layer was ever hit in: only there can a belief be OCCUPIED (a cheap filter).
+        self._marks = _Pool(self._area, np.bool_)
+        self._mark_rows: dict[TileKey, int] = {}
 
     def integrate(
         self,
@@ -216,22 +221,25 @@ class OccupancyGrid:
             flat |= local[1]
             fades = [self._writable(scan.did, scan.t_s) for scan in scans]
             scale = np.repeat(np.array(fades + [0.0] + fades, dtype=np.float32) * np.float32(self._step), counts)
-            rows, base, present = self._rows(scans, corner_tiles.T.tolist(), span, tile_of)
+            rows, base, present, marks = self._rows(scans, corner_tiles.T.tolist(), span, tile_of)
+            self._marks.values.reshape(-1)[marks[tile_of[first_hit:]] + flat[first_hit:]] = True
             flat += base[tile_of]
             self._add(flat, scale, first_hit, tile_of, rows, present)
         return observations
 
     def _rows(self, scans: Sequence[Scan], corners: list[list[int]], span: int, tile_of: np.ndarray
-              ) -> tuple[list[int], np.ndarray, np.ndarray]:
+              ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """The pool rows of the (scan, tile) pairs that have cells, made where new, and their versions bumped.
 
-        Returns the rows, the first pool index of each (scan, tile) number, and the numbers present.
+        Returns the rows, the first pool index of each (scan, tile) number, the numbers present, and the
+        first index of each number's tile in the hit marks.
         """
         count = len(scans) * span * span
         present = np.zeros(count, dtype=np.bool_)
         present[tile_of] = True
         present = present.nonzero()[0]
         base = np.zeros(count, dtype=np.int64)
+        marks = np.zeros(count, dtype=np.int64)
         rows = []
         for index in present.tolist():
             scan, place = divmod(index, span * span)
@@ -243,10 +251,14 @@ class OccupancyGrid:
             if row is None:
                 row = layers[key] = self._pool.take()
                 self._tiles.setdefault(key, {})[did] = row
+            mark = self._mark_rows.get(key)
+            if mark is None:
+                mark = self._mark_rows[key] = self._marks.take()
             self._versions[key] = self._versions.get(key, 0) + 1
             base[index] = row * self._area
+            marks[index] = mark * self._area
             rows.append(row)
-        return rows, base, present
+        return rows, base, present, marks
 
     def _add(self, flat: np.ndarray, scale: np.ndarray, first_hit: int, tile_of: np.ndarray, rows: list[int],
              present: np.ndarray) -> None:
@@ -296,7 +308,8 @@ class OccupancyGrid:
         cell within near_cells, or one of
         weight >= trusted_weight does; FREE likewise with free_l; else UNKNOWN. Thresholds are compared
         within one storage unit (about 2e-4). Cached per (tile version, t_s, trust weights, k). ``k``
-        overrides corroboration_k: k=1 is what any one credible robot says (a suspicion, not a belief).
+        overrides corroboration_k: k=1 is what any one credible robot says (a suspicion, not a belief);
+        every k of one (version, t_s, trust) shares one pass over the layers.
         """
         spec = self.spec
         k = spec.corroboration_k if k is None else k
@@ -309,6 +322,28 @@ class OccupancyGrid:
         cached = self._cache.get((key, k))
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        tally = self._tallies.get(key)
+        if tally is None or tally[0] != stamp:
+            tally = self._tallies[key] = (stamp, *self._tally(layers, weights, t_s))
+        _, fused, occupied_level, free_level = tally
+        tolerance = self._step
+        occupied = (fused >= spec.occupied_l - tolerance) & (occupied_level >= k)
+        free = (fused <= spec.free_l + tolerance) & (free_level >= k)
+        state = np.full(self._area, UNKNOWN, dtype=np.int8)
+        state[occupied] = OCCUPIED
+        state[free] = FREE
+        fused_tile = self._frozen(key, fused, state, self.contributions(key), version)
+        self._cache[(key, k)] = (stamp, fused_tile)
+        return fused_tile
+
+    def _tally(self, layers: Mapping[str, int], weights: tuple[float, ...], t_s: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A tile's fused log-odds, and per cell how many independent layers say occupied (near) and free.
+
+        A level is the count of contributors of weight > 0.2 that say so, or _TRUSTED where one of
+        weight >= trusted_weight does, so ``level >= k`` is the corroboration test for any k.
+        """
+        spec = self.spec
         rows = np.fromiter(layers.values(), dtype=np.int64, count=len(layers))
         scale = np.array([self._step * self._fade(did, t_s) for did in layers], dtype=np.float32)
         own = self._pool.values[rows] * scale[:, None]
@@ -317,20 +352,14 @@ class OccupancyGrid:
         tolerance = self._step
         # A surface is one cell thick and sparse beams rarely hit the same cell twice: a robot corroborates
         # an occupied cell when its own evidence says occupied there or within near_cells of it.
-        occupied = (fused >= spec.occupied_l - tolerance) & self._agreed(
-            self._near(own >= spec.occupied_l - tolerance), weight, k)
-        free = (fused <= spec.free_l + tolerance) & self._agreed(own <= spec.free_l + tolerance, weight, k)
-        state = np.full(self._area, UNKNOWN, dtype=np.int8)
-        state[occupied] = OCCUPIED
-        state[free] = FREE
-        fused_tile = self._frozen(key, fused, state, self.contributions(key), version)
-        self._cache[(key, k)] = (stamp, fused_tile)
-        return fused_tile
+        occupied = self._level(self._near(own >= spec.occupied_l - tolerance), weight)
+        return fused, occupied, self._level(own <= spec.free_l + tolerance, weight)
 
     def _near(self, says: np.ndarray) -> np.ndarray:
         """Each layer's cells dilated by near_cells (a square neighbourhood, within the tile): (layers, cells)."""
         n, r = self.spec.tile_cells, self.spec.near_cells
-        grid = np.pad(says.reshape(-1, n, n), ((0, 0), (r, r), (r, r)))
+        grid = np.zeros((says.shape[0], n + 2 * r, n + 2 * r), dtype=bool)
+        grid[:, r:r + n, r:r + n] = says.reshape(-1, n, n)
         rows = np.zeros((says.shape[0], n + 2 * r, n), dtype=bool)
         for dy in range(2 * r + 1):  # separable: dilate along y, then along x
             rows |= grid[:, :, dy:dy + n]
@@ -339,10 +368,12 @@ class OccupancyGrid:
             near |= rows[:, dx:dx + n, :]
         return near.reshape(says.shape)
 
-    def _agreed(self, says: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
-        """Cells where k independent contributors (weight > 0.2), or one trusted one, say so (says: (layers, cells))."""
-        independent = says[weight > CORROBORATING_WEIGHT].sum(axis=0) >= k
-        return independent | says[weight >= self.spec.trusted_weight].any(axis=0)
+    def _level(self, says: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Per cell, the independent contributors (weight > 0.2) that say so, or _TRUSTED where a trusted one does."""
+        level = np.count_nonzero(says[weight > CORROBORATING_WEIGHT], axis=0)
+        level = np.minimum(level, _TRUSTED - 1).astype(np.uint16)
+        level[says[weight >= self.spec.trusted_weight].any(axis=0)] = _TRUSTED
+        return level
 
     def _frozen(
         self, key: TileKey, log_odds: np.ndarray, state: np.ndarray, contributors: dict[str, float], version: int
@@ -368,6 +399,100 @@ class OccupancyGrid:
             if key in self._tiles:
                 states[index] = self.belief(key, trust, t_s, k).state.reshape(-1)
         return states.reshape(-1).take(tile_of * self._area + local)
+
+    def consensus_without(self, cells: np.ndarray, without: Sequence[str], of: np.ndarray,
+                          trust: Mapping[str, float], t_s: float, k: int | None = None, *,
+                          occupied_only: np.ndarray | None = None) -> np.ndarray:
+        """Believed states (int8) at (ix, iy) cells, each with one contributor's own evidence left out.
+
+        Cell i gets what ``consensus_at(cells[i:i + 1], {**trust, without[of[i]]: 0.0}, t_s, k)`` gives (up to
+        float rounding of the weighted sum), for many scans of many contributors in one call: what trust
+        scoring needs, since a robot must not vouch for itself. It is worked out at the asked cells only,
+        from every layer of their tiles, so its cost grows with the cells asked, not with whole tiles.
+        Cells flagged in ``occupied_only`` are told OCCUPIED or UNKNOWN only (FREE reads as UNKNOWN there),
+        which is cheap: a cell nobody ever hit cannot be OCCUPIED.
+        """
+        spec = self.spec
+        k = spec.corroboration_k if k is None else k
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        of = np.asarray(of, dtype=np.int64).reshape(-1)
+        if len(of) != len(cells):
+            raise ValueError(f"of must name one contributor per cell: {len(of)} for {len(cells)} cells")
+        states = np.zeros(len(cells), dtype=np.int8)
+        keys, tile_of, local = self._by_tile(cells)
+        marks = np.array([self._mark_rows.get(key, -1) for key in keys], dtype=np.int64)[tile_of]
+        hit_ever = (marks >= 0) & self._marks.values.reshape(-1).take(np.maximum(marks, 0) * self._area + local)
+        whole = np.ones(len(cells), dtype=np.bool_) if occupied_only is None else ~np.asarray(occupied_only, bool)
+        asked = np.flatnonzero(hit_ever | whole)
+        if not len(asked):
+            return states
+        # One table of every layer of the asked tiles, each tile's layers contiguous: pool row, weight,
+        # fade scale, and a small id of its DID (the left-out DIDs first, so cell i leaves out id of[i]).
+        ids = {did: index for index, did in enumerate(without)}
+        starts = np.zeros(len(keys), dtype=np.int64)
+        counts = np.zeros(len(keys), dtype=np.int64)
+        rows: list[int] = []
+        dids: list[str] = []
+        for index, key in enumerate(keys):
+            layers = self._tiles.get(key)
+            starts[index] = len(rows)
+            if layers:
+                counts[index] = len(layers)
+                rows += layers.values()
+                dids += layers.keys()
+        if not rows:
+            return states
+        fades: dict[str, float] = {}
+        scale = np.array([fades[did] if did in fades else fades.setdefault(did, self._step * self._fade(did, t_s))
+                          for did in dids], dtype=np.float32)
+        weight = np.array([float(trust.get(did, DEFAULT_WEIGHT)) for did in dids], dtype=np.float32)
+        owner = np.array([ids.setdefault(did, len(ids)) for did in dids], dtype=np.int64)
+        base = np.array(rows, dtype=np.int64) * self._area
+        # Every (asked cell, layer of its tile) pair, less the cell's own contributor's layer.
+        cell_tile = tile_of[asked]
+        per_cell = counts[cell_tile]
+        pair_cell = np.repeat(np.arange(len(asked)), per_cell)
+        ends = np.cumsum(per_cell)
+        pair_layer = np.arange(len(pair_cell)) + np.repeat(starts[cell_tile] - (ends - per_cell), per_cell)
+        kept = owner[pair_layer] != of[asked][pair_cell]
+        pair_cell, pair_layer = pair_cell[kept], pair_layer[kept]
+        at = local[asked]
+        values = self._pool.values.reshape(-1)
+        own = values.take(base[pair_layer] + at[pair_cell]) * scale[pair_layer]  # float32, as belief() has it
+        pair_weight = weight[pair_layer]
+        corroborating = pair_weight > CORROBORATING_WEIGHT
+        trusted = pair_weight >= spec.trusted_weight
+        fused = np.clip(np.bincount(pair_cell, weights=pair_weight * own, minlength=len(asked)),
+                        spec.l_min, spec.l_max)
+        tolerance = self._step
+        free = (fused <= spec.free_l + tolerance) & whole[asked] & self._agreed_pairs(
+            pair_cell, own <= spec.free_l + tolerance, corroborating, trusted, len(asked), k)
+        maybe = (fused >= spec.occupied_l - tolerance) & hit_ever[asked]
+        occupied = np.zeros(len(asked), dtype=np.bool_)
+        if maybe.any():
+            # Occupied needs each layer's own hit within near_cells (inside the tile), so only here.
+            chosen = maybe[pair_cell]
+            near_cell, near_layer = pair_cell[chosen], pair_layer[chosen]
+            size, reach = spec.tile_cells, spec.near_cells
+            offsets = np.arange(-reach, reach + 1)
+            xs = (at[near_cell] >> self._shift)[:, None, None] + offsets[None, :, None]
+            ys = (at[near_cell] & (size - 1))[:, None, None] + offsets[None, None, :]
+            inside = (xs >= 0) & (xs < size) & (ys >= 0) & (ys < size)
+            flat = base[near_layer][:, None, None] + np.clip(xs, 0, size - 1) * size + np.clip(ys, 0, size - 1)
+            hit = values.take(flat) * scale[near_layer][:, None, None] >= spec.occupied_l - tolerance
+            near = (hit & inside).reshape(len(near_cell), -1).any(axis=1)
+            occupied = maybe & self._agreed_pairs(near_cell, near, corroborating[chosen], trusted[chosen],
+                                                  len(asked), k)
+        states[asked[occupied]] = OCCUPIED
+        states[asked[free]] = FREE
+        return states
+
+    @staticmethod
+    def _agreed_pairs(pair_cell: np.ndarray, says: np.ndarray, corroborating: np.ndarray, trusted: np.ndarray,
+                      cells: int, k: int) -> np.ndarray:
+        """Per cell, from (cell, layer) pairs: k independent layers, or one trusted one, say so."""
+        independent = np.bincount(pair_cell[says & corroborating], minlength=cells) >= k
+        return independent | (np.bincount(pair_cell[says & trusted], minlength=cells) > 0)
 
     def contributions(self, key: TileKey) -> dict[str, float]:
         """Provenance of a tile: per DID, the total |log-odds change| it has written into the tile."""
@@ -397,12 +522,25 @@ class OccupancyGrid:
 
     def _by_tile(self, cells: np.ndarray) -> tuple[list[TileKey], np.ndarray, np.ndarray]:
         """Group (n, 2) cells by tile: the distinct tile keys, each cell's index into them, its flat local index."""
-        tiles = cells >> self._shift
-        code = (tiles[:, 0] << 32) + (tiles[:, 1] + (1 << 31))  # one int64 per tile, ordered like the keys
+        tx, ty = cells[:, 0] >> self._shift, cells[:, 1] >> self._shift
+        local = cells & (self.spec.tile_cells - 1)
+        local = (local[:, 0] << self._shift) | local[:, 1]
+        if not len(cells):
+            return [], np.zeros(0, dtype=np.int64), local
+        low_x, low_y = int(tx.min()), int(ty.min())
+        span_x, span_y = int(tx.max()) - low_x + 1, int(ty.max()) - low_y + 1
+        if span_x * span_y <= max(4 * len(cells), 1 << 16):  # the tiles' bounding box is small: mark, no sort
+            code = (tx - low_x) * span_y + (ty - low_y)
+            present = np.zeros(span_x * span_y, dtype=np.bool_)
+            present[code] = True
+            codes = np.flatnonzero(present)
+            tile_of = (np.cumsum(present) - 1)[code]
+            keys = [(low_x + c // span_y, low_y + c % span_y) for c in codes.tolist()]
+            return keys, tile_of, local
+        code = (tx << 32) + (ty + (1 << 31))  # one int64 per tile, ordered like the keys
         codes, tile_of = np.unique(code, return_inverse=True)
         keys = [(code >> 32, (code & 0xFFFFFFFF) - (1 << 31)) for code in codes.tolist()]
-        local = cells & (self.spec.tile_cells - 1)
-        return keys, tile_of.reshape(-1), (local[:, 0] << self._shift) | local[:, 1]
+        return keys, tile_of.reshape(-1), local
 
     def tiles(self) -> list[TileKey]:
         """Keys of the tiles some contributor has evidence in, sorted."""
@@ -456,6 +594,8 @@ class OccupancyGrid:
             self._versions[key] += 1
             if not layers:
                 del self._tiles[key]
+                self._marks.give_back([self._mark_rows.pop(key)])
                 for cached in [cached for cached in self._cache if cached[0] == key]:
                     del self._cache[cached]
+                self._tallies.pop(key, None)
         self._pool.give_back(rows.values())

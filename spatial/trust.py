@@ -25,7 +25,7 @@ of its verification level.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,28 +108,58 @@ class TrustLedger:
         e.g. ``lambda c: grid.consensus_at(c, {**ledger.weights(), did: 0.0}, t_s)``.
         Returns the scored (agreements, conflicts), counted as the module docstring says.
         """
-        free = _cells("observation_free", observation_free)
-        hit = _cells("observation_hit", observation_hit)
-        reputation = self._reputations.setdefault(did, _Reputation())
+        return self.score_many([(did, observation_free, observation_hit)],
+                               lambda scan, cells, occupied_only: consensus_of(cells))[0]
+
+    def score_many(
+        self,
+        scans: Sequence[tuple[str, np.ndarray, np.ndarray]],
+        consensus_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    ) -> list[tuple[int, int]]:
+        """``score`` each (did, free cells, hit cells) scan, in order, against one consensus asked once for all.
+
+        ``consensus_of(scan, cells, occupied_only)`` maps (n, 2) int64 cells, cell i asked for the scan
+        at index ``scan[i]`` of ``scans``, to their corroborated int8 states, leaving out that scan's
+        robot's own evidence (e.g. ``OccupancyGrid.consensus_without``). Where ``occupied_only`` is
+        set only OCCUPIED counts, so it may answer UNKNOWN for FREE there. A robot's reputation moves
+        as if its scans were scored one by one against that consensus. Returns (agreements, conflicts)
+        per scan.
+        """
+        free_cells = [_cells("observation_free", free) for _, free, _ in scans]
+        hit_cells = [_cells("observation_hit", hit) for _, _, hit in scans]
+        reputations = [self._reputations.setdefault(did, _Reputation()) for did, _, _ in scans]
+        numbers = np.arange(len(scans))
+        free = np.concatenate([np.empty((0, 2), np.int64), *free_cells])
+        hit = np.concatenate([np.empty((0, 2), np.int64), *hit_cells])
+        free_scan = np.repeat(numbers, [len(cells) for cells in free_cells])
+        hit_scan = np.repeat(numbers, [len(cells) for cells in hit_cells])
         around_hits = (hit[:, None, :] + _NEIGHBOURHOOD[None, :, :]).reshape(-1, 2)
-        free = free[~np.isin(_keys(free), _keys(around_hits))]
-        if len(free) + len(hit) == 0:
-            return (0, 0)
-        states = np.asarray(consensus_of(np.concatenate([free, around_hits])))
-        if states.shape != (len(free) + len(around_hits),):
-            raise ValueError(f"consensus_of returned shape {states.shape} for {len(free) + len(around_hits)} cells")
+        around_scan = np.repeat(hit_scan, len(_NEIGHBOURHOOD))
+        if len(free) and len(hit):  # a free cell beside one of its own scan's hits is not scored
+            beside = _beside(free_scan, free, around_scan, around_hits, len(scans))
+            free, free_scan = free[~beside], free_scan[~beside]
+        asked = len(free) + len(around_hits)
+        if not asked:
+            return [(0, 0)] * len(scans)
+        occupied_only = np.ones(asked, dtype=np.bool_)  # free cells and a hit's neighbours: only OCCUPIED counts
+        occupied_only[len(free)::len(_NEIGHBOURHOOD)] = False  # a hit's own cell: FREE there is a conflict
+        states = np.asarray(consensus_of(np.concatenate([free_scan, around_scan]),
+                                         np.concatenate([free, around_hits]), occupied_only))
+        if states.shape != (asked,):
+            raise ValueError(f"consensus_of returned shape {states.shape} for {asked} cells")
         near_hit = states[len(free):].reshape(len(hit), len(_NEIGHBOURHOOD))
         surface = (near_hit == OCCUPIED).any(axis=1)
-        agreements = int(np.count_nonzero(surface))
-        conflicts = int(np.count_nonzero((near_hit[:, 0] == FREE) & ~surface)
-                        + np.count_nonzero(states[:len(free)] == OCCUPIED))
-        if agreements + conflicts:
-            scale = 1.0 / max(agreements + conflicts, self.full_scan_cells)
-            reputation.agreements = self.forgetting * reputation.agreements + scale * agreements
-            reputation.conflicts = self.forgetting * reputation.conflicts + scale * conflicts
-            reputation.agreed_cells += agreements
-            reputation.conflicting_cells += conflicts
-        return (agreements, conflicts)
+        agreed = np.bincount(hit_scan[surface], minlength=len(scans)).tolist()
+        conflicting = (np.bincount(hit_scan[(near_hit[:, 0] == FREE) & ~surface], minlength=len(scans))
+                       + np.bincount(free_scan[states[:len(free)] == OCCUPIED], minlength=len(scans))).tolist()
+        for reputation, agreements, conflicts in zip(reputations, agreed, conflicting, strict=True):
+            if agreements + conflicts:
+                scale = 1.0 / max(agreements + conflicts, self.full_scan_cells)
+                reputation.agreements = self.forgetting * reputation.agreements + scale * agreements
+                reputation.conflicts = self.forgetting * reputation.conflicts + scale * conflicts
+                reputation.agreed_cells += agreements
+                reputation.conflicting_cells += conflicts
+        return list(zip(agreed, conflicting, strict=True))
 
     def reputation(self, did: str) -> float:
         """``did``'s beta reputation expected value; the prior's mean for a robot never scored."""
@@ -166,6 +196,36 @@ def _cells(name: str, cells: np.ndarray) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(f"{name} must be an (n, 2) array of cells, got shape {array.shape}")
     return array.astype(np.int64, copy=False)
+
+
+def _beside(free_scan: np.ndarray, free: np.ndarray, around_scan: np.ndarray, around: np.ndarray,
+            scans: int) -> np.ndarray:
+    """Which free cells equal a cell around a hit of their own scan (``around_scan`` ascending), without sorting:
+    each scan's cells around its hits are marked in a bitmap of their bounding box."""
+    with_hits = np.flatnonzero(np.bincount(around_scan, minlength=scans))
+    starts = np.searchsorted(around_scan, with_hits)
+    low_x, low_y = np.minimum.reduceat(around[:, 0], starts), np.minimum.reduceat(around[:, 1], starts)
+    side_x = np.maximum.reduceat(around[:, 0], starts) - low_x + 1
+    side_y = np.maximum.reduceat(around[:, 1], starts) - low_y + 1
+    sizes = side_x * side_y
+    if int(sizes.sum()) > 1 << 26:  # cells spread absurdly far: compare scan by scan
+        beside = np.zeros(len(free), dtype=np.bool_)
+        for scan in with_hits.tolist():
+            mine = free_scan == scan
+            beside[mine] = np.isin(_keys(free[mine]), _keys(around[around_scan == scan]))
+        return beside
+    box = np.full(scans, -1)
+    box[with_hits] = np.arange(len(with_hits))
+    offset = np.cumsum(sizes) - sizes
+    marked = np.zeros(int(sizes.sum()), dtype=np.bool_)
+    b = box[around_scan]
+    marked[offset[b] + (around[:, 0] - low_x[b]) * side_y[b] + (around[:, 1] - low_y[b])] = True
+    b = box[free_scan]
+    x, y = free[:, 0] - low_x[b], free[:, 1] - low_y[b]
+    inside = (b >= 0) & (x >= 0) & (x < side_x[b]) & (y >= 0) & (y < side_y[b])
+    beside = np.zeros(len(free), dtype=np.bool_)
+    beside[inside] = marked[(offset[b] + x * side_y[b] + y)[inside]]
+    return beside
 
 
 def _keys(cells: np.ndarray) -> np.ndarray:

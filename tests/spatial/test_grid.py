@@ -258,3 +258,42 @@ def test_the_grid_equals_the_per_cell_reference(scans: list) -> None:
                     got[key[0] * 64 + int(lx), key[1] * 64 + int(ly)] = float(fused.log_odds[lx, ly])
             assert set(got) <= set(expected)
             assert all(abs(got.get(cell, 0.0) - value) < 2e-3 for cell, value in expected.items()), did
+
+
+def test_consensus_without_a_contributor_equals_the_consensus_with_its_weight_zero() -> None:
+    """The batched leave-one-out consensus trust scoring uses, cell for cell, against consensus_at."""
+    rng = np.random.default_rng(11)
+    grid = OccupancyGrid(SPEC)
+    dids = [f"did:key:robot-{index}" for index in range(6)]
+    boxes = [(4.0, -3.0, 6.0, 3.0), (-9.0, 5.0, -7.5, 9.0), (10.0, 11.0, 14.0, 12.5)]  # across tile borders
+    for step in range(30):
+        for index, did in enumerate(dids):
+            x, y = rng.uniform(-8.0, 12.0), rng.uniform(-6.0, 12.0)
+            angles = ANGLES + rng.uniform(-0.05, 0.05)
+            ranges = np.full(BEAMS, np.inf)
+            for x0, y0, x1, y1 in boxes:  # slab method: the nearest entry into each box
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tx = np.sort(np.stack(((x0 - x) / np.cos(angles), (x1 - x) / np.cos(angles))), axis=0)
+                    ty = np.sort(np.stack(((y0 - y) / np.sin(angles), (y1 - y) / np.sin(angles))), axis=0)
+                enter, leave = np.maximum(tx[0], ty[0]), np.minimum(tx[1], ty[1])
+                ranges = np.where((enter <= leave) & (enter > 0) & (enter < ranges), enter, ranges)
+            if index == 5:  # a liar erasing everything
+                ranges = np.full(BEAMS, np.inf)
+            grid.integrate(did, (x, y, 0.0), -math.pi, INCREMENT, 8.0, np.where(ranges < 8.0, ranges, np.inf),
+                           step * 0.5 + index * 0.01)
+    t_s = 16.0
+    for trust in ({did: 0.75 for did in dids}, {dids[0]: 0.97, dids[1]: 0.15, dids[2]: 0.5, dids[5]: 0.9},
+                  {dids[0]: 0.96, dids[1]: 0.96}):
+        cells = np.stack(np.meshgrid(np.arange(-50, 75), np.arange(-35, 70), indexing="ij"), axis=-1).reshape(-1, 2)
+        of = rng.integers(0, len(dids) + 1, len(cells))  # index len(dids): a DID with no layer at all
+        without = [*dids, "did:key:nobody"]
+        got = grid.consensus_without(cells, without, of, trust, t_s)
+        for index, did in enumerate(without):
+            mine = of == index
+            expected = grid.consensus_at(cells[mine], {**trust, did: 0.0}, t_s)
+            assert (got[mine] == expected).all(), did
+        assert {OCCUPIED, FREE, UNKNOWN} <= set(got.tolist())
+        occupied_only = rng.random(len(cells)) < 0.5  # what scoring asks of free cells and a hit's neighbours
+        partly = grid.consensus_without(cells, without, of, trust, t_s, occupied_only=occupied_only)
+        assert (partly == np.where(occupied_only & (got == FREE), UNKNOWN, got)).all()
+    assert grid.consensus_without(np.empty((0, 2), np.int64), [], np.empty(0, np.int64), {}, t_s).shape == (0,)

@@ -181,3 +181,27 @@ def test_bad_inputs_are_refused() -> None:
                    {"levels": {"fleet": 1.0}}, {"levels": {"self": -1.0}}, {"full_scan_cells": 0}):
         with pytest.raises(ValueError):
             TrustLedger(**kwargs)
+
+
+def test_scoring_many_scans_at_once_is_scoring_them_one_by_one() -> None:
+    """score_many against one consensus moves every reputation as score() called scan by scan does."""
+    rng = np.random.default_rng(3)
+    scans = []
+    for index in range(40):
+        x0, y0 = rng.integers(-5, 35, 2)
+        free = np.unique(rng.integers(0, 12, (rng.integers(0, 80), 2)) + (x0, y0), axis=0)
+        hit = np.unique(rng.integers(0, 12, (rng.integers(0, 12), 2)) + (x0, y0), axis=0)
+        hit = hit[~(hit[:, None, :] == free[None, :, :]).all(axis=2).any(axis=1)]  # hits win over free
+        scans.append(([HONEST, LIAR, "did:key:zOther"][index % 3], free.reshape(-1, 2), hit.reshape(-1, 2)))
+    one_by_one, together = TrustLedger(), TrustLedger()
+    expected = [one_by_one.score(did, free, hit, consensus_of) for did, free, hit in scans]
+    asked: list[int] = []
+
+    def consensus(scan: np.ndarray, cells: np.ndarray, occupied_only: np.ndarray) -> np.ndarray:
+        asked.append(len(cells))
+        states = consensus_of(cells)
+        return np.where(occupied_only & (states == FREE), UNKNOWN, states)  # as the grid may answer
+
+    assert together.score_many(scans, consensus) == expected
+    assert len(asked) == 1 and together.report() == one_by_one.report()
+    assert sum(a + c for a, c in expected) > 50  # the scans do score something
