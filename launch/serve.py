@@ -220,6 +220,10 @@ class IngestRole(Role):
         self.out.flush()
         self.worker.close()
 
+    @property
+    def signer_name(self) -> str:
+        return f"ingest-{self.ctx.index}"
+
 
 def _quantile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
@@ -241,6 +245,7 @@ class SimRole(Role):
                              orders_per_min=d.orders_per_min)
         self.fleet = SimFleet(config, ctx.registry, controller=d.dao, commanders=d.commanders, map_services=[d.map],
                               enroll=ctx.identities.enroll, epoch_s=ctx.clock(), shard=(ctx.index, ctx.of))
+        self.fleet.clock.epoch_s = ctx.clock()  # building the robots took time: the world starts now, not before
         self.spawner = SpawnOrders(ctx, self.fleet)
         self.link = ShardLink(self.fleet, ctx.broker_url, name=f"{_host_tag()}-{ctx.index}",
                               outbox=ctx.state / f"outbox-{ctx.name}-gateway.sqlite3",

@@ -66,6 +66,8 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     say(f"building a {f.city}x{f.city}-block city with {f.robots} robots owned by the DAO {f.dao.did[:24]}... "
         f"in {shards} simulator shard{'s' * (shards > 1)}, {workers} ingest worker{'s' * (workers > 1)}")
     robot_dids = _enroll_robots(f, shards)
+    for i in range(workers):  # each ingest worker signs its status as itself
+        f.store.enroll(f"ingest-{i}", controller=f.operator.did)
     origin_fleet = max(time.time(), f.memory.clock_s + 1.0)  # a resumed fleet's time never goes back
     clock_origin = (origin_fleet, time.time())
 
@@ -116,7 +118,7 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
         role, index = s.name.rsplit("-", 1)
         return any(st["index"] == int(index) and st["pid"] == s.process.pid for st in board.services(role))
 
-    order = ([spec("ingest", i, workers) for i in range(workers)] + [spec("market"), spec("dao"), spec("map"),
+    order = ([spec("ingest", i, config.ingest_of or workers) for i in range(workers)] + [spec("market"), spec("dao"), spec("map"),
              spec("dashboard")] + [spec("sim", k, shards) for k in range(shards)] + [spec("customers")])
     for s in order:
         try:

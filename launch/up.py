@@ -89,6 +89,7 @@ class UpConfig:
     governance: Params = GOVERNANCE  # the DAO's rules when it is founded (later, only its proposals change them)
     ingest_workers: int = 0  # 0: by the fleet's size and this machine's cores
     sim_shards: int = 0  # 0: likewise
+    ingest_of: int = 0  # ingest workers in all, with those other hosts run (0: only this host's)
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
@@ -97,6 +98,9 @@ class UpConfig:
         if self.speed < 0 or self.duration < 0:
             raise CliError("--speed and --for must not be negative", code="bad_time",
                            hint="--speed 0 runs as fast as possible; no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
+        if self.ingest_of and self.ingest_of < max(1, self.ingest_workers):
+            raise CliError(f"--ingest-of {self.ingest_of} is fewer than this host's --ingest-workers",
+                           code="bad_size", hint="--ingest-of counts every host's workers", exit_code=EXIT_USAGE)
         if self.ingest_workers < 0 or self.sim_shards < 0:
             raise CliError("--ingest-workers and --sim-shards must not be negative", code="bad_size",
                            hint="leave them out to size them by the fleet", exit_code=EXIT_USAGE)
@@ -127,6 +131,8 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     up.add_argument("--state", metavar="DIR", help="where the fleet lives (default: HOME/fleet)")
     up.add_argument("--ingest-workers", type=int, metavar="N", help="ingest processes, each owning a share of the "
                                                                     "robots' partitions (default: by fleet size)")
+    up.add_argument("--ingest-of", type=int, metavar="N", help="ingest workers in all, counting those other hosts "
+                                                               "run with `depai serve ingest --index I --of N`")
     up.add_argument("--sim-shards", type=int, metavar="N", help="simulator processes, each running a share of the "
                                                                 "robots (default: by fleet size)")
     up.set_defaults(handler=cmd_up)
