@@ -2,36 +2,57 @@
 
 It is an ingest consumer, so every scan it sees has passed the verify-on-ingest
 pipeline (signature, replay, rate, physics, a range beyond the scan's own
-maximum). It adds its own checks (a pose outside the world, scans faster than a
-robot's lidar turns), fuses what passes into the grid as that robot's own
-evidence, and scores the robot against the corroborated consensus of everyone
-else. On its turn it publishes changed tiles (retained, signed) and, when a
-road's state changes, the road graph. Queries: occupancy at a point, the cost
-of a path, a tile as a PNG, and who contributed to a tile or a road decision.
+maximum). ``observe`` runs on the ingest (MQTT network) thread and only does
+bookkeeping: it adds its own checks (a pose outside the world, scans faster than
+a robot's lidar turns) and queues what passes, without taking the map's lock.
+``fuse_pending`` (the start of every ``step``, or a thread of its own) fuses the
+whole queue in one batch as each robot's own evidence, drops returns on other
+robots through a spatial index of their reported poses, and scores every robot
+of the batch against one corroborated consensus of everyone else. On its turn
+``step`` publishes changed tiles (retained, signed) and, when a road's state
+changes, the road graph. Queries (thread-safe, and they see every scan observed
+before them): occupancy at a point, the cost of a path, a tile as a PNG, and who
+contributed to a tile or a road decision.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
+from scipy.spatial import cKDTree
 
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
 from bus.topics import MAP_GRAPH, map_tile_topic
 from identity.envelope import Envelope, EnvelopeSigner
-from spatial.grid import OCCUPIED, UNKNOWN, GridSpec, OccupancyGrid, TileKey
+from spatial.grid import OCCUPIED, UNKNOWN, FusedTile, GridSpec, Observation, OccupancyGrid, Scan, TileKey
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
 
 UNKNOWN_COST_FACTOR = 1.5  # a metre of path through ground nobody has seen costs this much
+FUSE_CHUNK = 128  # scans fused, cleared of teammates and scored together: bounds the memory of one batch
+TIME_SLICE_S = 0.25  # scans this close in time share one spatial index of where the other robots were
+NEAREST_ROBOTS = 8  # robots looked at around each return (more cannot stand within a teammate radius)
+
+
+class _Pending(NamedTuple):
+    """A scan that passed the service's own checks, waiting to be fused."""
+
+    did: str
+    x: float
+    y: float
+    theta: float
+    t_s: float
+    body: dict[str, Any]
 
 
 class _BoundBelief:
@@ -49,6 +70,8 @@ class _BoundBelief:
 
 class MapService:
     """Fuses verified scans into the shared grid, weighs who said what, and publishes tiles and road states."""
+
+    declared_kinds = ("birth", "telemetry", "scan")  # the message kinds observe() consumes
 
     def __init__(
         self,
@@ -68,6 +91,7 @@ class MapService:
         teammate_radius_m: float = 0.9,
         teammate_window_s: float = 1.5,
         witness_weight: float = 0.8,
+        max_pending: int = 10_000,
     ) -> None:
         self.signer = signer
         self.bounds = bounds
@@ -84,6 +108,7 @@ class MapService:
         self.teammate_radius_m = teammate_radius_m
         self.teammate_window_s = teammate_window_s
         self.witness_weight = witness_weight
+        self.max_pending = max_pending
         self.refused: Counter[str] = Counter()
         self.scans = 0
         self.report: RoadReport | None = None
@@ -94,7 +119,10 @@ class MapService:
         self._weights: dict[str, float] = {}
         self._weights_at = -math.inf
         self._next_publish = -math.inf
-        self._lock = threading.Lock()
+        # Filled by observe() without a lock (deque appends and pops are atomic), drained by fuse_pending().
+        self._pending: deque[_Pending] = deque()
+        self._births: deque[str] = deque()
+        self._lock = threading.Lock()  # the grid, trust and published state: fusion, publishing and queries
 
     @property
     def did(self) -> str:
@@ -105,21 +133,25 @@ class MapService:
 
     def observe(self, topic: str, envelope: Envelope) -> None:
         """An ingest consumer: births set a robot's verification level; telemetry says where robots are;
-        scans are checked and fused."""
-        if envelope.kind == "birth":
-            with self._lock:
-                self.trust.set_level(envelope.issuer, self.level_of(envelope.issuer))
-        elif envelope.kind == "telemetry":  # no lock: one dict store, while step() may hold it for a long turn
+        scans are checked and queued for ``fuse_pending``. Cheap, and never waits for the map's lock."""
+        kind = envelope.kind
+        if kind == "scan":
+            self._queue(envelope.issuer, envelope.body)
+        elif kind == "telemetry":
             body = envelope.body
             self._place(envelope.issuer, body["t"] / 1000.0, body["pose"], float(body["twist"]["v"]))
-        elif envelope.kind == "scan":
-            with self._lock:
-                self._scan(envelope.issuer, envelope.body)
+        elif kind == "birth":
+            self._births.append(envelope.issuer)  # applied before the next batch: before this robot's scans
+
+    @property
+    def pending(self) -> int:
+        """Scans observed and not yet fused."""
+        return len(self._pending)
 
     def _refuse(self, reason: str) -> None:
         self.refused[reason] += 1
 
-    def _scan(self, did: str, body: dict[str, Any]) -> None:
+    def _queue(self, did: str, body: dict[str, Any]) -> None:
         pose = body["pose"]
         x, y, theta = float(pose["x"]), float(pose["y"]), float(pose["theta"])
         xmin, ymin, xmax, ymax = self.bounds
@@ -132,19 +164,12 @@ class MapService:
             self._refuse("too_frequent")
             return
         self._last_scan[did] = t_s
-        speed = self._poses[did][4] if did in self._poses else 0.0
-        self._place(did, t_s, pose, speed)
-        # Like OctoMap's maxrange: far returns are where a small heading error moves a wall most.
-        range_max = min(float(body["range_max"]), self.max_range_m)
-        ranges = np.array([math.inf if r is None or r >= range_max else r for r in body["ranges"]])
-        self._drop_teammates(did, (x, y, theta), body["angle_min"], body["angle_increment"], ranges, t_s)
-        observation = self.grid.integrate(did, (x, y, theta), body["angle_min"], body["angle_increment"],
-                                          range_max, ranges, t_s)
-        self.scans += 1
-        weights = self._trust_snapshot(t_s)
-        others = {**weights, did: 0.0}  # a robot must not vouch for itself
-        self.trust.score(did, observation.free, observation.hit,
-                         lambda cells: self.grid.consensus_at(cells, others, t_s))
+        known = self._poses.get(did)
+        self._place(did, t_s, pose, known[4] if known is not None else 0.0)
+        if len(self._pending) >= self.max_pending:
+            self._refuse("backlog")  # fusion has fallen this far behind: drop rather than grow without bound
+            return
+        self._pending.append(_Pending(did, x, y, theta, t_s, body))
 
     def _place(self, did: str, t_s: float, pose: Mapping[str, float], speed: float) -> None:
         """Remember where a robot said it was (the newest report wins), to tell teammates from obstacles."""
@@ -152,27 +177,122 @@ class MapService:
         if known is None or t_s >= known[0]:
             self._poses[did] = (t_s, float(pose["x"]), float(pose["y"]), float(pose["theta"]), speed)
 
-    def _drop_teammates(self, did: str, pose: tuple[float, float, float], angle_min: float,
-                        angle_increment: float, ranges: np.ndarray, t_s: float) -> None:
-        """Drop (in place) the returns that land on another robot: a teammate is not part of the map.
+    def fuse_pending(self) -> int:
+        """Fuse every scan observed so far, in batches; returns how many. Thread-safe: the start of every
+        ``step``, and what a fusion thread of the map process may call in a loop."""
+        with self._lock:
+            return self._fuse(self.clock())
 
-        Each robot's last reported pose, heard within teammate_window_s, is carried forward
+    def _fuse(self, now: float) -> int:
+        while self._births:
+            did = self._births.popleft()
+            self.trust.set_level(did, self.level_of(did))
+        count = len(self._pending)  # scans observed after this are left for the next batch
+        if not count:
+            return 0
+        batch = [self._pending.popleft() for _ in range(count)]
+        for start in range(0, count, FUSE_CHUNK):
+            scans = self._scans(batch[start:start + FUSE_CHUNK])
+            observations = self.grid.integrate_many(scans)
+            self.scans += len(observations)
+            self._score(observations, now)
+        return count
+
+    def _scans(self, batch: Sequence[_Pending]) -> list[Scan]:
+        """The batch as the grid takes it: ranges capped (like OctoMap's maxrange: far returns are where a small
+        heading error moves a wall most) and the returns that land on another robot dropped."""
+        lengths = [len(item.body["ranges"]) for item in batch]
+        caps = [min(float(item.body["range_max"]), self.max_range_m) for item in batch]
+        ranges = np.array(list(itertools.chain.from_iterable(item.body["ranges"] for item in batch)),
+                          dtype=np.float64)  # None (no return) reads as nan
+        ranges[~(ranges < np.repeat(caps, lengths))] = math.inf
+        self._drop_teammates(batch, lengths, ranges)
+        return [Scan(item.did, (item.x, item.y, item.theta), float(item.body["angle_min"]),
+                     float(item.body["angle_increment"]), cap, beams, item.t_s)
+                for item, cap, beams in zip(batch, caps, np.split(ranges, np.cumsum(lengths)[:-1]), strict=True)]
+
+    def _drop_teammates(self, batch: Sequence[_Pending], lengths: list[int], ranges: np.ndarray) -> None:
+        """Drop (in place: a negative range) the returns that land on another robot: a teammate is not part of the map.
+
+        Each robot's last reported pose, heard within teammate_window_s of a scan, is carried forward
         along its heading at its reported speed to the scan's time; a return within
         teammate_radius_m of it says nothing about the world and would only count as a
-        conflict against whoever sees that ground free a moment later.
+        conflict against whoever sees that ground free a moment later. For the whole batch at once:
+        the scans are cut into slices of TIME_SLICE_S, and each slice's returns look only at the
+        robots a k-d tree of their poses (carried to the slice's middle) finds near them.
         """
-        others = [(x + v * (t_s - t) * math.cos(th), y + v * (t_s - t) * math.sin(th))
-                  for other, (t, x, y, th, v) in list(self._poses.items())  # a copy: telemetry adds lock-free
-                  if other != did and abs(t_s - t) <= self.teammate_window_s]
+        poses = self._poses.copy()  # one atomic copy: telemetry adds lock-free
         returns = np.flatnonzero(np.isfinite(ranges))
-        if not others or not len(returns):
+        if len(poses) < 2 or not len(returns):
             return
-        x, y, theta = pose
-        angles = theta + angle_min + returns * angle_increment
-        ends = np.stack((x + ranges[returns] * np.cos(angles), y + ranges[returns] * np.sin(angles)), axis=1)
-        near = np.array(others)
-        gap = np.hypot(ends[:, None, 0] - near[None, :, 0], ends[:, None, 1] - near[None, :, 1]).min(axis=1)
-        ranges[returns[gap <= self.teammate_radius_m]] = -1.0  # a negative range: the beam is dropped
+        number = {did: index for index, did in enumerate(poses)}
+        heard = np.array(list(poses.values()))  # t, x, y, theta, v per robot
+        scan_of = np.repeat(np.arange(len(batch)), lengths)[returns]
+        beam = returns - np.repeat(np.cumsum(lengths) - lengths, lengths)[returns]
+        params = np.array([(item.x, item.y, item.theta + float(item.body["angle_min"]),
+                            float(item.body["angle_increment"]), item.t_s, number.get(item.did, -1))
+                           for item in batch])
+        x, y, start, step, t_s, owner = params[scan_of].T
+        angle = start + beam * step
+        ends = np.stack((x + ranges[returns] * np.cos(angle), y + ranges[returns] * np.sin(angle)), axis=1)
+        dropped = np.zeros(len(returns), dtype=bool)
+        order = np.argsort(t_s, kind="stable")
+        times = t_s[order]
+        first = 0
+        while first < len(order):
+            last = int(np.searchsorted(times, times[first] + TIME_SLICE_S, side="right"))
+            chosen = order[first:last]
+            dropped[chosen] = self._near_teammates(ends[chosen], t_s[chosen], owner[chosen], heard,
+                                                   times[first], times[last - 1])
+            first = last
+        ranges[returns[dropped]] = -1.0  # a negative range: the beam is dropped
+
+    def _near_teammates(self, ends: np.ndarray, t_s: np.ndarray, owner: np.ndarray, heard: np.ndarray,
+                        earliest: float, latest: float) -> np.ndarray:
+        """Which return ends (heard by robot ``owner`` at ``t_s``, within [earliest, latest]) lie on another robot."""
+        middle, half = (earliest + latest) / 2, (latest - earliest) / 2
+        alive = np.flatnonzero(np.abs(heard[:, 0] - middle) <= self.teammate_window_s + half)
+        near = np.zeros(len(ends), dtype=bool)
+        if not len(alive):
+            return near
+        t, x, y, theta, v = heard[alive].T
+        slack = np.abs(v) * half  # how far a robot moves between the slice's middle and either end
+        narrow = slack <= self.teammate_radius_m  # robots reported faster are few: each is checked against all
+        pairs = []
+        if narrow.any():
+            lead = v[narrow] * (middle - t[narrow])
+            at = np.stack((x[narrow] + lead * np.cos(theta[narrow]), y[narrow] + lead * np.sin(theta[narrow])), axis=1)
+            count = int(narrow.sum())
+            reach = self.teammate_radius_m + float(slack[narrow].max())
+            _, found = cKDTree(at).query(ends, k=min(NEAREST_ROBOTS, count), distance_upper_bound=reach)
+            found = np.asarray(found).reshape(len(ends), -1)
+            ret, slot = np.nonzero(found < count)
+            pairs.append((ret, np.flatnonzero(narrow)[found[ret, slot]]))
+        if not narrow.all():
+            wide = np.flatnonzero(~narrow)
+            pairs.append((np.repeat(np.arange(len(ends)), len(wide)), np.tile(wide, len(ends))))
+        ret = np.concatenate([r for r, _ in pairs])
+        robot = np.concatenate([j for _, j in pairs])
+        lag = t_s[ret] - t[robot]
+        lead = v[robot] * lag
+        gap = np.hypot(ends[ret, 0] - x[robot] - lead * np.cos(theta[robot]),
+                       ends[ret, 1] - y[robot] - lead * np.sin(theta[robot]))
+        hit = (alive[robot] != owner[ret]) & (np.abs(lag) <= self.teammate_window_s) & (gap <= self.teammate_radius_m)
+        near[ret[hit]] = True
+        return near
+
+    def _score(self, observations: Sequence[Observation], now: float) -> None:
+        """Score every scan of a batch against one consensus of the current trust snapshot, each robot's own
+        evidence left out (a robot must not vouch for itself)."""
+        if not observations:
+            return
+        weights = self._trust_snapshot(now)
+        number: dict[str, int] = {}
+        of = np.array([number.setdefault(o.did, len(number)) for o in observations], dtype=np.int64)
+        without = list(number)
+        self.trust.score_many([(o.did, o.free, o.hit) for o in observations],
+                              lambda scan, cells, occupied_only: self.grid.consensus_without(
+                                  cells, without, of[scan], weights, now, occupied_only=occupied_only))
 
     def _trust_snapshot(self, t_s: float) -> dict[str, float]:
         """The contributors' weights, refreshed at most every trust_refresh_s (the grid caches per snapshot)."""
@@ -184,36 +304,45 @@ class MapService:
     # --- out -----------------------------------------------------------------------------------------
 
     def step(self) -> list[Outgoing]:
-        """On its turn (every publish_every_s): the changed tiles, and the road graph when a road changed."""
+        """Every turn: fuse what was observed. On its turn (every publish_every_s): the changed tiles, and the road
+        graph when a road changed. Tiles are encoded and signed after the lock is let go."""
         now = self.clock()
-        if now < self._next_publish:
-            return []
-        self._next_publish = now + self.publish_every_s
         with self._lock:
-            return self._publish(now)
-
-    def _publish(self, now: float) -> list[Outgoing]:
-        weights = self._trust_snapshot(now)
+            self._fuse(now)
+            if now < self._next_publish:
+                return []
+            self._next_publish = now + self.publish_every_s
+            tiles, graph = self._changed(now)
+        resolution = self.grid.spec.resolution_m
         out = []
+        for fused in tiles:
+            out.append(self._tile(encode_tile("belief", fused.key, fused.version, resolution,
+                                              belief_cells(fused.state))))
+            out.append(self._tile(encode_tile("probability", fused.key, fused.version, resolution,
+                                              probability_cells(fused.log_odds))))
+        if graph is not None:
+            spec = BY_KIND["map.graph"]
+            out.append(Outgoing(MAP_GRAPH, self.signer.seal("map.graph", graph), spec.qos, spec.retain))
+        return out
+
+    def _changed(self, now: float) -> tuple[list[FusedTile], dict[str, Any] | None]:
+        """The fused tiles changed since last published, and the road graph's message if a road changed."""
+        weights = self._trust_snapshot(now)
+        tiles = []
         for key in self.grid.tiles():
             version = self.grid.version(key)
             if self._published.get(key) == version:
                 continue
             self._published[key] = version
-            fused = self.grid.belief(key, weights, now)
-            resolution = self.grid.spec.resolution_m
-            out.append(self._tile(encode_tile("belief", key, version, resolution, belief_cells(fused.state))))
-            out.append(self._tile(encode_tile("probability", key, version, resolution,
-                                              probability_cells(fused.log_odds))))
+            tiles.append(self.grid.belief(key, weights, now))  # read-only arrays: safe to encode outside the lock
         report = self.roads.evaluate(_BoundBelief(self.grid, weights, now), _BoundBelief(self.grid, weights, now, k=1),
                                      lambda key: self._witnesses(key, weights, now), k=self.grid.spec.corroboration_k)
+        graph = None
         if self.report is None or report.changed_since(self.report):
             self.graph_version += 1
-            spec = BY_KIND["map.graph"]
-            body = graph_message(report, self.graph_version)
-            out.append(Outgoing(MAP_GRAPH, self.signer.seal("map.graph", body), spec.qos, spec.retain))
+            graph = graph_message(report, self.graph_version)
         self.report = report
-        return out
+        return tiles, graph
 
     def _witnesses(self, key: EdgeKey, weights: Mapping[str, float], now: float) -> list[_BoundBelief]:
         """One belief per robot with evidence on this road, from its evidence alone: only robots whose weight
@@ -235,6 +364,7 @@ class MapService:
         """The believed state at a point: 1 occupied, -1 free, 0 unknown."""
         now = self.clock()
         with self._lock:
+            self._fuse(now)
             return int(self.grid.state_at(np.array([x]), np.array([y]), self._trust_snapshot(now), now)[0])
 
     def path_cost(self, points: Sequence[tuple[float, float]]) -> float | None:
@@ -252,6 +382,7 @@ class MapService:
             lengths.append(np.full(n, length / n))
         now = self.clock()
         with self._lock:
+            self._fuse(now)
             states = self.grid.state_at(np.concatenate(xs), np.concatenate(ys), self._trust_snapshot(now), now)
         if (states == OCCUPIED).any():
             return None
@@ -262,6 +393,7 @@ class MapService:
         """A tile as an 8-bit greyscale PNG, north up (for the dashboard)."""
         now = self.clock()
         with self._lock:
+            self._fuse(now)
             fused = self.grid.belief(key, self._trust_snapshot(now), now)
         cells = belief_cells(fused.state) if layer == "belief" else probability_cells(fused.log_odds)
         return tile_png(cells, layer)
@@ -269,6 +401,7 @@ class MapService:
     def provenance(self, key: TileKey) -> dict[str, float]:
         """Who contributed to a tile, and how much."""
         with self._lock:
+            self._fuse(self.clock())
             return self.grid.contributions(key)
 
     def blocked_roads(self) -> dict[tuple[str, str], dict[str, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import networkx as nx
 import numpy as np
@@ -126,13 +127,13 @@ def _telemetry(fleet: Fleet, robot: int, x: float, y: float, v: float = 0.0) -> 
     assert fleet.ingest.handle(message.topic, message.payload) is not None
 
 
-def _disc_ranges(x: float, cx: float, radius: float) -> list[float | None]:
-    """What a lidar at (x, 0) sees of a robot-sized disc at (cx, 0), nothing else around."""
+def _disc_ranges(x: float, cx: float, radius: float, y0: float = 0.0) -> list[float | None]:
+    """What a lidar at (x, 0) sees of a robot-sized disc at (cx, y0), nothing else around."""
     ranges: list[float | None] = []
     for angle in ANGLES:
         c, s = math.cos(angle), math.sin(angle)
-        b = (cx - x) * c
-        disc = b * b - ((cx - x) ** 2 - radius ** 2)
+        b = (cx - x) * c + y0 * s
+        disc = b * b - ((cx - x) ** 2 + y0 ** 2 - radius ** 2)
         r = b - math.sqrt(disc) if disc >= 0 and b > 0 else math.inf
         ranges.append(round(r, 3) if r < 12.0 else None)
     return ranges
@@ -206,8 +207,145 @@ def test_a_graph_from_anyone_but_the_map_service_is_refused(fleet, registry, clo
 
 def test_provenance_names_who_contributed(fleet) -> None:
     _sweep(fleet, [0, 1])
+    fleet.service.fuse_pending()  # the grid itself holds what has been fused (queries fuse first on their own)
     dids = {s.signer.did for s in fleet.sessions[:2]}
     for key in fleet.service.grid.tiles():
         assert set(fleet.service.provenance(key)) <= dids
     assert set().union(*(fleet.service.provenance(k) for k in fleet.service.grid.tiles())) == dids
 
+
+
+# --- batched fusion: observe() queues, fuse_pending() (the start of every step) fuses --------------------------
+
+
+def _envelope(kind: str, did: str, body: dict) -> Envelope:
+    """What an ingest worker hands a consumer once it has verified a message (the service checks no signature)."""
+    return Envelope(kind, did, "key-1", 0, 0, 0, body, b"", b"")
+
+
+def _scan_body(t_s: float, x: float, y: float, ranges: list[float | None]) -> dict:
+    return {"t": round(t_s * 1000), "pose": {"x": x, "y": y, "theta": 0.0}, "angle_min": -math.pi,
+            "angle_increment": 2 * math.pi / RAYS, "range_max": 12.0, "ranges": ranges}
+
+
+def test_a_scan_is_queued_by_observe_and_fused_only_by_fuse_pending_or_step(fleet) -> None:
+    assert MapService.declared_kinds == ("birth", "telemetry", "scan")
+    service = fleet.service
+    fleet.scan(0, 2.5, 0.0)
+    assert service.pending == 1 and service.scans == 0 and service.grid.tiles() == []
+    assert service.fuse_pending() == 1
+    assert service.pending == 0 and service.scans == 1 and service.grid.tiles() != []
+    fleet.clock.advance(0.5)
+    fleet.scan(1, 3.0, 0.0)
+    assert service.pending == 1
+    service.step()  # fuses first, then publishes
+    assert service.pending == 0 and service.scans == 2
+
+
+def test_observe_never_waits_for_the_maps_lock(fleet) -> None:
+    """A long publishing turn or query holds the lock; the ingest thread's scans and telemetry go on."""
+    did = fleet.sessions[0].signer.did
+    t_s = fleet.clock()
+    done = threading.Event()
+
+    def ingest() -> None:
+        fleet.service.observe("scan", _envelope("scan", did, _scan_body(t_s, 2.5, 0.0, _wall_ranges(2.5, 0.0))))
+        fleet.service.observe("telemetry", _envelope("telemetry", did, {
+            "t": round(t_s * 1000) + 100, "pose": {"x": 2.6, "y": 0.0, "theta": 0.0}, "twist": {"v": 1.0, "w": 0.0},
+            "battery": 0.9}))
+        done.set()
+
+    with fleet.service._lock:  # as step() holds it while it fuses and publishes
+        worker = threading.Thread(target=ingest, daemon=True)
+        worker.start()
+        assert done.wait(5.0), "observe() blocked on the map's lock"
+    worker.join()
+    assert fleet.service.pending == 1 and fleet.service.fuse_pending() == 1
+
+
+def test_a_full_queue_drops_scans_and_counts_them(registry, clock) -> None:
+    service = Fleet(registry, clock).service
+    service.max_pending = 2
+    for robot in range(3):
+        service.observe("scan", _envelope("scan", f"did:key:r{robot}", _scan_body(clock(), 0.0, 0.0, [None] * RAYS)))
+    assert service.pending == 2 and service.refused["backlog"] == 1
+    assert service.fuse_pending() == 2 and service.scans == 2
+
+
+def test_teammates_are_dropped_for_a_whole_batch_moving_fast_or_slow(fleet) -> None:
+    """Robots 0 and 1 scan robot 2 (reported at 1.2 m/s) and robot 3 (reported at 10 m/s: it moves further
+    within one time slice than a teammate's radius) at several times, all fused in one batch: neither robot
+    becomes an obstacle."""
+    start = fleet.clock()
+    _telemetry(fleet, 2, 1.0, 0.0, v=1.2)
+    body = {"t": round(start * 1000), "pose": {"x": 0.0, "y": 3.0, "theta": 0.0}, "twist": {"v": 10.0, "w": 0.0},
+            "battery": 0.9}  # a machine faster than these robots' profile (ingest would refuse it for them)
+    fleet.service.observe("telemetry", _envelope("telemetry", fleet.sessions[3].signer.did, body))
+    for robot, dt in ((0, 0.1), (1, 0.3), (0, 0.6), (1, 0.7), (0, 1.2)):  # one time slice holds 0.1 and 0.3
+        slow, fast = 1.0 + 1.2 * dt, 10.0 * dt  # where robots 2 and 3 are at start + dt
+        y = 3.0 * robot
+        fleet.clock.now = start + dt
+        ranges = [a if b is None else b if a is None else min(a, b)
+                  for a, b in zip(_disc_ranges(-2.0, slow, 0.35, y0=-y), _disc_ranges(-2.0, fast, 0.35, y0=3.0 - y),
+                                  strict=True)]
+        fleet.scan(robot, -2.0, y, ranges=ranges)
+    assert fleet.service.pending == 5
+    fleet.service.fuse_pending()
+    assert fleet.service.scans == 5
+    grid, now, size = fleet.service.grid, fleet.clock(), fleet.service.grid.spec.tile_cells
+    for cx, cy in [(1.0 + 1.2 * dt, 0.0) for dt in (0.1, 0.6, 1.2)] + [(10.0 * dt, 3.0) for dt in (0.1, 0.3)]:
+        for robot in (0, 1):  # not one hit of either robot's own evidence lands on a teammate
+            alone = {session.signer.did: float(index == robot) for index, session in enumerate(fleet.sessions)}
+            for x in np.arange(cx - 0.5, cx + 0.51, 0.1):
+                for y in np.arange(cy - 0.5, cy + 0.51, 0.1):
+                    ix, iy = grid.cell_of(x, y)
+                    own = grid.belief((ix // size, iy // size), alone, now).log_odds[ix % size, iy % size]
+                    assert own <= 0.0, (robot, cx, cy)
+
+
+def test_queries_and_step_run_while_another_thread_observes(fleet) -> None:
+    """The dashboard's thread asks, the fleet loop steps, the ingest thread observes: nothing raises or is lost."""
+    service, clock = fleet.service, fleet.clock
+    dids = [session.signer.did for session in fleet.sessions]
+    start = clock()
+    sent = 400
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def observe() -> None:
+        try:
+            for index in range(sent):
+                did = dids[index % len(dids)]
+                t_s = start + 0.25 * (index // len(dids)) + 0.01 * (index % len(dids))
+                x = -10.0 + (index % 40) * 0.5
+                service.observe("scan", _envelope("scan", did, _scan_body(t_s, x, 0.0, _wall_ranges(x, 0.0))))
+                service.observe("telemetry", _envelope("telemetry", did, {
+                    "t": round(t_s * 1000), "pose": {"x": x, "y": 0.0, "theta": 0.0}, "twist": {"v": 1.0, "w": 0.0},
+                    "battery": 0.9}))
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    def ask() -> None:
+        try:
+            while not stop.is_set():
+                service.occupancy(WALL_X + 0.05, 0.0)
+                service.path_cost([(0.0, 0.0), (10.0, 0.0)])
+                for key in service.tile_versions():
+                    service.tile_png(key)
+                    service.provenance(key)
+                service.step()
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    asking = [threading.Thread(target=ask, daemon=True) for _ in range(2)]
+    observing = threading.Thread(target=observe, daemon=True)
+    for thread in [*asking, observing]:
+        thread.start()
+    observing.join(60.0)
+    stop.set()
+    for thread in asking:
+        thread.join(60.0)
+    assert not errors, errors
+    service.fuse_pending()
+    assert service.scans + sum(service.refused.values()) == sent and service.pending == 0
+    assert service.scans > 0 and service.occupancy(WALL_X + 0.05, 0.0) == OCCUPIED
