@@ -525,6 +525,7 @@ class DashboardRole(Role):
                            hint="0 takes any free port", exit_code=EXIT_USAGE)
         try:
             self.dashboard = DashboardServer(view, host=host, port=int(port)).start()
+            self.url = self.dashboard.url  # kept: the final status, after close(), still says where it was
         except DashboardError as err:
             self.ledger.close()
             raise CliError(str(err), code="port_taken", hint="set DEPAI_DASHBOARD_PORT (0: any free port)",
@@ -539,7 +540,7 @@ class DashboardRole(Role):
         return self._names
 
     def counters(self) -> dict[str, Any]:
-        return {"url": self.dashboard.url}
+        return {"url": self.url}
 
     def close(self) -> None:
         self.dashboard.stop()
