@@ -120,6 +120,16 @@ def _heading(city: CityLayout, street: str, rng: np.random.Generator) -> float:
     return theta if rng.random() < 0.5 else math.atan2(y0 - y1, x0 - x1)
 
 
+def robot_profile(spec: RobotSpec) -> MachineProfile:
+    """What a simulated delivery robot's DID document declares about the machine."""
+    return MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
+
+
+def gateway_name(shard: tuple[int, int]) -> str:
+    """The name of simulator shard k of n's gateway identity (``gateway`` when there is one simulator)."""
+    return "gateway" if shard == (0, 1) else f"gateway-{shard[0]}"
+
+
 class Enroll(Protocol):
     """Gives the fleet the identity called ``name`` (``gateway``, ``robot-0``, ...): fresh, or kept from before."""
 
@@ -133,9 +143,12 @@ class SimFleet:
     def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
                  commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None,
                  agent_class: Callable[[int], type[RobotAgent]] = lambda index: RobotAgent,
-                 enroll: Enroll | None = None) -> None:
+                 enroll: Enroll | None = None, shard: tuple[int, int] = (0, 1)) -> None:
         """``agent_class(i)`` is the agent robot i runs (benchmarks run adversarial robots this way); ``enroll``
-        names each identity (default: a fresh key every time; ``depai up`` keeps them across runs)."""
+        names each identity (default: a fresh key every time; ``depai up`` keeps them across runs); ``shard`` (k, n)
+        makes this simulator shard k of n: its robots are robot-k, robot-(k+n), ... and it has a gateway of its
+        own, so several simulators split one fleet (robots of different shards do not see each other)."""
+        self.shard = shard
         self._enroll: Enroll = enroll or (lambda name, **terms: register(registry, **terms))
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
@@ -149,7 +162,7 @@ class SimFleet:
         self.planner = RoadPlanner(self.city.road_graph())
         # One verified view of the shared road graph for the whole gateway (a site bridge would do the same).
         self.map_view = MapView(registry, map_services, clock=self.clock)
-        self.gateway_identity = self._enroll("gateway", controller=controller, with_topic_root=True)
+        self.gateway_identity = self._enroll(gateway_name(shard), controller=controller, with_topic_root=True)
         self.gateway = MachineSession(self.gateway_identity.envelope_signer(self.clock),
                                       topic_root(self.gateway_identity.did), self.gateway_identity.document,
                                       software="depai-sim")
@@ -165,20 +178,21 @@ class SimFleet:
         self.market_gate = MarketGate(registry, self._commanders, clock=self.clock)
         self.market_refused: Counter[str] = Counter()  # market messages refused, once each for the whole fleet
         self._by_did: dict[str, RobotAgent] = {}  # filled by deliver() as robots are added
-        self._rng = np.random.default_rng([config.seed, 1])
+        self._rng = np.random.default_rng([config.seed, 1] if shard == (0, 1) else [config.seed, 1, *shard])
         for _ in range(config.robots):
             self.add_robot()
         # Fleet time starts after the last registration, so no message predates its signer's key.
         self.clock.epoch_s = time.time() if epoch_s is None else epoch_s
 
-    def add_robot(self, controller: str | None = None) -> RobotAgent:
+    def add_robot(self, controller: str | None = None, *, name: str | None = None) -> RobotAgent:
         """A new robot at a random street point, with its own registered identity (controlled by ``controller``,
-        the fleet's operator by default). Added while the fleet runs, its birth goes out with the next step."""
+        the fleet's operator by default; called ``name``, else by its place in the fleet). Added while the fleet
+        runs, its birth goes out with the next step."""
         config, spec, index = self.config, self.config.robot, len(self.agents)
-        machine = MachineProfile(spec.model, ["delivery", "lidar-2d", "gnss"], spec.max_speed_mps, spec.payload_kg)
+        machine = robot_profile(spec)
         x, y, street = self.city.random_road_point(self._rng)
         self.world.add_robot(x, y, _heading(self.city, street, self._rng), spec, battery=config.battery)
-        me = self._enroll(f"robot-{index}", controller=controller or self._controller, machine=machine,
+        me = self._enroll(name or f"robot-{self.shard[0] + index * self.shard[1]}", controller=controller or self._controller, machine=machine,
                           with_topic_root=True)
         root = topic_root(me.did)
         session = MachineSession(me.envelope_signer(self.clock), root, me.document,
