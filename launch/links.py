@@ -18,6 +18,7 @@ from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_b
 from bus.client import BusClient
 from bus.frames import pack
 from bus.ingest import Ingest
+from bus.router import Router
 from bus.session import Outgoing
 from bus.topics import (
     COMMAND_CHANNEL,
@@ -31,6 +32,9 @@ from bus.topics import (
 from identity.envelope import Envelope
 from launch.fleet import Link, SimFleet
 from launch.output import EXIT_USAGE, CliError
+from marketplace.dispatch import Dispatcher
+from marketplace.service import MarketService
+from spatial.service import MapService
 
 
 class LoopbackLink:
@@ -191,17 +195,11 @@ class ShardLink:
         self.client.close()
 
 
-class Tally:
-    """Counts what the fleet's services accepted, by kind, and hands every verified message to them."""
-
-    def __init__(self, *consumers: Callable[[str, Envelope], None]) -> None:
-        self.consumers = consumers
-        self.accepted: dict[str, int] = {}
-
-    def __call__(self, topic: str, envelope: Envelope) -> None:
-        self.accepted[envelope.kind] = self.accepted.get(envelope.kind, 0) + 1
-        for consume in self.consumers:
-            consume(topic, envelope)
+def fleet_router(dispatcher: Dispatcher, shared_map: MapService, market: MarketService) -> Router:
+    """The in-process fleet's routes: each verified kind to the services that declared it."""
+    return (Router().declare(Dispatcher.declared_kinds, dispatcher.observe)
+            .declare(MapService.declared_kinds, shared_map.observe)
+            .declare(MarketService.declared_kinds, market.observe))
 
 
 def open_link(broker: str, fleet: SimFleet, ingest: Ingest, work: Path, stack: contextlib.ExitStack, *,

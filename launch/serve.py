@@ -331,7 +331,7 @@ class MapRole(Role):
         self.dispatcher = Dispatcher(ctx.identity("dispatcher").envelope_signer(ctx.clock), clock=ctx.clock)
         self.surveys = SurveyRequests(self.map, self.dispatcher)
         router = Router().declare(MapService.declared_kinds, self.map.observe)
-        router.declare(("telemetry", "event"), self.dispatcher.observe)
+        router.declare(Dispatcher.declared_kinds, self.dispatcher.observe)
         self.inbound = VerifiedIn(router)
         self.inbound.subscribe(ctx.client)
 

@@ -29,7 +29,8 @@ from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
-from launch.links import Tally, open_link
+from bus.router import Router
+from launch.links import fleet_router, open_link
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
@@ -88,13 +89,13 @@ def _check(args: argparse.Namespace) -> None:
                        exit_code=EXIT_USAGE)
 
 
-def _progress(report_to: Any, fleet: SimFleet, tally: Tally, ingest: Ingest,
+def _progress(report_to: Any, fleet: SimFleet, tally: Router, ingest: Ingest,
               market: MarketService) -> Callable[[float], None]:
     """The run's status line: simulated time, robots, tasks and messages."""
     show = status_line(report_to)
     return lambda sim_s: show(sim_s, f"robots {len(fleet.agents)}  tasks posted {market.posted} awarded "
                                      f"{market.awarded} settled {len(market.delivered)}  verified "
-                                     f"{sum(tally.accepted.values())} refused "
+                                     f"{sum(tally.routed.values())} refused "
                                      f"{int(ingest.metrics.total('depai_ingest_refused_total'))}")
 
 
@@ -128,7 +129,7 @@ def cmd_sim(args: argparse.Namespace, home: Home) -> int:
             orders = CustomerOrders(Customers([c.envelope_signer(fleet.clock) for c in customers],
                                               market.policy.quote, clock=fleet.clock, currency=CURRENCY,
                                               task_life_s=market.policy.task_life_s), market)
-            tally = Tally(dispatcher.observe, shared_map.observe, market.observe)
+            tally = fleet_router(dispatcher, shared_map, market)
             ingest = Ingest(registry, tally, clock=fleet.clock)
             link, where = open_link(args.broker, fleet, ingest, work, stack)
             if not args.json:
@@ -171,7 +172,7 @@ def _marketplace(work: Path, stack: contextlib.ExitStack, fleet: SimFleet, opera
                          policy=MarketPolicy(), currency=CURRENCY)
 
 
-def _summary(report: RunReport, fleet: SimFleet, tally: Tally, ingest: Ingest, market: MarketService,
+def _summary(report: RunReport, fleet: SimFleet, tally: Router, ingest: Ingest, market: MarketService,
              shared_map: MapService, where: str, owner: str) -> dict[str, Any]:
     truth = fleet.world.truth
     ledger = market.market.ledger
@@ -180,7 +181,7 @@ def _summary(report: RunReport, fleet: SimFleet, tally: Tally, ingest: Ingest, m
         "robots": len(fleet.agents), "link": where,
         "sim_s": round(report.sim_s, 1), "wall_s": round(report.wall_s, 1),
         "real_time_factor": round(report.real_time_factor, 2),
-        "messages_sent": report.messages, "verified": dict(sorted(tally.accepted.items())),
+        "messages_sent": report.messages, "verified": dict(sorted(tally.routed.items())),
         "refused": int(ingest.metrics.total("depai_ingest_refused_total")),
         "tasks": {"posted": market.posted, "settled": len(market.delivered), "refunded": len(market.failed),
                   "under_way": len(market.market.tasks("awarded")), "open": len(market.market.tasks("open")),

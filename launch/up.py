@@ -45,7 +45,8 @@ from launch.dao_service import DaoService
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, run
 from launch.home import Home
 from launch.identities import IdentityStore
-from launch.links import MqttLink, Tally, open_link
+from bus.router import Router
+from launch.links import MqttLink, fleet_router, open_link
 from launch.serve import registry_target
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError
@@ -97,7 +98,7 @@ class UpConfig:
             raise CliError("--robots and --city must be at least 1", code="bad_size", exit_code=EXIT_USAGE)
         if self.speed < 0 or self.duration < 0:
             raise CliError("--speed and --for must not be negative", code="bad_time",
-                           hint="--speed 0 runs as fast as possible; no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
+                           hint="--speed 0 runs as fast as possible (with --broker none); no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
         if self.ingest_of and self.ingest_of < max(1, self.ingest_workers):
             raise CliError(f"--ingest-of {self.ingest_of} is fewer than this host's --ingest-workers",
                            code="bad_size", hint="--ingest-of counts every host's workers", exit_code=EXIT_USAGE)
@@ -120,7 +121,8 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     up.add_argument("--broker", metavar="KIND|URL|none", help="auto (default), mosquitto or amqtt to start one; "
                                                              "an mqtt:// URL to use yours; none: in process")
     up.add_argument("--db", metavar="URL", help="the ledger: a postgresql:// URL (default: SQLite in the state dir)")
-    up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out)")
+    up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out, in one "
+                                                     "process with --broker none)")
     up.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
                     help="run this many simulated seconds, then stop and print a summary (default: until Ctrl-C)")
     up.add_argument("--port", type=int, help="the dashboard's port (default 8080; 0: any free port)")
@@ -231,7 +233,7 @@ class RunningFleet:
     shared_map: MapService
     dispatcher: Dispatcher
     ingest: Ingest
-    tally: Tally
+    tally: Router
     link: Any
     where: str
     dashboard: DashboardServer
@@ -368,7 +370,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                             level_of=lambda did: "fleet" if did in fleet.dids or did in real else "self")
     roads = fleet.city.road_graph()  # read by bridges and the dashboard's map
     board = TelemetryBoard()
-    tally = Tally(dispatcher.observe, shared_map.observe, market_service.observe, board.observe)
+    tally = fleet_router(dispatcher, shared_map, market_service).declare(("telemetry",), board.observe)
     ingest = Ingest(registry, tally, clock=clock)
     link, where = open_link(config.broker, fleet, ingest, state, stack,
                             robots=[MqttUser(robot.address, robot.password, "robot") for robot in bridged])

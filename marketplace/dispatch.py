@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
@@ -72,6 +72,8 @@ class _Assignment:
 
 class Dispatcher:
     """Assigns orders to robots and follows them to delivery or failure."""
+
+    declared_kinds: ClassVar[tuple[str, ...]] = ("telemetry", "event")
 
     def __init__(self, signer: EnvelopeSigner, *, clock: Callable[[], float], stale_s: float = 10.0) -> None:
         self.signer = signer
