@@ -83,7 +83,8 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     say(f"ledger: {ledger.size()} entries; DAO of {len(dao.members())} members")
 
     url, where = _broker(config, f, stack)
-    client = BusClient(url.replace("://", f"://{_login(state, 'service')}@", 1) if "@" not in url else url,
+    external = "://" in config.broker  # the user's broker: every service logs in with the URL's own login
+    client = BusClient(url if external else url.replace("://", f"://{_login(state, 'service')}@", 1),
                        client_id=f"depai-up-{os.getpid()}", outbox_path=state / "outbox-up.sqlite3")
     client.start()
     stack.callback(client.close)
@@ -107,6 +108,8 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     common = ["--state", str(state), "--run", str(f.run_no), "--operator", f.operator.did]
     if config.db:
         common += ["--db", config.db]
+    if external:
+        common += ["--broker", config.broker]
     env = {"DEPAI_DASHBOARD_HOST": config.host, "DEPAI_DASHBOARD_PORT": str(config.port)}
     logs = state / "logs"
 
@@ -134,6 +137,7 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
 
     show = None if quiet else status_line(sys.stderr)
     started_wall, started_sim = time.monotonic(), clock()  # --for counts from when every service is up
+    shards_at_start = _sim_s(board)  # the shards' worlds ran while the later services started
     duration = config.duration or float("inf")
     next_save = 0.0
     while not stop.is_set() and clock() - started_sim < duration:
@@ -142,7 +146,7 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
             next_save = time.monotonic() + 5.0
             f.memory.save(f.run_no, clock)
         if show is not None:
-            show(_sim_s(board), status_text(board, config.speed, supervisor))
+            show(_sim_s(board) - shards_at_start, status_text(board, config.speed, supervisor))
         stop.wait(0.25)
     wall_s = time.monotonic() - started_wall
     if show is not None and sys.stderr.isatty():
@@ -152,7 +156,8 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     supervisor.stop()
     f.memory.save(f.run_no, clock)
     time.sleep(0.5)  # the services' final statuses
-    return summary(f, config, board, supervisor, ledger, market, dao, where, dashboard, wall_s, default_state)
+    return summary(f, config, board, supervisor, ledger, market, dao, where, dashboard, wall_s, default_state,
+                   shards_at_start)
 
 
 def _enroll_robots(f: Founding, shards: int) -> list[str]:
@@ -235,12 +240,13 @@ def _drain(board: StatusBoard, timeout: float) -> None:
 
 
 def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Supervisor, ledger: Any, market: Any,
-            dao: Dao, where: str, dashboard: str, wall_s: float, default_state: bool) -> dict[str, Any]:
-    """The run as the ledger and the services' last statuses tell it."""
+            dao: Dao, where: str, dashboard: str, wall_s: float, default_state: bool,
+            shards_at_start: float) -> dict[str, Any]:
+    """The run as the ledger and the services' last statuses tell it (simulated time since every service was up)."""
     balances = ledger.balances()
     members = {member: balances.get(f"claimable:{dao.did}:{member}", 0) + balances.get(f"member:{member}", 0)
                for member in dao.members()}
-    sim_s = _sim_s(board)
+    sim_s = _sim_s(board) - shards_at_start
     return {
         "state": str(f.state), "default_state": default_state, "run": f.run_no, "link": where,
         "city": {"blocks": f.city, "seed": f.seed}, "dashboard": dashboard,
