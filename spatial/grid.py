@@ -426,15 +426,17 @@ class OccupancyGrid:
         asked = np.flatnonzero(hit_ever | whole)
         if not len(asked):
             return states
-        # One table of every layer of the asked tiles, each tile's layers contiguous: pool row, weight,
-        # fade scale, and a small id of its DID (the left-out DIDs first, so cell i leaves out id of[i]).
+        # One table of every layer of the tiles with asked cells, each tile's layers contiguous: pool row,
+        # weight, fade scale, and a small id of its DID (the left-out DIDs first, so cell i leaves out of[i]).
+        present = np.zeros(len(keys), dtype=np.bool_)
+        present[tile_of[asked]] = True
         ids = {did: index for index, did in enumerate(without)}
         starts = np.zeros(len(keys), dtype=np.int64)
         counts = np.zeros(len(keys), dtype=np.int64)
         rows: list[int] = []
         dids: list[str] = []
-        for index, key in enumerate(keys):
-            layers = self._tiles.get(key)
+        for index in np.flatnonzero(present).tolist():
+            layers = self._tiles.get(keys[index])
             starts[index] = len(rows)
             if layers:
                 counts[index] = len(layers)

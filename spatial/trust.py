@@ -135,9 +135,6 @@ class TrustLedger:
         hit_scan = np.repeat(numbers, [len(cells) for cells in hit_cells])
         around_hits = (hit[:, None, :] + _NEIGHBOURHOOD[None, :, :]).reshape(-1, 2)
         around_scan = np.repeat(hit_scan, len(_NEIGHBOURHOOD))
-        if len(free) and len(hit):  # a free cell beside one of its own scan's hits is not scored
-            beside = _beside(free_scan, free, around_scan, around_hits, len(scans))
-            free, free_scan = free[~beside], free_scan[~beside]
         asked = len(free) + len(around_hits)
         if not asked:
             return [(0, 0)] * len(scans)
@@ -150,8 +147,13 @@ class TrustLedger:
         near_hit = states[len(free):].reshape(len(hit), len(_NEIGHBOURHOOD))
         surface = (near_hit == OCCUPIED).any(axis=1)
         agreed = np.bincount(hit_scan[surface], minlength=len(scans)).tolist()
+        # An erased obstacle: a free cell the consensus holds OCCUPIED, unless it lies beside one of its own
+        # scan's hits (few free cells are OCCUPIED, so only those are looked up among the hits' neighbours).
+        erased = np.flatnonzero(states[:len(free)] == OCCUPIED)
+        if len(erased) and len(hit):
+            erased = erased[~_beside(free_scan[erased], free[erased], around_scan, around_hits, len(scans))]
         conflicting = (np.bincount(hit_scan[(near_hit[:, 0] == FREE) & ~surface], minlength=len(scans))
-                       + np.bincount(free_scan[states[:len(free)] == OCCUPIED], minlength=len(scans))).tolist()
+                       + np.bincount(free_scan[erased], minlength=len(scans))).tolist()
         for reputation, agreements, conflicts in zip(reputations, agreed, conflicting, strict=True):
             if agreements + conflicts:
                 scale = 1.0 / max(agreements + conflicts, self.full_scan_cells)
