@@ -18,6 +18,7 @@ contributed to a tile or a road decision.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 from collections import Counter, deque
@@ -37,6 +38,8 @@ from spatial.grid import OCCUPIED, UNKNOWN, FusedTile, GridSpec, Observation, Oc
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
+
+log = logging.getLogger("depai.spatial.map")
 
 UNKNOWN_COST_FACTOR = 1.5  # a metre of path through ground nobody has seen costs this much
 FUSE_CHUNK = 128  # scans fused, cleared of teammates and scored together: bounds the memory of one batch
@@ -186,14 +189,26 @@ class MapService:
     def _fuse(self, now: float) -> int:
         while self._births:
             did = self._births.popleft()
-            self.trust.set_level(did, self.level_of(did))
+            try:
+                self.trust.set_level(did, self.level_of(did))
+            except Exception:  # as when observe() ran it on the ingest thread: that message is lost, nothing else
+                log.exception("map: no verification level for %s", did)
         count = len(self._pending)  # scans observed after this are left for the next batch
         if not count:
             return 0
         batch = [self._pending.popleft() for _ in range(count)]
         for start in range(0, count, FUSE_CHUNK):
-            scans = self._scans(batch[start:start + FUSE_CHUNK])
-            observations = self.grid.integrate_many(scans)
+            chunk = batch[start:start + FUSE_CHUNK]
+            try:
+                observations = self.grid.integrate_many(self._scans(chunk))
+            except Exception:  # one scan the checks let through must not cost the others, nor stop the turn
+                observations = []
+                for item in chunk:
+                    try:
+                        observations += self.grid.integrate_many(self._scans([item]))
+                    except Exception:
+                        log.exception("map: a scan from %s could not be fused", item.did)
+                        self._refuse("unfusable")
             self.scans += len(observations)
             self._score(observations, now)
         return count

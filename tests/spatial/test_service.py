@@ -349,3 +349,12 @@ def test_queries_and_step_run_while_another_thread_observes(fleet) -> None:
     service.fuse_pending()
     assert service.scans + sum(service.refused.values()) == sent and service.pending == 0
     assert service.scans > 0 and service.occupancy(WALL_X + 0.05, 0.0) == OCCUPIED
+
+
+def test_a_scan_that_cannot_be_fused_costs_only_itself(registry, clock) -> None:
+    """Past ingest's schema nothing like this arrives; should it, the batch's other scans and the turn go on."""
+    service = Fleet(registry, clock).service
+    service.observe("scan", _envelope("scan", "did:key:good", _scan_body(clock(), 2.5, 0.0, _wall_ranges(2.5, 0.0))))
+    service.observe("scan", _envelope("scan", "did:key:bad", _scan_body(clock(), 3.0, 0.0, ["far"] * RAYS)))
+    service.step()
+    assert service.scans == 1 and service.refused["unfusable"] == 1 and service.pending == 0
