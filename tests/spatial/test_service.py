@@ -358,3 +358,18 @@ def test_a_scan_that_cannot_be_fused_costs_only_itself(registry, clock) -> None:
     service.observe("scan", _envelope("scan", "did:key:bad", _scan_body(clock(), 3.0, 0.0, ["far"] * RAYS)))
     service.step()
     assert service.scans == 1 and service.refused["unfusable"] == 1 and service.pending == 0
+
+
+def test_batched_fusion_maps_what_fusing_scan_by_scan_mapped() -> None:
+    """benchmarks/map.py's city traffic through the per-scan path it keeps as a baseline and through MapService:
+    the same fused grid, and trust scored against one consensus per batch within a hair of per scan."""
+    from benchmarks import map as bench
+
+    city, dids, ticks = bench.make_traffic(40, 8.0, seed=2)
+    one_by_one = bench.drive(bench.PerScanService, city, dids, ticks[:30], ticks[30:])
+    batched = bench.drive(MapService, city, dids, ticks[:30], ticks[30:])
+    assert one_by_one.scans == batched.scans == batched.service.scans - sum(
+        envelope.kind == "scan" for _, envelopes in ticks[:30] for envelope in envelopes) > 100
+    tiles, worst, trust_gap = bench.grids_agree(one_by_one.service, batched.service)
+    assert tiles > 20 and worst == 0.0  # the same evidence, teammates dropped alike
+    assert trust_gap < 0.02
