@@ -10,6 +10,10 @@ at its reference time), so a scan writes only the cells it saw, and a contributo
 rescaled only when its factor falls below one half. ``integrate_many`` traverses and writes up to
 16 scans of distinct DIDs in one set of numpy calls; a single ``integrate`` pays numpy's per-call
 cost alone, so a service with a backlog should hand it over in one ``integrate_many``.
+
+Trust scoring asks, for many scans at once, what everyone but each scan's own robot believes at the
+cells it saw: ``consensus_without`` answers at those cells only, and skips the ones no layer was ever
+hit in (a bitmap per tile), since only there can a belief be OCCUPIED.
 """
 
 from __future__ import annotations
