@@ -1,8 +1,9 @@
-"""Kill the marketplace at random moments, many times: no money is lost, paid twice or refunded twice.
+"""Kill the marketplace in the middle of its work, many times: no money is lost, paid twice or refunded twice.
 
 crash_worker.py runs a seeded script of tasks (deliveries, fakes, failures,
-expiries) against a real database; this test SIGKILLs it at random moments,
-restarts it each time, lets it finish, and compares the books with those of a
+expiries) against a real database and says each task it finished; this test
+SIGKILLs it right after a random k-th finished task (beyond what earlier runs
+reached, so every kill lands on new work, never during start-up), restarts it each time, lets it finish, and compares the books with those of a
 run that was never interrupted: every balance must be identical, every task
 must have ended as its script says, and the journal must verify.
 """
@@ -14,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -54,18 +54,26 @@ def test_killing_the_marketplace_anywhere_never_loses_or_doubles_money(tmp_path,
     calm, killed = database_url_factory("calm"), database_url_factory("killed")
     _run_to_the_end(calm)
     rng = random.Random(SEED)
-    kills = 0
-    while kills < 12:
+    kills = reached = 0
+    while kills < 12 and reached < TASKS - 1:
+        # Kill right after the worker says it finished its k-th task (it is then inside task k+1, mid-commit or
+        # between commits), with k beyond what earlier runs reached: every kill lands on new work, not start-up.
+        target = reached + rng.randint(1, max(1, (TASKS - 1 - reached) // 4))
         worker = _worker(killed)
-        time.sleep(rng.uniform(0.3, 0.9))  # interpreter start-up takes about 0.3 s; then it is at work
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGKILL)
-            kills += 1
+        finished = 0
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if line.strip() == "done":
+                break
+            finished += 1
+            if finished >= target:
+                worker.send_signal(signal.SIGKILL)
+                kills += 1
+                break
         worker.communicate()  # reap it and close its pipes
-        if worker.returncode == 0:
-            break  # it finished before this kill
+        reached = max(reached, finished)
     _run_to_the_end(killed)
-    assert kills >= 5, "the worker finished too fast to be killed often; raise TASKS"
+    assert kills >= 5, f"only {kills} kills landed on work"
     calm_balances, calm_outcomes, calm_problems = _books(calm)
     balances, outcomes, problems = _books(killed)
     assert calm_problems == [] and problems == []
