@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
-from bus.client import BusClient
+from bus.client import BusClient, Message
 from bus.frames import pack
 from bus.ingest import Ingest
 from bus.router import Router
@@ -151,7 +151,14 @@ class ShardLink:
         self.fleet, self.name = fleet, name
         self.published: Counter[str] = Counter()
         self._arrived: deque[tuple[str, bytes]] = deque()
-        self.client = BusClient(url, client_id=f"depai-sim-{name}", on_session=fleet.greeting(), outbox_path=outbox)
+        greeting = fleet.greeting()
+
+        def greet() -> tuple[Message, list[Message]]:  # the births of every connection count as sent
+            will, births = greeting()
+            self.published["birth"] += len(births)
+            return will, births
+
+        self.client = BusClient(url, client_id=f"depai-sim-{name}", on_session=greet, outbox_path=outbox)
         for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, MARKET_TASKS, MARKET_AWARDS]:
             self.client.subscribe(topic_filter, self._arrive)
         for topic_filter, handler in (subscribe_extra or {}).items():

@@ -76,13 +76,15 @@ def status_line(stream: Any) -> Callable[[float, str], None]:
     """A live status line on ``stream``: rewritten in place on a terminal, else a line every 10 simulated s."""
     tty = stream.isatty()
     started = time.perf_counter()
+    printed = [-1]  # the last ten simulated seconds a line was printed for (not on a terminal)
 
     def show(sim_s: float, text: str) -> None:
         wall = time.perf_counter() - started
         line = f"sim {sim_s:7.1f} s  x{sim_s / wall if wall > 0 else 0:5.1f} real time  {text}"
         if tty:
             print(f"\r{line}", end="", file=stream, flush=True)
-        elif int(sim_s) % 10 == 0:
+        elif int(sim_s) // 10 > printed[0]:
+            printed[0] = int(sim_s) // 10
             print(line, file=stream, flush=True)
 
     return show

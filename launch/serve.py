@@ -34,7 +34,7 @@ from bus.relay import VerifiedIn, VerifiedOut
 from bus.router import Router
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
-from bus.topics import FLEET_SPAWN, MARKET_ORDERS, service_topic, verified_topic
+from bus.topics import FLEET_SPAWN, MAP_GRAPH, MARKET_ORDERS, service_topic, verified_topic
 from bus.worker import IngestWorker
 from dao.dao import Dao
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier
@@ -328,12 +328,30 @@ class MapRole(Role):
 
         self.map = MapService(me.envelope_signer(ctx.clock), city.road_graph(), bounds=city.bounds(), clock=ctx.clock,
                               level_of=level_of)
+        self._resume_graph_version(me.did)
         self.dispatcher = Dispatcher(ctx.identity("dispatcher").envelope_signer(ctx.clock), clock=ctx.clock)
         self.surveys = SurveyRequests(self.map, self.dispatcher)
         router = Router().declare(MapService.declared_kinds, self.map.observe)
         router.declare(Dispatcher.declared_kinds, self.dispatcher.observe)
         self.inbound = VerifiedIn(router)
         self.inbound.subscribe(ctx.client)
+
+    def _resume_graph_version(self, did: str) -> None:
+        """Go on from the version of the road graph an earlier map process retained (robots ignore a graph not
+        newer than the one they hold), waiting briefly for it; a first run has none."""
+        verifier, heard = EnvelopeVerifier(self.ctx.registry), threading.Event()
+
+        def take(topic: str, payload: bytes) -> None:
+            try:
+                envelope = verifier.verify_archived(payload, kinds=("map.graph",))
+            except EnvelopeRefused:
+                return
+            if envelope.issuer == did:
+                self.map.graph_version = max(self.map.graph_version, int(envelope.body["version"]))
+                heard.set()
+
+        self.ctx.client.subscribe(MAP_GRAPH, take)
+        heard.wait(2.0)
 
     def turn(self) -> None:
         self.ctx.publish(self.dispatcher.step() + self.surveys.step() + self.map.step())

@@ -43,7 +43,7 @@ from sim.city import generate_city
 from sim.world import RobotSpec
 
 SERVE = [sys.executable, "-m", "launch.cli", "serve"]
-BEHIND_S = 2.0  # a shard or the ingest this far behind the fleet's clock is falling behind, and the line says so
+BEHIND_S = 2.0  # wall seconds: a shard or ingest this far behind is falling behind, and the line says so
 
 
 def plan(robots: int, ingest_workers: int, sim_shards: int) -> tuple[int, int]:
@@ -139,12 +139,13 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     started_wall, started_sim = time.monotonic(), clock()  # --for counts from when every service is up
     shards_at_start = _sim_s(board)  # the shards' worlds ran while the later services started
     duration = config.duration or float("inf")
-    next_save = 0.0
+    next_save, worst = 0.0, [0.0, 0.0]  # the most the shards and ingest were behind, in wall seconds
     while not stop.is_set() and clock() - started_sim < duration:
         supervisor.watch()
         if time.monotonic() >= next_save:
             next_save = time.monotonic() + 5.0
             f.memory.save(f.run_no, clock)
+        worst = [max(a, b) for a, b in zip(worst, lags(board, config.speed))]
         if show is not None:
             show(_sim_s(board) - shards_at_start, status_text(board, config.speed, supervisor))
         stop.wait(0.25)
@@ -157,7 +158,7 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     f.memory.save(f.run_no, clock)
     time.sleep(0.5)  # the services' final statuses
     return summary(f, config, board, supervisor, ledger, market, dao, where, dashboard, wall_s, default_state,
-                   shards_at_start)
+                   shards_at_start, worst)
 
 
 def _enroll_robots(f: Founding, shards: int) -> list[str]:
@@ -213,11 +214,19 @@ def messages(board: StatusBoard) -> dict[str, int]:
             "unverified": max(0, published - verified - refused)}
 
 
+def lags(board: StatusBoard, speed: float) -> tuple[float, float]:
+    """(how far the slowest shard is behind the fleet's clock, how long ingest takes to check a message), in wall
+    seconds. Robots stamp messages with their shard's clock, so a message's age at ingest includes its shard's
+    delay; that part is the shards', the rest is ingest's."""
+    behind = max(0.0, board.worst("sim", "behind_s") or 0.0)
+    age = max(0.0, board.worst("ingest", "lag_p99_s") or 0.0)
+    return behind / speed, max(0.0, age - behind) / speed
+
+
 def status_text(board: StatusBoard, speed: float, supervisor: Supervisor) -> str:
     """The live status line after the clock: speed, lag, backlog, economy, and what to do when falling behind."""
     m = messages(board)
-    behind = board.worst("sim", "behind_s") or 0.0
-    lag = board.worst("ingest", "lag_p99_s") or 0.0
+    behind, lag = lags(board, speed)
     achieved = board.worst("sim", "speed", pick=min)
     text = (f"(asked x{speed:g}, shards x{achieved if achieved is not None else 0:g})  "
             f"robots {board.total('sim', 'robots')}  ingest lag {lag:.1f} s  unverified {m['unverified']}  "
@@ -225,10 +234,12 @@ def status_text(board: StatusBoard, speed: float, supervisor: Supervisor) -> str
             f"refused {m['refused']}")
     if supervisor.restarts:
         text += f"  restarts {sum(supervisor.restarts.values())}"
-    if behind > BEHIND_S or lag > BEHIND_S:
-        text += ("  FALLING BEHIND: " + ("the simulators " if behind > BEHIND_S else "ingest ") +
-                 f"{max(behind, lag):.0f} s behind; use fewer --robots, a lower --speed, or more "
-                 f"{'--sim-shards' if behind > BEHIND_S else '--ingest-workers'}")
+    if behind > BEHIND_S:
+        text += (f"  FALLING BEHIND: the simulators are {behind:.0f} s behind; use fewer --robots, a lower --speed, "
+                 "or more --sim-shards")
+    elif lag > BEHIND_S:
+        text += (f"  FALLING BEHIND: ingest is {lag:.0f} s behind; use fewer --robots, a lower --speed, or more "
+                 "--ingest-workers")
     return text
 
 
@@ -241,7 +252,7 @@ def _drain(board: StatusBoard, timeout: float) -> None:
 
 def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Supervisor, ledger: Any, market: Any,
             dao: Dao, where: str, dashboard: str, wall_s: float, default_state: bool,
-            shards_at_start: float) -> dict[str, Any]:
+            shards_at_start: float, worst: list[float]) -> dict[str, Any]:
     """The run as the ledger and the services' last statuses tell it (simulated time since every service was up)."""
     balances = ledger.balances()
     members = {member: balances.get(f"claimable:{dao.did}:{member}", 0) + balances.get(f"member:{member}", 0)
@@ -251,7 +262,8 @@ def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Super
         "state": str(f.state), "default_state": default_state, "run": f.run_no, "link": where,
         "city": {"blocks": f.city, "seed": f.seed}, "dashboard": dashboard,
         "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": board.total("sim", "robots"),
-        "speed": {"asked": config.speed, "achieved": round(sim_s / wall_s, 2) if wall_s > 0 else None},
+        "speed": {"asked": config.speed, "achieved": round(sim_s / wall_s, 2) if wall_s > 0 else None,
+                  "shards_behind_max_s": round(worst[0], 2), "ingest_lag_max_s": round(worst[1], 2)},
         "tasks": {"posted": board.total("market", "posted"), "delivered": board.total("market", "delivered"),
                   "settled": len(market.tasks("settled")), "refunded": board.total("market", "failed"),
                   "under_way": len(market.tasks("awarded")), "open": len(market.tasks("open"))},
