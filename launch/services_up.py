@@ -186,7 +186,8 @@ def _broker(config: UpConfig, f: Founding, stack: contextlib.ExitStack) -> tuple
     logins = {role: MqttUser(name, secrets.token_urlsafe(18), role)
               for role, name in (("ingest", "ingest"), ("service", "services"), ("gateway", "simulator"))}
     robots = [MqttUser(robot.address, robot.password, "robot") for robot in f.bridged]
-    broker = stack.enter_context(start_broker(kind, BrokerConfig(data_dir=f.state / "broker",
+    broker = stack.enter_context(start_broker(kind, BrokerConfig(host=config.broker_host, port=config.broker_port,
+                                                                 data_dir=f.state / "broker",
                                                                  users=[*logins.values(), *robots])))
     path = f.state / BROKER_FILE
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

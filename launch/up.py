@@ -91,6 +91,8 @@ class UpConfig:
     ingest_workers: int = 0  # 0: by the fleet's size and this machine's cores
     sim_shards: int = 0  # 0: likewise
     ingest_of: int = 0  # ingest workers in all, with those other hosts run (0: only this host's)
+    broker_host: str = "127.0.0.1"  # where the broker depai up starts listens (0.0.0.0: for other hosts too)
+    broker_port: int = 0  # 0: any free port
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
@@ -105,6 +107,8 @@ class UpConfig:
         if self.ingest_workers < 0 or self.sim_shards < 0:
             raise CliError("--ingest-workers and --sim-shards must not be negative", code="bad_size",
                            hint="leave them out to size them by the fleet", exit_code=EXIT_USAGE)
+        if not 0 <= self.broker_port <= 65_535:
+            raise CliError(f"--broker-port {self.broker_port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
         if not 0 <= self.port <= 65_535:
             raise CliError(f"--port {self.port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
 
@@ -120,6 +124,10 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     up.add_argument("--seed", type=int, help="the city, spawn points and orders (default 7)")
     up.add_argument("--broker", metavar="KIND|URL|none", help="auto (default), mosquitto or amqtt to start one; "
                                                              "an mqtt:// URL to use yours; none: in process")
+    up.add_argument("--broker-host", metavar="ADDRESS", help="where the broker it starts listens (default "
+                                                             "127.0.0.1; 0.0.0.0 lets other hosts join)")
+    up.add_argument("--broker-port", type=int, metavar="PORT", help="the port of the broker it starts (default: any "
+                                                                  "free port)")
     up.add_argument("--db", metavar="URL", help="the ledger: a postgresql:// URL (default: SQLite in the state dir)")
     up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out, in one "
                                                      "process with --broker none)")
