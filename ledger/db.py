@@ -62,6 +62,10 @@ class Database:
         """The rows of one read-only query, outside any write transaction."""
         raise NotImplementedError
 
+    def has_table(self, name: str) -> bool:
+        """True when the database has a table called ``name``."""
+        raise NotImplementedError
+
     def script(self, statements: Sequence[str]) -> None:
         """Run DDL statements, each on its own, in one transaction."""
         with self.transaction() as cursor:
@@ -92,13 +96,22 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        if not create and not path.is_file():
+            raise DatabaseError(f"there is no database at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
-            self._conn.execute(f"PRAGMA {pragma}")
+        try:
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+                self._conn.execute(f"PRAGMA {pragma}")
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise DatabaseError(f"{path} is not a SQLite database ({err})") from None
         self._lock = threading.RLock()
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -187,6 +200,10 @@ class PostgresDatabase(Database):
                 return self._conn.execute(sql).fetchall()
             return self._conn.execute(_PLACEHOLDER.sub("%s", sql), tuple(params)).fetchall()
 
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                              "AND table_name = ?", (name,)))
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -221,17 +238,18 @@ class _PostgresCursor:
         return self._cursor.fetchall()
 
 
-def open_database(url: str | Path) -> Database:
-    """SQLite for a path or ``sqlite:///path``, PostgreSQL for ``postgresql://`` (or ``postgres://``)."""
+def open_database(url: str | Path, *, create: bool = True) -> Database:
+    """SQLite for a path or ``sqlite:///path``, PostgreSQL for ``postgresql://`` (or ``postgres://``); with
+    ``create`` False a SQLite file that does not exist is refused, not made."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(text)
     if text.startswith("sqlite:///"):
-        return SqliteDatabase(Path(text[len("sqlite:///"):]))
+        return SqliteDatabase(Path(text[len("sqlite:///"):]), create=create)
     if "://" in text:
         raise DatabaseError(f"unknown database URL {_redact(text)!r}: use a file path, sqlite:///path or "
                             "postgresql://user@host:port/database")
-    return SqliteDatabase(Path(text))
+    return SqliteDatabase(Path(text), create=create)
 
 
 def _redact(url: str) -> str:

@@ -88,6 +88,8 @@ class Ledger:
     def __init__(self, db: Database, signer: Signer | None, *, origin: str = "depai.local/ledger",
                  clock: Callable[[], float] = time.time) -> None:
         self.db, self.origin, self.clock = db, origin, clock
+        if signer is None and not db.has_table("ledger_meta"):  # a reader changes nothing, not even the schema
+            raise LedgerError("this database holds no ledger; open it with the operator's key to create one")
         db.script(schema.statements(db.dialect))
         self.public_key = self._operator(signer)
         self._signer = signer
@@ -97,7 +99,7 @@ class Ledger:
     @classmethod
     def open(cls, url: str, signer: Signer | None, **options: Any) -> Ledger:
         """Open (creating if new) the ledger at a path, ``sqlite:///path`` or ``postgresql://`` URL."""
-        db = open_database(url)
+        db = open_database(url, create=signer is not None)
         try:
             return cls(db, signer, **options)
         except BaseException:

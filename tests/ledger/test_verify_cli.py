@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -61,3 +62,33 @@ def test_bad_arguments_say_what_to_do(ledger_url, capsys, argv, code, says) -> N
     args = ["ledger", "verify", "--db", ledger_url, *argv] if "--db" not in argv else ["ledger", "verify", *argv]
     assert main(args) == code
     assert says in capsys.readouterr().err
+
+
+def test_verifying_a_missing_path_is_refused_and_creates_nothing(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere" / "ledger.sqlite3"
+    assert main(["ledger", "verify", "--db", str(missing)]) == EXIT_IO
+    assert "there is no database at" in capsys.readouterr().err
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_verifying_a_file_that_is_not_a_database_is_refused_without_a_traceback_and_left_as_it_was(
+        tmp_path, capsys) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello, not a database\n" * 100)
+    assert main(["ledger", "verify", "--db", str(path)]) == EXIT_IO
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is not a SQLite database" in err
+    assert path.read_bytes() == b"hello, not a database\n" * 100
+
+
+def test_verifying_a_sqlite_database_without_a_ledger_adds_no_ledger_tables(tmp_path, capsys) -> None:
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    db.close()
+    assert main(["ledger", "verify", "--db", str(path)]) == EXIT_IO
+    assert "holds no ledger" in capsys.readouterr().err
+    with sqlite3.connect(path) as db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    db.close()
+    assert tables == ["notes"]
