@@ -57,10 +57,6 @@ def plan(robots: int, ingest_workers: int, sim_shards: int) -> tuple[int, int]:
 def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Callable[[str], None],
                 stop: threading.Event, *, quiet: bool, default_state: bool) -> dict[str, Any]:
     """Found or resume the fleet, run it as supervised services until ``stop`` (or ``--for``), return the summary."""
-    if config.speed <= 0:
-        raise CliError("a fleet of services keeps one clock and needs a speed", code="bad_time",
-                       hint="give --speed (for example 20), or --broker none to run flat out in one process",
-                       exit_code=EXIT_USAGE)
     f = found(config, state, stack, say)
     workers, shards = plan(f.robots, config.ingest_workers, config.sim_shards)
     say(f"building a {f.city}x{f.city}-block city with {f.robots} robots owned by the DAO {f.dao.did[:24]}... "

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import signal
+import socket
 import sys
 import threading
 import tomllib
@@ -48,8 +50,8 @@ from launch.identities import IdentityStore
 from bus.router import Router
 from launch.links import MqttLink, fleet_router, open_link
 from launch.serve import registry_target
-from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
-from ledger.db import DatabaseError
+from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_USAGE, CliError, emit, status_line
+from ledger.db import DatabaseError, open_database
 from ledger.journal import Ledger, LedgerError
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
@@ -68,6 +70,11 @@ MEMBERS = {"member-1": 500, "member-2": 300, "member-3": 200}  # the founding me
 GOVERNANCE = Params(voting_delay_s=30.0, voting_period_s=1_800.0, quorum_bps=4_000, timelock_s=60.0,
                     grace_period_s=86_400.0)  # in the fleet's (simulated) seconds
 STEPS = 5
+
+
+_KINDS: dict[str, type | tuple[type, ...]] = {"int": int, "int | None": (int, type(None)), "float": (int, float),
+                                              "float | None": (int, float, type(None)), "str": str,
+                                              "str | None": (str, type(None))}
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,16 @@ class UpConfig:
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), _KINDS.get(str(f.type))
+            if kinds is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                key = "for" if f.name == "duration" else f.name.replace("_", "-")
+                raise CliError(f"{key} must be {str(f.type).replace(' | None', '')}, not {value!r}",
+                               code="bad_config", hint="check the option or the --config file", exit_code=EXIT_USAGE)
+        if self.broker != "none" and self.speed == 0:
+            raise CliError("a fleet of services keeps one clock and needs a speed", code="bad_time",
+                           hint="give --speed (for example 20), or --broker none to run flat out in one process",
+                           exit_code=EXIT_USAGE)
         if (self.robots is not None and self.robots < 1) or (self.city is not None and self.city < 1):
             raise CliError("--robots and --city must be at least 1", code="bad_size", exit_code=EXIT_USAGE)
         if self.speed < 0 or self.duration < 0:
@@ -197,9 +214,11 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     default_state = config.state is None
     say = _Steps(quiet=args.json)
     stop = _Stop()
+    preflight(config)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
+            lock_state(state, stack)
             if config.broker == "none":
                 fleet_up = start(config, state, stack, say)
                 fleet_up.default_state = default_state
@@ -213,6 +232,40 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
             signal.signal(sig, handler)
     emit(summary, as_json=args.json, text=_text(summary))
     return EXIT_OK
+
+
+def preflight(config: UpConfig) -> None:
+    """Check what can be checked before anything is written: the database answers, the ports are free."""
+    if config.db:
+        try:
+            open_database(config.db, create=False).close()
+        except DatabaseError as err:
+            raise CliError(f"cannot open the ledger: {err}", code="bad_db",
+                           hint="check --db (a postgresql:// URL of a server that runs)", exit_code=EXIT_USAGE) from None
+    for what, host, port, option in (("the dashboard", config.host, config.port, "--port"),
+                                     ("the broker", config.broker_host, config.broker_port, "--broker-port")):
+        if port:
+            with socket.socket() as probe:
+                try:
+                    probe.bind((host, port))
+                except OSError as err:
+                    raise CliError(f"{what}'s port {host}:{port} cannot be used: {err.strerror}", code="port_taken",
+                                   hint=f"pass {option} 0 to take any free port, or stop what holds it",
+                                   exit_code=EXIT_USAGE) from None
+
+
+def lock_state(state: Path, stack: contextlib.ExitStack) -> None:
+    """Hold the fleet's state for this run: a second ``depai up`` on it is refused before it changes anything."""
+    state.mkdir(parents=True, exist_ok=True)
+    handle = open(state / "fleet.lock", "a+b")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CliError(f"the fleet in {state} is running already (another depai up holds it)", code="state_in_use",
+                       hint="stop that one first (Ctrl-C), or give this one another --state",
+                       exit_code=EXIT_CONFLICT) from None
+    stack.callback(handle.close)
 
 
 class _Steps:
