@@ -37,7 +37,7 @@ from launch.output import EXIT_REFUSED, EXIT_USAGE, CliError, status_line
 from launch.serve import BROKER_FILE
 from launch.statuses import StatusBoard
 from launch.supervisor import ServiceSpec, Supervisor
-from launch.up import CURRENCY, Founding, UpConfig, found, open_ledger, settle_terms
+from launch.up import CURRENCY, Founding, UpConfig, found, open_ledger, resume_after, settle_terms
 from marketplace.market import Marketplace
 from sim.city import generate_city
 from sim.world import RobotSpec
@@ -64,15 +64,15 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     robot_dids = _enroll_robots(f, shards)
     for i in range(workers):  # each ingest worker signs its status as itself
         f.store.enroll(f"ingest-{i}", controller=f.operator.did)
-    origin_fleet = max(time.time(), f.memory.clock_s + 1.0)  # a resumed fleet's time never goes back
-    clock_origin = (origin_fleet, time.time())
+    clock_origin = [time.time(), time.time()]  # (fleet time, wall time) the run's clock counts from
 
     def clock() -> float:
         return clock_origin[0] + config.speed * (time.time() - clock_origin[1])
 
-    f.memory.save(f.run_no, clock)
     ledger = open_ledger(f.ledger_url, f.ledger_key, clock)
     stack.callback(ledger.close)
+    clock_origin[:] = [max(time.time(), resume_after(f.memory, ledger)), time.time()]  # time never goes back
+    f.memory.save(f.run_no, clock)
     market = Marketplace(ledger, f.services["market"].envelope_signer(clock), clock=clock)
     dao = Dao(ledger, f.dao.did, currency=CURRENCY, clock=clock)
     settle_terms(f, config, market, dao, robot_dids)

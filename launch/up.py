@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -302,6 +303,7 @@ class RunningFleet:
     book: RevenueBook  # the dashboard's own projection of the ledger, shared by the status line
     surveys: SurveyRequests
     orders: CustomerOrders  # the simulated customers' orders, signed and posted on the market service
+    memory: _Memory | None = None  # the fleet's run counter and clock, saved as it runs
     default_state: bool = False  # started in HOME/fleet: plain `depai up` resumes it
 
     def drive(self, duration_s: float, *, speed: float = 0.0, progress: Callable[[float], None] | None = None,
@@ -380,6 +382,14 @@ def open_ledger(url: str, key: Signer | None, clock: Callable[[], float]) -> Led
                        hint="check --db, or start afresh with another --state", exit_code=EXIT_USAGE) from None
 
 
+def resume_after(memory: _Memory, ledger: Ledger) -> float:
+    """The fleet time a resumed run starts after: past the clock it saved as it ran and past the ledger's last
+    entry (a killed run may have saved its clock seconds before its last settlement)."""
+    size = ledger.size()
+    last = ledger.entry(size).at_ms / 1000 if size else 0.0
+    return max(memory.clock_s, last) + 1.0
+
+
 def settle_terms(f: Founding, config: UpConfig, market: Marketplace, dao: Dao, robot_dids: list[str]) -> None:
     """The DAO (founded once), the customers' deposits, and a bond for every robot new to the marketplace."""
     if not _exists(dao):
@@ -406,10 +416,10 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                      enroll=store.enroll)
     stack.callback(fleet.close)
     clock = fleet.clock
-    clock.epoch_s = max(clock.epoch_s, memory.clock_s + 1.0)  # a resumed fleet's time never goes back
-    memory.save(run_no, clock)  # the city is the fleet's from now on, even if this run is killed
     ledger = open_ledger(ledger_url, f.ledger_key, clock)
     stack.callback(ledger.close)
+    clock.epoch_s = max(clock.epoch_s, resume_after(memory, ledger) - fleet.world.time_s)  # time never goes back
+    memory.save(run_no, clock)  # the city is the fleet's from now on, even if this run is killed
     market = Marketplace(ledger, services["market"].envelope_signer(clock), clock=clock)
     dao = Dao(ledger, dao_id.did, currency=CURRENCY, clock=clock,
               hooks=FleetHooks(fleet, market, registry, dao_id.did, bond=config.bond, currency=CURRENCY))
@@ -461,7 +471,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     stack.callback(memory.save, run_no, clock)
     return RunningFleet(state, run_no, fleet, ledger, dao, market_service, dao_service, shared_map, dispatcher, ingest,
                         tally, link, where, dashboard, demand, view.book, SurveyRequests(shared_map, dispatcher),
-                        orders)
+                        orders, memory)
 
 
 def _exists(dao: Dao) -> bool:
@@ -474,8 +484,12 @@ def _exists(dao: Dao) -> bool:
 
 def _run(up: RunningFleet, config: UpConfig, stop: _Stop, *, quiet: bool) -> dict[str, Any]:
     show = None if quiet else status_line(sys.stderr)
+    next_save = [0.0]
 
     def progress(sim_s: float) -> None:
+        if up.memory is not None and time.monotonic() >= next_save[0]:  # a killed run's clock is not lost
+            next_save[0] = time.monotonic() + 5.0
+            up.memory.save(up.run_no, up.fleet.clock)
         if show is not None:
             counters = _counters(up.fleet, up.ingest, up.market)
             show(sim_s, f"robots {counters['robots']}  tasks posted {up.market.posted} settled "
