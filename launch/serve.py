@@ -203,9 +203,11 @@ class IngestRole(Role):
         ctx.client = BusClient(ctx.broker_url, client_id=f"depai-{ctx.name}-status-{_host_tag()}",
                                outbox_path=ctx.state / f"outbox-{ctx.name}-status.sqlite3")
         ctx.client.start()
+        # Sessions and replay windows survive a restart (bus/ingest.py): a restarted worker refuses what it took.
         self.worker = IngestWorker(ctx.broker_url, ctx.registry, forward, index=ctx.index, workers=ctx.of,
                                    client_id=f"depai-ingest-{ctx.index}-of-{ctx.of}",
-                                   outbox_path=ctx.state / f"outbox-{ctx.name}.sqlite3", clock=ctx.clock).start()
+                                   outbox_path=ctx.state / f"outbox-{ctx.name}.sqlite3", clock=ctx.clock,
+                                   state_path=ctx.state / f"ingest-{ctx.index}-of-{ctx.of}.sqlite3").start()
 
     def counters(self) -> dict[str, Any]:
         lags, self.lags = sorted(self.lags), []
@@ -385,7 +387,7 @@ class MarketRole(Role):
         self.registered = set(market.robots())
         self.inbound = VerifiedIn(router)
         # A batch's receipts are settled before the batch is acknowledged: a kill loses none of them.
-        for kind in (*MarketService.declared_kinds, "birth"):
+        for kind in MarketService.declared_kinds:
             ctx.client.subscribe(verified_topic(kind), self._locked(self._verified))
         ctx.client.subscribe(MARKET_ORDERS, lambda topic, payload: self._locked(self.service.post)(payload))
         self._next_fee = 0.0
@@ -424,7 +426,7 @@ class MarketRole(Role):
     def counters(self) -> dict[str, Any]:
         s = self.service
         return {"posted": s.posted, "awarded": s.awarded, "delivered": len(s.delivered), "failed": len(s.failed),
-                "refused": dict(s.refused), "received": self.inbound.received}
+                "released": len(s.released), "refused": dict(s.refused), "received": self.inbound.received}
 
     def close(self) -> None:
         self.turn()  # receipts that arrived last are settled

@@ -362,6 +362,20 @@ class Marketplace:
         return task, lambda c: self._refund_in(c, task, AWARDED, f"faked: {verdict.reason}",
                                                slash_bps=FAKE_SLASH_BPS, count="faked")
 
+    def release(self, task_id: str, robot: str) -> Task:
+        """Withdraw ``robot``'s award without blame (it restarted and forgot its work): the task is open again, the
+        bid it won is gone, its escrow stays locked for the next award, and nobody is slashed."""
+
+        def work(c: Cursor) -> None:
+            c.execute("UPDATE market_tasks SET state = ?, robot = NULL, price = NULL, bid_hash = NULL, "
+                      "award_hash = NULL WHERE id = ? AND state = ? AND robot = ?", (OPEN, task_id, AWARDED, robot))
+            if c.rowcount != 1:
+                raise MarketError("not_awarded", f"task {task_id} is not awarded to {robot}")
+            c.execute("DELETE FROM market_bids WHERE task = ? AND robot = ?", (task_id, robot))
+
+        self._run(work)
+        return self.task(task_id)
+
     def fail(self, task_id: str, robot: str, why: str) -> Task:
         """The awarded robot reports it failed: the customer is refunded and the robot's bond slashed a little."""
         task = self.task(task_id)

@@ -30,6 +30,7 @@ class MarketPolicy:
     evaluator: str = "quickest"  # a name in marketplace.auction.EVALUATORS
     bid_window_s: float = 2.0  # how long a task collects bids before the batch auction assigns it
     task_life_s: float = 900.0  # from posting to the deadline, after which an untaken task is refunded
+    release_after_s: float = 30.0  # a robot born again must name its awarded task in telemetry by then, or lose it
     base_price: int = 600  # cents, for any trip
     price_per_km: int = 900  # cents per km of Manhattan distance, rounded up to the cent
 
@@ -37,7 +38,7 @@ class MarketPolicy:
         if not isinstance(self.evaluator, str) or self.evaluator not in EVALUATORS:
             raise PolicyError(f"evaluator must be one of {', '.join(sorted(EVALUATORS))}, got {self.evaluator!r}",
                               code="unknown_evaluator")
-        for name in ("bid_window_s", "task_life_s"):
+        for name in ("bid_window_s", "task_life_s", "release_after_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
                     or value <= 0:

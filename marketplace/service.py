@@ -31,7 +31,7 @@ from marketplace.market import AWARDED, OPEN, MarketError, Marketplace, Task
 from marketplace.policy import MarketPolicy
 
 FAILURE_EVENTS = ("task.failed", "command.rejected")
-DECLARED_KINDS = ("telemetry", "bid", "receipt", "event")  # the robot messages the service consumes (observe)
+DECLARED_KINDS = ("birth", "telemetry", "bid", "receipt", "event")  # the robot messages the service consumes (observe)
 
 
 class MarketService:
@@ -51,6 +51,8 @@ class MarketService:
         self._announce: list[Outgoing] = []
         self._posted: dict[str, float] = {}  # open task -> when it was announced
         self._receipts: list[Envelope] = []
+        self._reborn: dict[str, tuple[float, set[str]]] = {}  # robot born again -> (when, awarded tasks not named)
+        self.released: list[str] = []  # tasks whose robot restarted and forgot them: open again, nobody slashed
         self._next_expiry = -math.inf
 
     def post(self, wire: bytes) -> Task | None:
@@ -85,8 +87,13 @@ class MarketService:
         """An ingest consumer: telemetry (trails for proofs), bids, receipts and task failures."""
         kind, body = envelope.kind, envelope.body
         try:
-            if kind == "telemetry":
+            if kind == "birth":
+                self._born(envelope.issuer)
+            elif kind == "telemetry":
                 self.market.observe(topic, envelope)
+                held = self._reborn.get(envelope.issuer)
+                if held is not None and body.get("task") in held[1]:  # it kept its work across the new session
+                    held[1].discard(body["task"])
             elif kind == "bid":
                 self.market.bid(envelope)
             elif kind == "receipt":
@@ -97,9 +104,32 @@ class MarketService:
         except MarketError as err:
             self.refused[err.code] += 1
 
+    def _born(self, robot: str) -> None:
+        """A robot's new session: the tasks awarded to it must show in its telemetry within release_after_s."""
+        held = {task.id for task in self.market.tasks(AWARDED) if task.robot == robot}
+        if held:
+            self._reborn[robot] = (self.clock(), held)
+
+    def _release_forgotten(self, now: float) -> None:
+        """Withdraw, without a slash, the awards of robots born again that never named them since: each task is
+        open and announced again (docs/marketplace.md, "A robot that restarts")."""
+        for robot, (since, tasks) in list(self._reborn.items()):
+            if now - since < self.policy.release_after_s:
+                continue
+            del self._reborn[robot]
+            for task in tasks:
+                try:
+                    self.market.release(task, robot)
+                except MarketError as err:  # delivered, failed or expired meanwhile
+                    self.refused[err.code] += 1
+                    continue
+                self.released.append(task)
+                self._posted[task] = -math.inf
+
     def step(self) -> list[Outgoing]:
         """This turn's announcements, the awards of tasks whose bidding closed, and refunds of expired tasks."""
         now = self.clock()
+        self._release_forgotten(now)
         out, self._announce = self._announce, []
         receipts, self._receipts = self._receipts, []
         for outcome in self.market.deliver_many(receipts) if receipts else ():

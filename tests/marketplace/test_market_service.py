@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from bus.topics import MARKET_TASKS
+from bus.topics import MARKET_AWARDS, MARKET_TASKS
 from identity.did import did_peaq
 from identity.envelope import EnvelopeSigner, EnvelopeVerifier
 from identity.keys import Signer
 from identity.lifecycle import create_identity
 from ledger.journal import Ledger
-from marketplace.market import OPEN, Marketplace
+from marketplace.market import AWARDED, OPEN, Marketplace
 from marketplace.policy import MarketPolicy
 from marketplace.service import DECLARED_KINDS, MarketService
 from sim.customers import CustomerOrders, Customers
 from sim.demand import Order
+from tests.marketplace.stand_ins import envelope
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = Order("order-1", (100.0, 200.0), (1100.0, 1545.0), 2.5, 0.0)  # 2.345 km: 600 + 2111 = 2711 cents
@@ -157,7 +158,7 @@ def test_the_same_signed_task_twice_is_a_replay(stage) -> None:
 
 
 def test_the_service_declares_the_robot_messages_it_consumes() -> None:
-    assert MarketService.declared_kinds == DECLARED_KINDS == ("telemetry", "bid", "receipt", "event")
+    assert MarketService.declared_kinds == DECLARED_KINDS == ("birth", "telemetry", "bid", "receipt", "event")
 
 
 def test_the_marketplace_never_imports_the_simulator() -> None:
@@ -166,3 +167,43 @@ def test_the_marketplace_never_imports_the_simulator() -> None:
              "print(sorted(m for m in sys.modules if m == 'sim' or m.startswith('sim.')))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _awarded(stage) -> str:
+    """Task t1 posted and awarded to a bonded robot through the service; the robot's DID."""
+    robot, owner = "did:peaq:robot-under-test", stage.other.did
+    stage.market.fund(owner, 10_000, "EUR", key="owner", role="owner")
+    stage.market.register_robot(robot, owner, 5_000, "EUR")
+    stage.service.post(stage.customer.signer.seal("task", stage.body()))
+    stage.service.step()
+    stage.service.observe("t", envelope("bid", robot, {"task": "t1", "price": 800, "currency": "EUR", "eta_ms": 9}))
+    stage.clock.advance(3.0)
+    assert [m.topic for m in stage.service.step()] == [MARKET_AWARDS]
+    assert stage.market.task("t1").state == AWARDED
+    return robot
+
+
+def test_a_robot_born_again_that_does_not_name_its_task_loses_the_award_without_a_slash(stage) -> None:
+    robot = _awarded(stage)
+    bond, reputation = stage.ledger.balance(f"bond:{robot}"), stage.market.reputation(robot)
+    stage.service.observe("t", envelope("birth", robot, {"epoch": 2}))
+    stage.service.observe("t", envelope("telemetry", robot, {"t": 1, "pose": {"x": 0, "y": 0}, "state": "idle"}))
+    stage.clock.advance(stage.policy.release_after_s - 0.5)
+    stage.service.step()
+    assert stage.market.task("t1").state == AWARDED  # not yet: it may still say it kept the task
+    stage.clock.advance(1.0)
+    out = stage.service.step()
+    task = stage.market.task("t1")
+    assert (task.state, task.robot, task.outcome) == (OPEN, None, None) and stage.service.released == ["t1"]
+    assert [m.topic for m in out] == [MARKET_TASKS]  # announced again for new bids
+    assert stage.ledger.balance(f"bond:{robot}") == bond and stage.market.reputation(robot) == reputation
+    assert stage.ledger.balance("escrow:t1") == 1_000 and stage.market.offers("t1") == []
+
+
+def test_a_robot_born_again_that_names_its_task_in_telemetry_keeps_it(stage) -> None:
+    robot = _awarded(stage)
+    stage.service.observe("t", envelope("birth", robot, {"epoch": 2}))
+    stage.service.observe("t", envelope("telemetry", robot, {"t": 1, "pose": {"x": 0, "y": 0}, "task": "t1"}))
+    stage.clock.advance(stage.policy.release_after_s + 1)
+    stage.service.step()
+    assert stage.market.task("t1").state == AWARDED and stage.service.released == []
