@@ -77,6 +77,11 @@ export function formatPercent(fraction) {
   return fraction === null || fraction === undefined ? "—" : `${Math.round(fraction * 100)}%`;
 }
 
+/** A number with two decimals, or "—" for one not known yet (a robot that has not reported). */
+export function fixed(value) {
+  return value === null || value === undefined ? "—" : value.toFixed(2);
+}
+
 /** Epoch milliseconds as "2026-11-21 14:03:05 UTC". */
 export function formatTime(ms) {
   return ms === null || ms === undefined ? "—" : `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;

@@ -1,7 +1,7 @@
 // One robot's page: identity, standing, earnings, last telemetry and tasks; the DID comes from the path.
 
 import {
-  ApiError, describeError, didText, el, fillTable, formatMoney, formatTime, getJSON, initPage,
+  ApiError, describeError, didText, el, fillTable, fixed, formatMoney, formatTime, getJSON, initPage,
 } from "/static/common.js";
 
 const REFRESH_MS = 5000;
@@ -23,8 +23,8 @@ function render(robot) {
   document.title = `${robot.name} · DePAI fleet`;
   $("robot-name").textContent = robot.name;
   $("robot-did").textContent = robot.did;
-  $("robot-trust").textContent = robot.trust.toFixed(2);
-  $("robot-reputation").textContent = robot.reputation.toFixed(2);
+  $("robot-trust").textContent = fixed(robot.trust);
+  $("robot-reputation").textContent = fixed(robot.reputation);
   $("robot-earned").textContent = formatMoney(robot.earnings.total, robot.earnings.currency);
   $("robot-paid-tasks").textContent = robot.earnings.tasks;
   $("robot-seen").textContent = robot.seen_s ? formatTime(robot.seen_s * 1000) : "never";

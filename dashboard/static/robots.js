@@ -1,7 +1,7 @@
 // The robots table, kept current by the server's `robots` events.
 
 import {
-  describeError, el, fillTable, formatMoney, formatPercent, getJSON, initPage, onEvent, robotLink,
+  describeError, el, fillTable, fixed, formatMoney, formatPercent, getJSON, initPage, onEvent, robotLink,
 } from "/static/common.js";
 
 const table = document.getElementById("robots");
@@ -14,8 +14,8 @@ function row(robot) {
     el("td", {}, robotLink(robot.did)),
     el("td", {}, el("span", { class: "badge" }, robot.state), robot.task ? ` ${robot.task}` : null),
     el("td", { class: "num" }, formatPercent(robot.battery)),
-    el("td", { class: "num" }, robot.trust.toFixed(2)),
-    el("td", { class: "num" }, robot.reputation.toFixed(2)),
+    el("td", { class: "num" }, fixed(robot.trust)),
+    el("td", { class: "num" }, fixed(robot.reputation)),
     el("td", { class: "num" }, formatMoney(robot.earned, currency)),
     el("td", { class: "num" }, robot.delivered),
   );

@@ -203,3 +203,17 @@ def test_unsigned_forged_or_foreign_writes_change_nothing(fleet: RunningFleet, a
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] and answer.json()["error"]["message"]
     assert (api.get("/api/proposals").json(), fleet.ledger.size()) == before
+
+
+def test_the_robots_page_shows_a_robot_that_never_reported(fleet: RunningFleet, api: httpx.Client, page) -> None:
+    """An enrolled robot that has not reported has no trust yet: the page says so instead of staying on Loading."""
+    silent = "did:peaq:5SilentRobotThatNeverReported"
+    dao = api.get("/api/dao").json()["did"]
+    market = fleet.market.market
+    market.fund(dao, 1, "EUR", key=f"bond-for:{silent}", role="owner")
+    market.register_robot(silent, dao, 1, "EUR")
+    page.goto(f"{fleet.dashboard.url.rstrip('/')}/robots")
+    page.wait_for_selector(f"table#robots tr[data-robot='{silent}']", timeout=15_000)
+    cells = page.locator(f"table#robots tr[data-robot='{silent}'] td")
+    assert cells.nth(4).text_content() == "—" and cells.nth(5).text_content().strip() != ""
+    assert [p for p in page.problems if "net::ERR_ABORTED" not in p] == []
