@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import secrets
 import signal
@@ -93,6 +94,18 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     run.set_defaults(handler=cmd_run)
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a robot's name in the fleet: it names its files too
+
+
+def _checked_name(name: str) -> str:
+    """The robot's name, if it is one (letters, digits, '-' and '_', 1 to 64, not starting with '-' or '_')."""
+    if not NAME.fullmatch(name):
+        raise CliError(f"{name!r} is not a robot name", code="bad_name", exit_code=EXIT_USAGE,
+                       hint="use 1 to 64 letters, digits, '-' or '_', starting with a letter or digit "
+                            "(for example courier-7)")
+    return name
+
+
 def _state(args: argparse.Namespace, home: Home) -> Path:
     state = Path(args.state).expanduser() if args.state else home.root / "fleet"
     if not (state / "identities.json").exists():
@@ -118,6 +131,7 @@ def _write_secret(path: Path, text: str) -> None:
 
 def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
     """Key, DID document and MQTT login for a new robot of the fleet."""
+    _checked_name(args.name)
     state = _state(args, home)
     record = state / "bridges" / f"{args.name}.json"
     if record.exists():
@@ -155,6 +169,7 @@ def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
 
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     """Run the bridge until Ctrl-C (or --for)."""
+    _checked_name(args.name)
     state = _state(args, home)
     mine = next((e for e in enrolled(state) if e.name == args.name), None)
     if mine is None:

@@ -161,3 +161,13 @@ def test_a_robot_not_enrolled_is_named_with_what_to_do(home: Path) -> None:
     result = depai(home, "bridge", "run", "courier-99", "--udp", "127.0.0.1:7799", timeout=60)
     assert result.returncode == 3
     assert "no robot named 'courier-99' is enrolled" in result.stderr and "depai bridge enroll" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "", "_under", "x" * 65, "space name"])
+def test_a_robot_name_that_is_not_one_is_refused_before_anything_is_written(home: Path, name: str) -> None:
+    state = home / "fleet"
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    result = depai(home, "bridge", "enroll", name, timeout=60)
+    assert result.returncode == 2 and "is not a robot name" in result.stderr and "courier-7" in result.stderr
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert not (state.parent / "x.key").exists()
