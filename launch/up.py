@@ -557,8 +557,11 @@ def _text(s: dict[str, Any]) -> str:
     return "\n".join([
         f"depai up: run {s['run']} of the fleet in {s['state']}: {s['robots']} robots, {s['sim_s']} simulated s "
         f"in {s['wall_s']} s, {s['link']}",
-        f"  tasks: {tasks['posted']} posted, {tasks['delivered']} delivered, {tasks['settled']} settled in all runs, "
-        f"{tasks['under_way']} under way, {tasks['open']} open, {tasks['refunded']} refunded",
+        f"  tasks this run: {tasks['posted']} posted, {tasks['delivered']} delivered, {tasks['refunded']} refunded; "
+        f"on the marketplace (all runs): {tasks['settled']} settled, {tasks['under_way']} under way, "
+        f"{tasks['open']} open",
+        "  marketplace refused: " + (", ".join(f"{n} {reason}" for reason, n in s["market_refused"].items())
+                                     or "nothing"),
         f"  revenue: the DAO's robots have earned {_money(revenue['earned'])}; {accounts}; "
         f"members {_money(sum(revenue['members'].values()))}; marketplace fees {_money(revenue['fees'])}",
         _messages_line(s, refused),
