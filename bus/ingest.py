@@ -8,8 +8,8 @@ For each MQTT message, in this order:
 2. the topic: the message sits under its issuer's own topic root, in its
    partition, on the channel of its kind (wrong_topic);
 3. the body: the kind's schema from the protocol catalogue (schema_invalid);
-4. the session: a machine speaks only after its birth (no_birth); births must
-   open a newer epoch and deaths must name the live one (replayed, stale_epoch);
+4. the session: a machine speaks only after its birth (no_birth); a birth must
+   open a newer epoch and a death must name the live one (stale_epoch);
 5. physics: telemetry and scans within the machine's declared limits and
    continuous with what it said before (implausible);
 6. the issuer's rate (rate_limited), checked after the signature so a forger
@@ -20,13 +20,36 @@ message. Every refusal is counted by reason and DID, kept in a bounded
 quarantine, and changes nothing else: a refused message burns no sequence number
 and moves no state. An empty retained payload on a birth or death topic is how
 MQTT clears a retained message; it is ignored, not refused.
+
+Births and deaths are retained, so the broker hands them out again on every
+subscribe, and a crashed connection's will may arrive after its successor's
+birth. A birth or death that is not newer than the session this ingest holds
+(a birth of the live or an older epoch, a death of an older or already ended
+epoch) is therefore not a refusal: it changes nothing and is counted apart as
+stale (``depai_ingest_stale_total``, by kind and DID), not quarantined. MQTT's
+retain flag cannot tell such a copy from a resend (a broker clears it on live
+delivery), and an old session message has no effect whatever its route, so
+the epoch alone decides. A repeated sequence number of any other kind is still
+refused as replayed.
+
+With ``state_path`` the ingest keeps, per issuer, its session (epoch, live,
+gateway) and its replay window (highest ``seq`` and the bitmap below it) in a
+small SQLite file, and a new Ingest on the same file goes on from there: a
+restarted worker refuses what it accepted before. The file is written in
+batches, after ``state_batch`` accepted messages or once ``state_interval_s``
+has passed since the last write (checked as messages arrive), and on
+``close()``; a crash (kill -9) forgets at most the last unwritten batch, whose
+messages a replay could then pass once more. Each write is one transaction
+(WAL, synchronous=NORMAL: a process crash loses no committed batch).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 from bus.metrics import Metrics
@@ -38,6 +61,7 @@ from bus.topics import ROBOT_CHANNELS, parse_robot_topic, partition_of, robot_fi
 from identity.envelope import Envelope, EnvelopeRefused, EnvelopeVerifier
 from identity.errors import DepaiError, IdentityError
 from identity.registry import DidRegistry
+from identity.replay import ReplayGuard
 
 log = logging.getLogger("depai.bus.ingest")
 
@@ -58,6 +82,61 @@ class IngestRefused(DepaiError):
         self.issuer = issuer
 
 
+class _Stale(Exception):
+    """A birth or death not newer than the session ingest holds: counted as stale, not refused."""
+
+    def __init__(self, kind: str, issuer: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.issuer = issuer
+
+
+class DurableReplayGuard(ReplayGuard):
+    """A replay window whose per-issuer state (highest seq, bitmap below it) can be read out and put back."""
+
+    def snapshot(self, issuer: str) -> tuple[int, int] | None:
+        """``(highest, seen)`` for ``issuer``: bit k of ``seen`` set if ``highest - k`` was accepted."""
+        return self._state.get(issuer)
+
+    def restore(self, issuer: str, highest: int, seen: int) -> None:
+        """Put back a window read out by ``snapshot`` (bits beyond this guard's window are dropped)."""
+        with self._lock:
+            self._state[issuer] = (highest, (seen | 1) & self._mask)
+
+
+StateRow = tuple[str, int | None, bool, str | None, int | None, bytes | None]
+
+
+class IngestState:
+    """The SQLite file where an ingest keeps, per issuer, its session and replay window across restarts."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS issuer (did TEXT PRIMARY KEY, epoch INTEGER, alive INTEGER NOT NULL,"
+            " via TEXT, high INTEGER, seen BLOB)"
+        )
+
+    def rows(self) -> list[StateRow]:
+        """Every issuer's (did, epoch, alive, via, highest seq, seen bitmap as little-endian bytes)."""
+        return [(did, epoch, bool(alive), via, high, seen) for did, epoch, alive, via, high, seen
+                in self._db.execute("SELECT did, epoch, alive, via, high, seen FROM issuer")]
+
+    def write(self, rows: Iterable[StateRow]) -> None:
+        """Replace these issuers' rows, in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO issuer VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+
 class Ingest:
     """Verify, check and hand over messages from machines; count and quarantine the rest."""
 
@@ -73,14 +152,26 @@ class Ingest:
         quarantine_size: int = 1000,
         clock: Callable[[], float] = time.time,
         profile_ttl_s: float = 10.0,
+        state_path: Path | str | None = None,
+        state_batch: int = 1000,
+        state_interval_s: float = 1.0,
     ) -> None:
+        """``state_path``: keep sessions and replay windows in this SQLite file across restarts (see the
+        module docstring), written every ``state_batch`` accepted messages or ``state_interval_s`` wall seconds."""
         self.registry = registry
         self.consumer = consumer
         self.kinds = frozenset(kinds)
-        self.verifier = verifier or EnvelopeVerifier(registry, clock=clock)
+        if verifier is None:
+            verifier = EnvelopeVerifier(registry, clock=clock, replay=DurableReplayGuard() if state_path else None)
+        elif state_path is not None and not isinstance(verifier.replay, DurableReplayGuard):
+            raise ValueError("an ingest with a state_path needs a verifier whose replay guard is a DurableReplayGuard")
+        self.verifier = verifier
         self.metrics = Metrics()
         self.metrics.describe("depai_ingest_accepted_total", "counter", "Messages handed to the consumer, by kind.")
         self.metrics.describe("depai_ingest_refused_total", "counter", "Messages refused, by reason and DID.")
+        self.metrics.describe("depai_ingest_stale_total", "counter",
+                              "Births and deaths not newer than the session held (retained copies, old wills), "
+                              "by kind and DID; not refusals.")
         self.quarantine = Quarantine(quarantine_size)
         # Rates are per second of the fleet's time (a simulation may run faster than the wall clock).
         self._rate = RateLimiter(rate, burst, clock=time.monotonic if clock is time.time else clock)
@@ -91,6 +182,14 @@ class Ingest:
         self._clock = clock
         self._profile_ttl = profile_ttl_s
         self._limits: dict[str, tuple[float, MotionLimits]] = {}
+        self._store = IngestState(state_path) if state_path is not None else None
+        self._changed: set[str] = set()  # issuers whose state changed since the last write
+        self._unsaved = 0
+        self._store_batch = state_batch
+        self._store_interval = state_interval_s
+        self._save_due = time.monotonic() + state_interval_s
+        if self._store is not None:
+            self._load_state()
 
     def subscriptions(self, partitions: list[int] | None = None) -> list[str]:
         """The topic filters this pipeline needs, births first, for all partitions or only ``partitions``."""
@@ -113,7 +212,16 @@ class Ingest:
         except IngestRefused as refusal:
             self._refuse(refusal.reason, refusal.issuer, topic, str(refusal), payload)
             return None
+        except _Stale as stale:
+            self.metrics.inc("depai_ingest_stale_total", kind=stale.kind, did=stale.issuer)
+            log.debug("stale %s from %s on %s: %s", stale.kind, stale.issuer, topic, stale)
+            return None
         self.metrics.inc("depai_ingest_accepted_total", kind=envelope.kind)
+        if self._store is not None:
+            self._changed.add(envelope.issuer)
+            self._unsaved += 1
+            if self._unsaved >= self._store_batch or time.monotonic() >= self._save_due:
+                self.save_state()
         try:
             self.consumer(topic, envelope)
         except Exception:
@@ -159,18 +267,24 @@ class Ingest:
             if epoch != envelope.seq:
                 raise IngestRefused("schema_invalid", did, "a birth's epoch is its own sequence number")
             if current is not None and epoch <= current:
-                reason = "replayed" if epoch == current else "stale_epoch"
-                raise IngestRefused(reason, did, f"birth epoch {epoch} is not newer than {current}")
+                raise _Stale("birth", did, f"birth epoch {epoch} is not newer than {current}, the last one held")
             self._epochs[did] = epoch
             self._alive.add(did)
             self._motion.reset(did)
             via = envelope.body.get("via")
             if via:
                 self._via[did] = via
+            else:
+                self._via.pop(did, None)
             return envelope
-        if did not in self._alive or epoch != current:
-            live = current if did in self._alive else None
-            raise IngestRefused("stale_epoch", did, f"death for epoch {epoch}, but the live epoch is {live}")
+        alive = did in self._alive
+        if current is not None and (epoch < current or (epoch == current and not alive)):
+            state = "live" if alive else "ended"
+            raise _Stale("death", did, f"death for epoch {epoch}; the last epoch held is {current} ({state})")
+        if not alive or epoch != current:
+            live = current if alive else None
+            raise IngestRefused("stale_epoch", did,
+                                f"death for epoch {epoch}, which no birth seen here opened (live epoch: {live})")
         self._end_session(did)
         for machine in [m for m, gateway in self._via.items() if gateway == did]:
             self._end_session(machine)
@@ -181,6 +295,55 @@ class Ingest:
         self._alive.discard(did)
         self._via.pop(did, None)
         self._motion.reset(did)
+        if self._store is not None:
+            self._changed.add(did)
+
+    # -- what survives a restart -------------------------------------------------
+
+    def _load_state(self) -> None:
+        assert self._store is not None
+        guard = self.verifier.replay
+        assert isinstance(guard, DurableReplayGuard)
+        for did, epoch, alive, via, high, seen in self._store.rows():
+            if epoch is not None:
+                self._epochs[did] = epoch
+            if alive:
+                self._alive.add(did)
+            if via:
+                self._via[did] = via
+            if high is not None:
+                guard.restore(did, high, int.from_bytes(seen or b"", "little"))
+
+    def save_state(self) -> None:
+        """Write what changed since the last write to the state file (if any); call from the thread that
+        calls ``handle``, or after it stopped. A failed write is logged and retried with the next batch."""
+        if self._store is None:
+            return
+        changed, self._changed = self._changed, set()
+        self._unsaved = 0
+        self._save_due = time.monotonic() + self._store_interval
+        if not changed:
+            return
+        guard = self.verifier.replay
+        assert isinstance(guard, DurableReplayGuard)
+        rows: list[StateRow] = []
+        for did in changed:
+            window = guard.snapshot(did)
+            high, seen = window if window is not None else (None, None)
+            rows.append((did, self._epochs.get(did), did in self._alive, self._via.get(did), high,
+                         None if seen is None else seen.to_bytes((seen.bit_length() + 7) // 8, "little")))
+        try:
+            self._store.write(rows)
+        except sqlite3.Error:
+            log.exception("could not write the ingest state to %s; will retry", self._store.path)
+            self._changed |= changed
+
+    def close(self) -> None:
+        """Write the last batch and close the state file (nothing to do without one)."""
+        if self._store is not None:
+            self.save_state()
+            self._store.close()
+            self._store = None
 
     @staticmethod
     def _check_placement(topic: str, envelope: Envelope) -> None:

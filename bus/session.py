@@ -2,7 +2,10 @@
 
 The birth opens a session and fixes its boot epoch (the birth's own sequence
 number, in the manner of Sparkplug B's bdSeq); a death names that epoch, so a
-stale will from an earlier connection cannot end a newer session. The will is
+stale will from an earlier connection cannot end a newer session. Epochs are
+unique per connection and grow across runs and crashes because the signer's
+sequence starts at the wall clock (identity.envelope.Sequencer), never at a
+simulated fleet clock. The will is
 signed when the connection is made and published by the broker if the machine
 vanishes; an explicit death says the same thing on a clean shutdown, and is how
 machines sharing one connection (a simulator, a gateway) say goodbye one by one.

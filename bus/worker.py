@@ -16,6 +16,11 @@ offline is not queued for (tests/bus/test_pipeline.py shows the plain default
 losing nothing across a broker kill), so use it only with a standby always
 connected. Births and deaths are plain subscriptions either way, because
 brokers do not send retained messages to shared subscribers.
+
+``state_path`` gives the worker a memory across restarts (bus/ingest.py): each
+issuer's session and replay window, written in batches to one SQLite file per
+worker, so a restarted worker refuses what it accepted before. Keep one file
+per worker index and count (``ingest-{index}-of-{workers}.sqlite3``).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class IngestWorker:
 
     It takes each robot's own messages and gateways' batches (bus/frames.py) of its partitions; a consumer
     with a ``flush()`` (bus.relay.VerifiedOut) is flushed after every MQTT message, before it is acknowledged.
+    With ``state_path``, the Ingest keeps its sessions and replay windows there (written in batches, and
+    on ``close()``), and a worker started again on the same file goes on from them.
     """
 
     def __init__(
@@ -77,12 +84,13 @@ class IngestWorker:
         username: str | None = None,
         password: str | None = None,
         outbox_path: Path | None = None,
+        state_path: Path | None = None,
         **ingest_options: Any,
     ) -> None:
         self.partitions = assign_partitions(workers, index)
         self._own_registry = not isinstance(registry, DidRegistry)
         self.registry = DidRegistry(registry) if self._own_registry else registry  # type: ignore[arg-type]
-        self.ingest = Ingest(self.registry, consumer, **ingest_options)
+        self.ingest = Ingest(self.registry, consumer, state_path=state_path, **ingest_options)
         self.ingest.metrics.describe("depai_ingest_bad_batches_total", "counter", "Gateway batches refused whole.")
         self._flush: Callable[[], object] | None = getattr(consumer, "flush", None)
         self.client = BusClient(url, client_id=client_id or f"{SHARE_GROUP}-{index}-of-{workers}",
@@ -126,11 +134,13 @@ class IngestWorker:
         return self
 
     def close(self) -> None:
-        """Stop serving metrics, disconnect and close the registry (if this worker opened it)."""
+        """Stop serving metrics, disconnect, write the ingest's last state and close the registry (if this
+        worker opened it)."""
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
         self.client.close()
+        self.ingest.close()  # after the client: no handler runs any more
         if self._own_registry:
             self.registry.close()
 

@@ -153,7 +153,13 @@ class Sequencer:
 
     It starts at the wall clock in microseconds and counts up by one, so a robot
     that restarts continues above every number it used before (unless it sent
-    more than a million messages a second, or its clock went back).
+    more than a million messages a second, or its clock went back). One signer
+    cannot outrun it: an Ed25519 signature alone takes tens of microseconds.
+
+    ``clock`` is for tests. Give it the real wall clock, never a simulation's
+    (a fleet clock starts near 0 until its epoch is set, and a resumed run may
+    set it to a time before the last run's end): session epochs are taken from
+    this sequence, and must grow across runs and crashes.
     """
 
     def __init__(self, start: int | None = None, *, clock: Callable[[], float] = time.time) -> None:
@@ -169,7 +175,12 @@ class Sequencer:
 
 
 class EnvelopeSigner:
-    """Seals messages as one identity: its key, DID, key id and sequence."""
+    """Seals messages as one identity: its key, DID, key id and sequence.
+
+    ``clock`` gives the issue time (``iat``) and may be a fleet's simulated clock; the
+    sequence is a ``Sequencer`` on the wall clock unless one is given, whatever ``clock`` is,
+    so the sequence numbers and session epochs of a restarted signer continue above the old ones.
+    """
 
     def __init__(
         self,
@@ -186,7 +197,7 @@ class EnvelopeSigner:
         self.key_id = key_id
         self.ttl_ms = int(ttl_s * 1000)
         self._clock = clock
-        self.sequencer = sequencer or Sequencer(clock=clock)
+        self.sequencer = sequencer or Sequencer()  # the wall clock, not ``clock``: see the class docstring
 
     def seal(self, kind: str, body: Any, *, ttl_s: float | None = None, seq: int | None = None) -> bytes:
         """The wire bytes of a signed envelope of ``kind`` carrying ``body``."""

@@ -53,6 +53,17 @@ def send(ingest: Ingest, message: Outgoing) -> Envelope | None:
     return ingest.handle(message.topic, message.payload)
 
 
+def stale(ingest: Ingest, message: Outgoing) -> None:
+    """``message`` is counted as stale: not handed on, not refused, not quarantined."""
+    kind = message.topic.rsplit("/", 1)[-1]
+    before = (ingest.metrics.total("depai_ingest_stale_total", kind=kind), len(ingest.quarantine),
+              ingest.metrics.total("depai_ingest_refused_total"))
+    assert ingest.handle(message.topic, message.payload) is None
+    after = (ingest.metrics.total("depai_ingest_stale_total", kind=kind), len(ingest.quarantine),
+             ingest.metrics.total("depai_ingest_refused_total"))
+    assert after == (before[0] + 1, before[1], before[2])
+
+
 def refused(ingest: Ingest, topic: str, payload: bytes) -> str:
     before = len(ingest.quarantine)
     assert ingest.handle(topic, payload) is None
@@ -131,7 +142,7 @@ def test_death_must_name_the_live_epoch(ingest, robot, clock) -> None:
     send(ingest, first)
     clock.advance(1)
     send(ingest, robot.session.birth())
-    assert refused(ingest, old_will.topic, old_will.payload) == "stale_epoch"
+    stale(ingest, old_will)  # an older session's will, arriving late: changes nothing, refuses nothing
     assert robot.did in ingest.online()
     assert send(ingest, robot.session.death()) is not None
     assert robot.did not in ingest.online()
@@ -139,10 +150,30 @@ def test_death_must_name_the_live_epoch(ingest, robot, clock) -> None:
     assert refused(ingest, message.topic, message.payload) == "no_birth"
 
 
-def test_retained_birth_delivered_again_is_a_replay(ingest, robot) -> None:
+def test_retained_birth_delivered_again_is_stale_not_a_refusal(ingest, robot, clock) -> None:
+    """Every re-subscribe gets the retained birth again (issue 15: a resume counted these as replayed)."""
     birth = robot.session.birth()
     send(ingest, birth)
-    assert refused(ingest, birth.topic, birth.payload) == "replayed"
+    stale(ingest, birth)
+    stale(ingest, birth)
+    assert ingest.metrics.value("depai_ingest_stale_total", kind="birth", did=robot.did) == 2
+    assert robot.did in ingest.online()
+    telemetry = moving(robot, clock)
+    assert send(ingest, telemetry) is not None
+    assert refused(ingest, telemetry.topic, telemetry.payload) == "replayed", "other kinds still count as replays"
+    assert "depai_ingest_stale_total" in ingest.metrics.render()
+
+
+def test_a_death_for_an_epoch_never_opened_is_refused(ingest, robot, registry, clock) -> None:
+    early_birth = robot.session.birth()
+    send(ingest, early_birth)
+    robot.session.birth()  # a newer session whose birth this ingest never saw
+    death = robot.session.death()
+    assert refused(ingest, death.topic, death.payload) == "stale_epoch"
+    assert robot.did in ingest.online()
+    stranger = robot.session.death()
+    fresh = Ingest(registry, lambda topic, envelope: None, clock=clock)
+    assert refused(fresh, stranger.topic, stranger.payload) == "stale_epoch"  # no birth at all
 
 
 def test_old_birth_and_will_verify_after_they_expire(ingest, robot, clock) -> None:
@@ -243,8 +274,10 @@ def test_subscriptions_put_births_first(ingest) -> None:
 def test_an_old_birth_cannot_reopen_a_dead_session(ingest, robot) -> None:
     birth = robot.session.birth()
     send(ingest, birth)
-    send(ingest, robot.session.death())
-    assert refused(ingest, birth.topic, birth.payload) == "replayed"
+    death = robot.session.death()
+    send(ingest, death)
+    stale(ingest, birth)
+    stale(ingest, death)  # the retained death, delivered again
     assert robot.did not in ingest.online()
 
 

@@ -330,6 +330,16 @@ def test_protocol_explains_every_refusal_reason(protocol: str) -> None:
     assert not missing, f"docs/protocol.md does not explain {missing}"
 
 
+def test_protocol_explains_stale_session_messages_apart_from_refusals(protocol: str) -> None:
+    """A retained birth or death that is not newer is counted as stale, not refused (issue 15)."""
+    source = (ROOT / "bus" / "ingest.py").read_text(encoding="utf-8")
+    assert '"depai_ingest_stale_total"' in source and "stale" not in ingest_reasons()
+    explained = section(protocol, "## What the fleet checks, in order")
+    refusals, _, apart = explained.partition("Not a refusal")
+    assert "| `stale` |" in apart and "| `stale` |" not in refusals and "depai_ingest_stale_total" in apart
+    assert "a birth repeats the live epoch" not in explained
+
+
 @pytest.mark.parametrize("spec", CATALOGUE, ids=lambda spec: spec.kind)
 def test_protocol_documents_every_body_field(protocol: str, spec) -> None:
     text = section(protocol, f"### `{spec.kind}`")

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -259,6 +260,19 @@ def test_sequencer_starts_from_the_clock_and_advances() -> None:
     assert [sequencer.next() for _ in range(3)] == [1_790_000_000_250_000 + i for i in range(3)]
     restarted = Sequencer(clock=lambda: 1_790_000_000.26)
     assert restarted.next() > 1_790_000_000_250_002
+
+
+def test_a_signer_on_a_simulated_clock_still_numbers_from_the_wall_clock() -> None:
+    """A fleet clock reads near 0 until its epoch is set (issue 15): the sequence must not start there."""
+    key = Signer.generate()
+    did = "did:key:z6MkwJSaEMnE4u6LiqrZV1BJHSkc9x8S4mTm3ArNL1m19BZR"
+    before = int(time.time() * 1_000_000)
+    first = EnvelopeSigner(key, did, clock=lambda: 0.0)
+    seqs = [json.loads(first.seal("telemetry", {"n": n}))["seq"] for n in range(3)]
+    assert before <= seqs[0] <= int(time.time() * 1_000_000) and seqs == [seqs[0] + n for n in range(3)]
+    assert json.loads(first.seal("telemetry", {}))["iat"] == 0, "the issue time still follows the given clock"
+    rerun = EnvelopeSigner(key, did, clock=lambda: 0.0)  # the same identity in the next run, same fleet time
+    assert json.loads(rerun.seal("telemetry", {}))["seq"] > seqs[-1] + 1
 
 
 json_values = st.recursive(

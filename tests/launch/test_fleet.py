@@ -26,7 +26,7 @@ from bus.schemas import BY_KIND
 from bus.session import Outgoing
 from bus.topics import MARKET_AWARDS, MARKET_TASKS
 from identity.canonical import canonicalize
-from identity.envelope import Envelope
+from identity.envelope import Envelope, reread
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, SimFleet, register, run
 from launch.links import LoopbackLink, MqttLink
@@ -436,3 +436,62 @@ def test_a_robot_added_while_the_fleet_runs_is_born_and_heard(scene) -> None:
                 limit_s=10)
     assert any(e.kind == "birth" and e.issuer == newcomer.did for e in s.heard.envelopes)
     assert len(s.fleet.agents) == 2 and s.refused() == 0
+
+
+def test_a_resumed_fleet_is_born_above_its_crashed_run_and_heard(tmp_path: Path) -> None:
+    """Issue 15: a second run with the same identities (``depai up`` again after a crash) opens newer epochs
+    than the first, so an ingest that saw the first run, and its retained will, takes the second as it comes."""
+    registry = DidRegistry(tmp_path / "registry.sqlite3")
+    operator = register(registry)
+    commander = register(registry, controller=operator.did)
+    kept: dict[str, Identity] = {}
+
+    def enroll(name: str, **terms: object) -> Identity:
+        if name not in kept:
+            kept[name] = register(registry, **terms)
+        return kept[name]
+
+    config = FleetConfig(robots=3, blocks=3, seed=11, obstacles=False)
+    fleets: list[SimFleet] = []
+    heard = Heard()
+    ingest = Ingest(registry, heard, clock=lambda: fleets[-1].clock())
+
+    def start() -> tuple[Outgoing, list[Outgoing]]:
+        epoch_s = fleets[-1].clock() + 1.0 if fleets else None  # a resumed fleet's time goes on from the last
+        fleets.append(SimFleet(config, registry, controller=operator.did, commanders=[commander.did],
+                               enroll=enroll, epoch_s=epoch_s))
+        will, births = fleets[-1].greeting()()
+        return Outgoing(*will), [Outgoing(*birth) for birth in births]
+
+    def say(messages: list[Outgoing]) -> None:
+        for message in messages:
+            ingest.handle(message.topic, message.payload)
+
+    try:
+        will, births = start()
+        say(births)
+        for _ in range(30):
+            say(fleets[-1].step())
+        first_epochs = {e.issuer: e.body["epoch"] for e in heard.envelopes if e.kind == "birth"}
+        first_top = max(e.seq for e in heard.envelopes)
+        assert len(first_epochs) == 4 and heard.kinds()["telemetry"] >= 3
+        say([will])  # the run is killed: the broker publishes its will, and keeps it retained
+        assert ingest.online() == {}
+
+        resumed_will, resumed_births = start()
+        epochs = {e.issuer: e.body["epoch"] for e in (reread(b.payload) for b in resumed_births)}
+        assert epochs.keys() == first_epochs.keys()
+        assert min(epochs.values()) > first_top, "every new epoch is above everything the first run signed"
+        say(resumed_births)
+        say([will])  # the retained will again, on the ingest's next subscribe: it ends nothing now
+        assert ingest.online() == epochs
+        for _ in range(30):
+            say(fleets[-1].step())
+        assert ingest.metrics.by("depai_ingest_refused_total", "reason") == {}  # no no_birth, no replayed
+        assert ingest.metrics.value("depai_ingest_stale_total", kind="death", did=kept["gateway"].did) == 1
+        second = [e for e in heard.envelopes if e.kind == "telemetry" and e.seq > first_top]
+        assert {e.issuer for e in second} == {agent.did for agent in fleets[-1].agents}
+    finally:
+        for fleet in fleets:
+            fleet.close()
+        registry.close()
