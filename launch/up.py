@@ -27,7 +27,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 
 from bus.broker import MqttUser
 from bus.ingest import Ingest
@@ -36,6 +35,7 @@ from dao.lifecycle import Params
 from dao.split import SplitRules
 from dashboard.revenue import RevenueBook
 from dashboard.server import DashboardError, DashboardServer
+from dashboard.live import city_layout
 from dashboard.telemetry import TelemetryBoard
 from dashboard.view import FleetView, Live
 from identity.envelope import EnvelopeVerifier
@@ -58,7 +58,6 @@ from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
 from marketplace.policy import MarketPolicy
 from marketplace.service import MarketService
-from sim.city import CityLayout
 from sim.customers import CustomerOrders, Customers
 from sim.demand import Demand
 from spatial.service import MapService
@@ -456,7 +455,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
                 documents=lambda did: registry.active(did).document,
                 counters=lambda: _counters(fleet, ingest, market_service), map=shared_map,
-                map_layout=_layout(fleet.city, roads))
+                map_layout=city_layout(fleet.city, roads))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                      Marketplace(view_ledger, None), live,
                      names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}})
@@ -508,16 +507,6 @@ def _counters(fleet: SimFleet, ingest: Ingest, market: MarketService) -> dict[st
             "refused": {reason: int(n) for reason, n in ingest.metrics.by("depai_ingest_refused_total",
                                                                             "reason").items()},
             "market_refused": dict(market.refused)}
-
-
-def _layout(city: CityLayout, graph: nx.Graph) -> dict[str, Any]:
-    """The map's fixed part for the dashboard: the city's bounds, its roads and its places."""
-    positions = {node: data["pos"] for node, data in graph.nodes(data=True)}
-    return {"bounds": list(city.bounds()),
-            "roads": [{"u": u, "v": v, "a": list(positions[u]), "b": list(positions[v]), "street": data.get("street")}
-                      for u, v, data in graph.edges(data=True)],
-            "places": [{"kind": kind, "x": p.x, "y": p.y} for kind in ("depot", "dropoff", "charger")
-                       for p in city.places_of(kind)]}
 
 
 def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:
