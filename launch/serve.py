@@ -215,6 +215,7 @@ class IngestRole(Role):
         return {"partitions": self.worker.partitions, "forwarded": self.out.forwarded,
                 "accepted": {k: int(v) for k, v in metrics.by("depai_ingest_accepted_total", "kind").items()},
                 "refused": {k: int(v) for k, v in metrics.by("depai_ingest_refused_total", "reason").items()},
+                "stale": {k: int(v) for k, v in metrics.by("depai_ingest_stale_total", "kind").items()},
                 "bad_batches": int(metrics.total("depai_ingest_bad_batches_total")),
                 "lag_p50_s": _quantile(lags, 0.5), "lag_p99_s": _quantile(lags, 0.99), "lag_n": len(lags)}
 

@@ -207,8 +207,9 @@ def messages(board: StatusBoard) -> dict[str, int]:
     published = sum(sum(s["counters"].get("published", {}).values()) for s in board.services("sim"))
     verified = sum(board.merged("ingest", "accepted").values())
     refused = sum(board.merged("ingest", "refused").values())
-    return {"published": published, "verified": verified, "refused": refused,
-            "unverified": max(0, published - verified - refused)}
+    stale = sum(board.merged("ingest", "stale").values())  # old retained births and wills: not refusals
+    return {"published": published, "verified": verified, "refused": refused, "stale": stale,
+            "unverified": max(0, published - verified - refused - stale)}
 
 
 def lags(board: StatusBoard, speed: float) -> tuple[float, float]:

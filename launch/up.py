@@ -565,7 +565,8 @@ def _messages_line(s: dict[str, Any], refused: str) -> str:
     if m is None:
         return f"  refused messages: {refused}"
     return (f"  messages: {m['published']} sent by the simulators, {m['verified']} verified, {m['refused']} refused"
-            f"{f' ({refused})' if m['refused'] else ''}, {m['unverified']} not verified when the run stopped")
+            f"{f' ({refused})' if m['refused'] else ''}, {m['stale']} stale (an earlier session's retained birth or "
+            f"will: not a refusal), {m['unverified']} not verified when the run stopped")
 
 
 def _redact(url: str) -> str:
