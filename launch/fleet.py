@@ -143,12 +143,17 @@ class SimFleet:
     def __init__(self, config: FleetConfig, registry: DidRegistry, *, controller: str,
                  commanders: Sequence[str], map_services: Sequence[str] = (), epoch_s: float | None = None,
                  agent_class: Callable[[int], type[RobotAgent]] = lambda index: RobotAgent,
-                 enroll: Enroll | None = None, shard: tuple[int, int] = (0, 1)) -> None:
+                 enroll: Enroll | None = None, shard: tuple[int, int] = (0, 1),
+                 receive_clock: Callable[[], float] | None = None) -> None:
         """``agent_class(i)`` is the agent robot i runs (benchmarks run adversarial robots this way); ``enroll``
         names each identity (default: a fresh key every time; ``depai up`` keeps them across runs); ``shard`` (k, n)
         makes this simulator shard k of n: its robots are robot-k, robot-(k+n), ... and it has a gateway of its
-        own, so several simulators split one fleet (robots of different shards do not see each other)."""
+        own, so several simulators split one fleet (robots of different shards do not see each other);
+        ``receive_clock`` judges the time of what the robots receive (default: the simulator's own clock): a shard
+        that follows a shared fleet clock from behind passes that clock, so the services' messages, stamped on it,
+        are not taken for future-dated."""
         self.shard = shard
+        self._receive_clock = receive_clock
         self._enroll: Enroll = enroll or (lambda name, **terms: register(registry, **terms))
         self.config = config
         self.city = generate_city(config.seed, config.blocks)
@@ -161,7 +166,7 @@ class SimFleet:
         self.clock = FleetClock(self.world, 0.0)  # its epoch is set once every identity is registered
         self.planner = RoadPlanner(self.city.road_graph())
         # One verified view of the shared road graph for the whole gateway (a site bridge would do the same).
-        self.map_view = MapView(registry, map_services, clock=self.clock)
+        self.map_view = MapView(registry, map_services, clock=self.receive_clock)
         self.gateway_identity = self._enroll(gateway_name(shard), controller=controller, with_topic_root=True)
         self.gateway = MachineSession(self.gateway_identity.envelope_signer(self.clock),
                                       topic_root(self.gateway_identity.did), self.gateway_identity.document,
@@ -175,7 +180,7 @@ class SimFleet:
         self._agent_class = agent_class
         # One verifier of the marketplace's announcements and awards for every robot here (one trust domain,
         # like the map view): each is checked once, then handed only to the robots it concerns.
-        self.market_gate = MarketGate(registry, self._commanders, clock=self.clock)
+        self.market_gate = MarketGate(registry, self._commanders, clock=self.receive_clock)
         self.market_refused: Counter[str] = Counter()  # market messages refused, once each for the whole fleet
         self._by_did: dict[str, RobotAgent] = {}  # filled by deliver() as robots are added
         self._rng = np.random.default_rng([config.seed, 1] if shard == (0, 1) else [config.seed, 1, *shard])
@@ -183,6 +188,11 @@ class SimFleet:
             self.add_robot()
         # Fleet time starts after the last registration, so no message predates its signer's key.
         self.clock.epoch_s = time.time() if epoch_s is None else epoch_s
+
+    @property
+    def receive_clock(self) -> Callable[[], float]:
+        """The clock that judges what the robots receive."""
+        return self._receive_clock or self.clock
 
     def add_robot(self, controller: str | None = None, *, name: str | None = None) -> RobotAgent:
         """A new robot at a random street point, with its own registered identity (controlled by ``controller``,
@@ -197,7 +207,7 @@ class SimFleet:
         root = topic_root(me.did)
         session = MachineSession(me.envelope_signer(self.clock), root, me.document,
                                  via=self.gateway_identity.did, software="depai-sim")
-        gate = CommandGate(me.did, root, self._registry, self._commanders, clock=self.clock)
+        gate = CommandGate(me.did, root, self._registry, self._commanders, clock=self.receive_clock)
         agent_config = AgentConfig(telemetry_hz=config.telemetry_hz, scan_hz=config.scan_hz,
                                    telemetry_phase=(index * 0.618034) % 1.0, seed=config.seed * 100_003 + index)
         agent = self._agent_class(index)(SimBody(self.world, index, spec), session, self.planner,

@@ -247,7 +247,8 @@ class SimRole(Role):
         config = FleetConfig(robots=robots, seed=d.seed, blocks=d.city, scan_hz=d.scan_hz,
                              orders_per_min=d.orders_per_min)
         self.fleet = SimFleet(config, ctx.registry, controller=d.dao, commanders=d.commanders, map_services=[d.map],
-                              enroll=ctx.identities.enroll, epoch_s=ctx.clock(), shard=(ctx.index, ctx.of))
+                              enroll=ctx.identities.enroll, epoch_s=ctx.clock(), shard=(ctx.index, ctx.of),
+                              receive_clock=ctx.clock)
         self.fleet.clock.epoch_s = ctx.clock()  # building the robots took time: the world starts now, not before
         self.spawner = SpawnOrders(ctx, self.fleet)
         self.link = ShardLink(self.fleet, ctx.broker_url, name=f"{_host_tag()}-{ctx.index}",

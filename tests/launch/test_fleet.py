@@ -495,3 +495,28 @@ def test_a_resumed_fleet_is_born_above_its_crashed_run_and_heard(tmp_path: Path)
         for fleet in fleets:
             fleet.close()
         registry.close()
+
+
+@pytest.mark.parametrize("follows_the_fleet_clock", [True, False])
+def test_a_shard_behind_the_fleet_clock_takes_the_services_messages_only_when_it_judges_them_by_that_clock(
+        tmp_path: Path, follows_the_fleet_clock: bool) -> None:
+    """A shard following a shared clock from 30 s behind: announcements stamped on the fleet's clock are current
+    by that clock, and would be future-dated by the shard's own."""
+    registry = DidRegistry(tmp_path / "registry.sqlite3")
+    operator = register(registry)
+    market = register(registry, controller=operator.did)
+    config = FleetConfig(robots=1, blocks=3, seed=11, obstacles=False)
+    ahead: list[SimFleet] = []
+    fleet_clock = lambda: ahead[0].clock() + 30.0  # noqa: E731 - the services' clock, ahead of the shard's
+    fleet = SimFleet(config, registry, controller=operator.did, commanders=[market.did],
+                     receive_clock=fleet_clock if follows_the_fleet_clock else None)
+    ahead.append(fleet)
+    try:
+        body = {"id": "t1", "customer": operator.did, "pickup": {"x": 0.0, "y": 0.0}, "dropoff": {"x": 5.0, "y": 5.0},
+                "deadline": int((fleet_clock() + 900) * 1000), "max_price": 5_000, "currency": "EUR",
+                "payload_kg": 1.0}
+        fleet.deliver(MARKET_TASKS, market.envelope_signer(fleet_clock).seal("task", body))
+        assert fleet.market_refused == (Counter() if follows_the_fleet_clock else Counter({"future_dated": 1}))
+    finally:
+        fleet.close()
+        registry.close()
