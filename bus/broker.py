@@ -37,7 +37,18 @@ forbidden SUBSCRIBE        SUBACK 0x80 (acl_file: granted  SUBACK 0x80
                            but delivers nothing)
 shared subscriptions       ``$share/group/filter``         none: ingest splits the work
                                                            by partition filters instead
+packets over               connection closed before the    connection closed before the
+MAX_PACKET_BYTES           body is read (max_packet_size)  body is read (AmqttLimits)
+sessions per login         not counted (2.0 has no such    at most SESSIONS_PER_LOGIN
+                           setting); a pinned client id    by role (AmqttLimits)
+                           (MqttUser.client_id) allows
+                           one (dynamic-security only)
+pinned client id           dynamic-security ``clientid``   AmqttLimits
 =========================  ==============================  ==============================
+
+A broker dies with the process that started it (see ``RunningBroker.start``), and
+two never share a data directory: a lock while the owner lives, and ``broker.pid``
+after it, so a start ends a broker that a killed owner left behind.
 """
 
 from __future__ import annotations
@@ -45,22 +56,27 @@ from __future__ import annotations
 import base64
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
+from bus.processes import alive, command_line, die_with_parent, start_time
 from bus.topics import (
     COMMAND_CHANNEL,
     FLEET,
@@ -81,6 +97,25 @@ _SBIN_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 # tokens), not words people choose, so more stretching would add little while every CONNECT pays for it.
 PBKDF2_ROUNDS = 101
 _LOG = "broker.log"
+_PID = "broker.pid"
+
+# The largest PUBLISH payload either broker takes. One signed envelope is at most 64 KiB (identity/envelope.py
+# refuses a larger one; the largest measured are a scan, ~600 B, and telemetry, ~400 B). The largest payloads
+# are batches (bus/frames.py): a gateway's, one per partition per simulator tick, and the verified channel's,
+# never larger than the message they were checked from (ingest forwards after every message). 1 MiB holds a
+# tick of about a thousand robots of one partition, far more than one simulator shard runs.
+MAX_MESSAGE_BYTES = 1 << 20
+# The same limit on a whole MQTT packet: the payload plus room for a topic (at most 64 KiB) and the headers. A
+# client that sends a larger packet is disconnected before the broker reads the rest of it.
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + (64 << 10)
+# At most this many open connections per login, by role, where the broker can count them (amqtt; Mosquitto 2.0
+# cannot without a plugin of its own: there, pin a robot's client id, see MqttUser). A robot is one machine;
+# the shared logins of gateways, services and ingest workers serve several processes each.
+SESSIONS_PER_LOGIN = {"robot": 1, "gateway": 256, "service": 256, "ingest": 256}
+# How long a connection amqtt let in counts before amqtt says it is connected (see AmqttLimits).
+_PENDING_S = 300.0
+# Descriptors Mosquitto keeps for itself (its database, log and listeners) below the limit it inherits.
+_SPARE_FDS = 64
 
 
 class BrokerError(DepaiError):
@@ -101,11 +136,25 @@ ROLES = ("robot", "gateway", "service", "ingest")
 class MqttUser:
     """An MQTT login: a robot (username = its SS58 address), a gateway that speaks for many machines
     on one connection (a simulator, a site bridge), a fleet service, or an ingest worker (the only one
-    that may write the verified channel)."""
+    that may write the verified channel).
+
+    ``client_id``, when given, is the only client id the login may connect with (Mosquitto's
+    dynamic-security plugin and amqtt refuse any other). On Mosquitto, which cannot count a login's
+    connections, that gives the login one session: a second CONNECT with that id takes the session over
+    and closes the first connection. Give a robot its address, the client id docs/protocol.md asks robots
+    to use. ``max_sessions`` caps the connections the login holds at once (default SESSIONS_PER_LOGIN for
+    its role); only amqtt counts them.
+    """
 
     username: str
     password: str
     role: Literal["robot", "gateway", "service", "ingest"]
+    client_id: str | None = None
+    max_sessions: int | None = None
+
+    @property
+    def session_limit(self) -> int:
+        return self.max_sessions if self.max_sessions is not None else SESSIONS_PER_LOGIN[self.role]
 
 
 @dataclass
@@ -117,6 +166,17 @@ class BrokerConfig:
     data_dir: Path | None = None
     users: list[MqttUser] = field(default_factory=list)  # empty: anonymous access, no ACL
     persistence: bool = True  # Mosquitto only; amqtt never persists
+    max_connections: int | None = None  # all logins together; None: what the descriptor limit leaves room for
+
+
+def max_connections(config: BrokerConfig) -> int:
+    """The broker's cap on open connections (-1: none): ``config.max_connections``, else the open-file limit
+    the broker inherits less what it needs for itself, so that running out of descriptors refuses a new
+    connection rather than failing those already open, or the broker's own saving."""
+    if config.max_connections is not None:
+        return config.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return -1 if soft == resource.RLIM_INFINITY else max(_SPARE_FDS, soft - _SPARE_FDS)
 
 
 def mosquitto_binary() -> str | None:
@@ -184,10 +244,13 @@ def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
 def _check_users(users: list[MqttUser]) -> None:
     for user in users:
         bad = not user.username or any(c in user.username for c in ":/+#\n\r\t ")
+        bad = bad or (user.client_id is not None and (not user.client_id or any(c in user.client_id for c in "\0\n\r")))
+        bad = bad or (user.max_sessions is not None and user.max_sessions < 1)
         if bad or user.role not in ROLES or "\n" in user.password:
             raise BrokerError(f"bad MQTT user {user.username!r} ({user.role})", code="bad_user",
                               hint="usernames are SS58 addresses or plain names without ':/+#' or spaces; "
-                                   f"role is one of {', '.join(ROLES)}")
+                                   f"role is one of {', '.join(ROLES)}; a pinned client id is not empty; "
+                                   "max_sessions is at least 1")
     names = [u.username for u in users]
     if len(set(names)) != len(names):
         raise BrokerError("an MQTT username appears twice", code="bad_user", hint="give each user once")
@@ -222,8 +285,11 @@ def _write_dynsec(users: list[MqttUser], data_dir: Path) -> Path:
         writes, reads = _acl(user)
         salt_b64, hash_b64 = _pbkdf2(user.password, None, PBKDF2_ROUNDS)
         role = f"{user.role}-{user.username}"
-        clients.append({"username": user.username, "password": hash_b64, "salt": salt_b64,
-                        "iterations": PBKDF2_ROUNDS, "roles": [{"rolename": role}]})
+        client = {"username": user.username, "password": hash_b64, "salt": salt_b64,
+                  "iterations": PBKDF2_ROUNDS, "roles": [{"rolename": role}]}
+        if user.client_id is not None:  # the only client id this login may connect with
+            client["clientid"] = user.client_id
+        clients.append(client)
         acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True} for topic in writes]
         acls += [{"acltype": acltype, "topic": topic, "allow": True}
                  for topic in reads for acltype in ("subscribePattern", "publishClientReceive")]
@@ -270,6 +336,10 @@ def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int) -> str:
         "max_inflight_messages 100",
         # Telemetry is small and latency matters more than packet count.
         "set_tcp_nodelay true",
+        # Limits (see MAX_PACKET_BYTES and max_connections()): a larger packet closes its connection before
+        # its body is read; connections past the cap are refused.
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        f"max_connections {max_connections(config)}",
     ]
     if os.geteuid() == 0:
         # Started as root, Mosquitto would switch to the `mosquitto` user, who cannot write our data dir.
@@ -304,9 +374,13 @@ def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int) -> str:
 
 def _amqtt_conf(config: BrokerConfig, data_dir: Path, port: int) -> dict:
     host = f"[{config.host}]" if ":" in config.host else config.host
-    conf: dict = {"listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}}}
+    conf: dict = {"listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}",
+                                            "max_connections": max_connections(config)}}}
+    # amqtt 0.12 has no setting for either limit: our plugin (AmqttLimits, below) adds them.
+    plugin = f"{__name__}.AmqttLimits"
     if not config.users:
-        conf["plugins"] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        conf["plugins"] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+                           plugin: {"max_packet_bytes": MAX_PACKET_BYTES}}
         return conf
     from pwdlib.hashers.argon2 import Argon2Hasher  # amqtt's own dependency; its FileAuthPlugin reads Argon2
 
@@ -315,7 +389,10 @@ def _amqtt_conf(config: BrokerConfig, data_dir: Path, port: int) -> dict:
                    "".join(f"{u.username}:{hasher.hash(u.password)}\n" for u in config.users))
     acls = {u.username: _acl(u) for u in config.users}
     conf["plugins"] = {
-        "amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(data_dir / "passwords")},
+        # amqtt's FileAuthPlugin, and the limits of each login (AmqttLimits)
+        plugin: {"password_file": str(data_dir / "passwords"), "max_packet_bytes": MAX_PACKET_BYTES,
+                 "logins": {u.username: {"client_id": u.client_id, "max_sessions": u.session_limit}
+                            for u in config.users}},
         # amqtt 0.12 calls the subscribe list `acl` (and warns it is deprecated, inside the broker's log);
         # the `subscribe-acl` it suggests is not accepted by its plugin-config loader yet.
         "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
@@ -324,6 +401,127 @@ def _amqtt_conf(config: BrokerConfig, data_dir: Path, port: int) -> dict:
         },
     }
     return conf
+
+
+def _amqtt_limits_plugin() -> type:
+    """The amqtt plugin that gives amqtt 0.12 the limits Mosquitto has settings for.
+
+    - Packets: amqtt reads every packet whole, however long its header says it is. The plugin bounds the
+      one place amqtt reads a packet's fixed header (``MQTTFixedHeader.from_stream``, for CONNECT and for
+      every later packet alike): a larger remaining length raises before the body is read, and amqtt closes
+      the connection (its reader loop stops on an unexpected error; a CONNECT that large is dropped).
+    - Logins: it checks the password (it is amqtt's FileAuthPlugin), then refuses a CONNECT (CONNACK 5,
+      "not authorized") whose client id is not the login's pinned one, or that would give the login more
+      open connections than its limit, one with a client id it already has open included (amqtt does not
+      reliably close the connection a new one takes over).
+    """
+    from amqtt.errors import AMQTTError
+    from amqtt.mqtt.packet import MQTTFixedHeader
+    from amqtt.plugins.authentication import FileAuthPlugin
+
+    class PacketTooLarge(AMQTTError):
+        """Raised in amqtt's packet reader, which then closes the connection."""
+
+    def bound_packets(limit: int) -> None:
+        read = MQTTFixedHeader.from_stream.__func__  # type: ignore[attr-defined]
+        if hasattr(read, "depai_limit"):  # bounded already (one broker process, one plugin instance)
+            read.depai_limit = limit
+            return
+
+        async def from_stream(cls: Any, reader: Any) -> Any:
+            header = await read(cls, reader)
+            if header is not None and header.remaining_length > from_stream.depai_limit:
+                raise PacketTooLarge(f"a packet of {header.remaining_length} bytes; the limit is "
+                                     f"{from_stream.depai_limit}: closing the connection")
+            return header
+
+        from_stream.depai_limit = limit  # type: ignore[attr-defined]
+        MQTTFixedHeader.from_stream = classmethod(from_stream)  # type: ignore[method-assign,assignment]
+
+    class AmqttLimits(FileAuthPlugin):
+        """amqtt's password file check (when there are logins), then the limits of the login."""
+
+        @dataclass
+        class Config:
+            password_file: str | None = None  # None: anonymous access (AnonymousAuthPlugin decides)
+            max_packet_bytes: int = MAX_PACKET_BYTES
+            logins: dict[str, Any] = field(default_factory=dict)  # username -> {client_id, max_sessions}
+
+        def __init__(self, context: Any) -> None:
+            bound_packets(context.config.max_packet_bytes)
+            if context.config.password_file is None:
+                super(FileAuthPlugin, self).__init__(context)  # no password file to read
+            else:
+                super().__init__(context)
+            # Each login's open connections, by client id, counted from amqtt's connected and disconnected
+            # events. amqtt's session states cannot be counted: it leaves a refused CONNECT's session
+            # "connected", and a taken-over one "disconnected" while its new connection runs.
+            self._open: dict[str, Counter[str]] = {}
+            # Connections let in whose connected event has not come yet, by login: (client id, when). CONNECTs
+            # arriving together would otherwise all see room. The event comes once the CONNACK is sent, which
+            # can be many seconds later under a flood of CONNECTs (each password check holds amqtt's one
+            # thread for ~0.3 s); one that never comes (the CONNACK failed) stops counting after _PENDING_S.
+            self._pending: dict[str, list[tuple[str, float]]] = {}
+
+        async def authenticate(self, *, session: Any) -> bool | None:
+            if self.config.password_file is None:
+                return None  # anonymous access: nobody to count
+            if not await super().authenticate(session=session):
+                return False  # a wrong password takes no place
+            login = self.config.logins.get(session.username or "")
+            if login is None:
+                return False
+            client_id, name, log = session.client_id, session.username, self.context.logger
+            if login.get("client_id") is not None and client_id != login["client_id"]:
+                log.warning(f"{name} may connect only as client id {login['client_id']!r}, not {client_id!r}")
+                return False
+            # Every open connection counts, one with the same client id too: amqtt does not reliably close
+            # the connection a new one takes over (a clean session's never), so a login at its limit waits
+            # until its old connection has gone (at most 1.5 keep-alives after its client went quiet).
+            now = time.monotonic()
+            pending = [(cid, t) for cid, t in self._pending.get(name, []) if now - t < _PENDING_S]
+            held = sum(self._open.get(name, Counter()).values()) + len(pending)
+            if held >= login.get("max_sessions", 1):
+                log.warning(f"{name} already holds {held} connections, its limit: refusing {client_id!r}")
+                return False
+            self._pending[name] = [*pending, (client_id, now)]
+            return True
+
+        def _closed(self, name: str, client_id: str) -> None:
+            opened = self._open.get(name)
+            if opened is not None and opened[client_id] > 0:
+                opened[client_id] -= 1
+
+        async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
+            name = client_session.username or ""
+            if name in self.config.logins:
+                pending = self._pending.get(name, [])
+                mine = next((entry for entry in pending if entry[0] == client_id), None)
+                if mine is not None:
+                    pending.remove(mine)
+                self._open.setdefault(name, Counter())[client_id] += 1
+
+        async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
+            self._closed(client_session.username or "", client_id)
+
+        async def on_broker_message_received(self, *, client_id: str, message: Any) -> None:
+            # amqtt stops serving a client that publishes to a topic MQTT forbids, without a disconnected event
+            topic = getattr(message, "topic", None)
+            if message is not None and (not topic or "#" in topic or "+" in topic or topic.startswith("$")):
+                session = self.context.get_session(client_id)
+                self._closed(getattr(session, "username", None) or "", client_id)
+
+    return AmqttLimits
+
+
+def __getattr__(name: str) -> Any:
+    """``AmqttLimits`` is built on first use (by the amqtt broker process), so importing this module does not
+    import amqtt."""
+    if name == "AmqttLimits":
+        plugin = _amqtt_limits_plugin()
+        globals()[name] = plugin
+        return plugin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- readiness -----------------------------------------------------------------------------------
@@ -422,28 +620,94 @@ class RunningBroker:
                               hint="stop that broker, or give this one another data dir") from None
         self._lock = lock
 
-    def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / _PID
 
     def start(self) -> RunningBroker:
-        """Spawn the broker and wait until it answers MQTT; raises BrokerError with its log tail if not."""
+        """Spawn the broker and wait until it answers MQTT; raises BrokerError with its log tail if not.
+
+        The broker runs in its own session (a Ctrl-C meant for the parent reaches it once, through stop()),
+        and gets SIGTERM when the thread that started it dies, however it dies (Linux's parent-death signal;
+        start it from a thread that lives as long as it should). Its pid is written to ``broker.pid`` in the
+        data dir: a start first ends a broker that an earlier, killed owner left running there."""
         if self.running:
             return self
         self._take_lock()
         try:
+            self._end_orphan()
             self._claim_port()
             argv = self._argv()
             with open(self.log_path, "ab") as log:
                 self._procs[:] = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                                     stderr=subprocess.STDOUT, cwd=self.data_dir,
-                                                    start_new_session=True)]
+                                                    start_new_session=True,
+                                                    preexec_fn=functools.partial(die_with_parent, os.getpid()))]
+            self._write_pid(self._procs[-1].pid, argv)
             self._wait_ready()
         except BaseException:
             self.kill()
             raise
         return self
+
+    def _write_pid(self, pid: int, argv: list[str]) -> None:
+        record = {"pid": pid, "argv": argv, "started": start_time(pid)}
+        temp = self.pid_path.with_suffix(".tmp")
+        _write_private(temp, json.dumps(record) + "\n")
+        os.replace(temp, self.pid_path)
+
+    def _forget_pid(self, *, only_ours: bool = False) -> None:
+        """Remove the pid file (``only_ours``: only if it names our own, ended, broker process)."""
+        if only_ours:
+            try:
+                if not self._procs or json.loads(self.pid_path.read_text()).get("pid") != self._procs[-1].pid:
+                    return
+            except (OSError, ValueError, AttributeError):
+                return
+        self.pid_path.unlink(missing_ok=True)
+
+    def _orphan(self) -> int | None:
+        """The pid of a broker still running on this data dir from an earlier owner (who held the lock, so it
+        cannot be running now), or None. It is ours only if the process is alive, started when the pid file
+        says (not a later process that got the same pid), and runs the same command line, whose configuration
+        file is in this data dir."""
+        try:
+            record = json.loads(self.pid_path.read_text())
+            pid, argv, started = int(record["pid"]), [str(a) for a in record["argv"]], record.get("started")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # unreadable: stale
+        if pid == os.getpid() or not argv or Path(argv[-1]).parent != self.data_dir:
+            return None
+        running = command_line(pid)
+        if running is None or " ".join(running) != " ".join(argv):
+            return None
+        if started is not None and start_time(pid) != started:
+            return None
+        return pid
+
+    def _end_orphan(self, timeout: float = 10) -> None:
+        """End a broker an earlier owner left running on this data dir (SIGTERM: Mosquitto saves its state;
+        SIGKILL after ``timeout`` s), wait until it has gone, and remove a stale pid file."""
+        pid = self._orphan()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+                    deadline = time.monotonic() + timeout
+                    while alive(pid) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+            except ProcessLookupError:
+                pass
+            if alive(pid):
+                raise BrokerError(f"a broker left running on {self.data_dir} (pid {pid}) does not exit",
+                                  code="data_dir_in_use", hint=f"end process {pid}, then start again")
+        self._forget_pid()
 
     def _claim_port(self) -> None:
         """Pick a free port if none was given (another process may take it before the broker does,
@@ -501,6 +765,13 @@ class RunningBroker:
             self._procs[-1].kill()
             self._procs[-1].wait()
         self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            if not self.running:
+                self._forget_pid(only_ours=True)
+            self._lock.close()
+            self._lock = None
 
     def restart(self) -> None:
         """Stop if running, then start again on the same port with the same data dir."""

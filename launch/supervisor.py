@@ -12,7 +12,6 @@ sends SIGTERM in reverse order and SIGKILL to what has not exited in time.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -23,16 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus.processes import die_with_parent as _die_with_parent
+
 MIN_BACKOFF_S, MAX_BACKOFF_S, STEADY_S = 1.0, 30.0, 60.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """In the child: get SIGTERM when the supervisor dies, however it dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: stop() still ends every child
 
 
 @dataclass

@@ -1,13 +1,15 @@
 """Real MQTT brokers for the bus tests, and clients to talk to them.
 
-- ``broker_kind``: each test runs on "amqtt" and on "mosquitto" (skipped only when
-  Mosquitto is not installed; CI installs it).
+- ``broker_kind``: each test runs on "amqtt" and on "mosquitto" (skipped when
+  Mosquitto is not installed, and failed instead under CI, which installs it: see
+  ``require_mosquitto``).
 - ``broker``: an anonymous RunningBroker of that kind, stopped after the test.
 - ``acl_broker``: a broker of that kind with passwords and the topic ACL: two robots
   (usernames are SS58 addresses) and one service. An ``AclFleet``: ``.broker``,
   ``.users`` ({"robot_a", "robot_b", "service"} -> MqttUser) and ``.root(name)``, a
   robot's topic root. Also a "gateway" user (a simulator speaking for many machines).
 - ``mosquitto_with_acl``: the same on Mosquitto only (shared subscriptions need it).
+- ``needs_mosquitto``: for a test that starts Mosquitto itself (``require_mosquitto()``).
 - ``mqtt_connect``: a factory fixture. ``mqtt_connect(broker, username=None,
   password=None, client_id=None)`` (``broker`` a RunningBroker or an ``mqtt://host:port``
   URL) returns a connected ``RecordingClient`` (a paho
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import secrets
 import threading
@@ -80,6 +83,24 @@ class RecordingClient(mqtt.Client):
 MqttConnect = Callable[..., RecordingClient]
 
 
+def require_mosquitto() -> str:
+    """The Mosquitto executable. Missing, it skips the test, except in CI (CI set), where .ci/run installs it
+    and a missing Mosquitto must fail rather than let the tests that need it pass by skipping."""
+    binary = mosquitto_binary()
+    if binary is None:
+        message = "Mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture
+def needs_mosquitto() -> str:
+    """``@pytest.mark.usefixtures("needs_mosquitto")`` on a test that runs Mosquitto itself: require_mosquitto()."""
+    return require_mosquitto()
+
+
 @pytest.fixture
 def mqtt_connect() -> Iterator[MqttConnect]:
     clients: list[RecordingClient] = []
@@ -109,8 +130,8 @@ def mqtt_connect() -> Iterator[MqttConnect]:
 
 @pytest.fixture(params=["amqtt", "mosquitto"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "mosquitto" and mosquitto_binary() is None:
-        pytest.skip("Mosquitto is not installed (apt-get install mosquitto; CI installs it)")
+    if request.param == "mosquitto":
+        require_mosquitto()
     return request.param
 
 
@@ -152,6 +173,5 @@ def acl_broker(broker_kind: str, tmp_path: Path) -> Iterator[AclFleet]:
 
 @pytest.fixture
 def mosquitto_with_acl(tmp_path: Path) -> Iterator[AclFleet]:
-    if mosquitto_binary() is None:
-        pytest.skip("Mosquitto is not installed (apt-get install mosquitto; CI installs it)")
+    require_mosquitto()
     yield from _acl_fleet("mosquitto", tmp_path / "broker")
