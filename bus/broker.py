@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from bus.processes import alive, command_line, die_with_parent, start_time
+from bus.frames import MAX_BATCH
 from bus.topics import (
     COMMAND_CHANNEL,
     FLEET,
@@ -104,7 +105,7 @@ _PID = "broker.pid"
 # are batches (bus/frames.py): a gateway's, one per partition per simulator tick, and the verified channel's,
 # never larger than the message they were checked from (ingest forwards after every message). 1 MiB holds a
 # tick of about a thousand robots of one partition, far more than one simulator shard runs.
-MAX_MESSAGE_BYTES = 1 << 20
+MAX_MESSAGE_BYTES = MAX_BATCH  # gateways and ingest split their batches to fit it (bus.frames.pack_within)
 # The same limit on a whole MQTT packet: the payload plus room for a topic (at most 64 KiB) and the headers. A
 # client that sends a larger packet is disconnected before the broker reads the rest of it.
 MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + (64 << 10)

@@ -27,6 +27,7 @@ from identity.errors import DepaiError
 
 MAGIC = b"DPB1"
 MAX_FRAME = 1 << 20  # one envelope: far above the largest valid message (a scan is about 4 KB)
+MAX_BATCH = 1 << 20  # one batch payload: the broker's message size limit (bus/broker.py), which closes a larger one
 _HEAD = struct.Struct(">HI")
 
 
@@ -68,3 +69,17 @@ def unpack(payload: bytes) -> list[tuple[str, bytes]]:
         out.append((topic, bytes(view[at:at + body_len])))
         at += body_len
     return out
+
+
+def pack_within(messages: Iterable[tuple[str, bytes]], limit: int = MAX_BATCH) -> list[bytes]:
+    """The pairs packed in order into as few batch payloads as fit, each at most ``limit`` bytes."""
+    batches: list[list[tuple[str, bytes]]] = [[]]
+    size = len(MAGIC)
+    for topic, payload in messages:
+        frame = _HEAD.size + len(topic.encode()) + len(payload)
+        if batches[-1] and size + frame > limit:
+            batches.append([])
+            size = len(MAGIC)
+        batches[-1].append((topic, payload))
+        size += frame
+    return [pack(batch) for batch in batches if batch]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bus.client import BusClient
-from bus.frames import FrameError, pack, unpack
+from bus.frames import FrameError, pack_within, unpack
 from bus.router import Router
 from bus.topics import VERIFIED, verified_topic
 from identity.envelope import Envelope, EnvelopeRefused, reread
@@ -54,7 +54,8 @@ class VerifiedOut:
             pending, self._pending = self._pending, {}
         if not pending:
             return 0
-        self.publish_many([(verified_topic(kind), pack(frames), 1, False) for kind, frames in pending.items()])
+        self.publish_many([(verified_topic(kind), batch, 1, False) for kind, frames in pending.items()
+                           for batch in pack_within(frames)])
         count = sum(len(frames) for frames in pending.values())
         self.forwarded += count
         return count

@@ -202,7 +202,8 @@ class SimFleet:
         machine = robot_profile(spec)
         x, y, street = self.city.random_road_point(self._rng)
         self.world.add_robot(x, y, _heading(self.city, street, self._rng), spec, battery=config.battery)
-        me = self._enroll(name or f"robot-{self.shard[0] + index * self.shard[1]}", controller=controller or self._controller, machine=machine,
+        name = name or f"robot-{self.shard[0] + index * self.shard[1]}"
+        me = self._enroll(name, controller=controller or self._controller, machine=machine,
                           with_topic_root=True)
         root = topic_root(me.did)
         session = MachineSession(me.envelope_signer(self.clock), root, me.document,

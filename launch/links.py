@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
 from bus.client import BusClient, Message
-from bus.frames import pack
+from bus.frames import pack_within
 from bus.ingest import Ingest
 from bus.router import Router
 from bus.session import Outgoing
@@ -187,8 +187,8 @@ class ShardLink:
                 singles.append(message.astuple())
             else:
                 batches.setdefault(parsed.partition, []).append((message.topic, message.payload))
-        self.client.publish_many(singles + [(gateway_topic(partition, self.name), pack(frames), 1, False)
-                                            for partition, frames in batches.items()])
+        self.client.publish_many(singles + [(gateway_topic(partition, self.name), batch, 1, False)
+                                            for partition, frames in batches.items() for batch in pack_within(frames)])
 
     def pump(self) -> None:
         """Hand what arrived for the robots since the last pump to them."""

@@ -448,7 +448,7 @@ class CustomersRole(Role):
         city = generate_city(d.seed, d.city)
         self.demand = Demand(city, d.seed * 1_000 + d.run, d.orders_per_min, prefix=f"run{d.run}-order")
         signers = [ctx.identity(name).envelope_signer(ctx.clock) for name in ctx.identities.names("customer-")]
-        self.customers = Customers(signers, MarketPolicy().quote, clock=ctx.clock, currency=self.ctx.descriptor.currency)
+        self.customers = Customers(signers, MarketPolicy().quote, clock=ctx.clock, currency=ctx.descriptor.currency)
         self.progress = ctx.state / f"customers-{d.run}.json"  # how far this run's orders went (a restart skips them)
         done = json.loads(self.progress.read_text())["t"] if self.progress.exists() else 0.0
         self.demand.due(done)

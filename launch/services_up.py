@@ -117,8 +117,9 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
         role, index = s.name.rsplit("-", 1)
         return any(st["index"] == int(index) and st["pid"] == s.process.pid for st in board.services(role))
 
-    order = ([spec("ingest", i, config.ingest_of or workers) for i in range(workers)] + [spec("market"), spec("dao"), spec("map"),
-             spec("dashboard")] + [spec("sim", k, shards) for k in range(shards)] + [spec("customers")])
+    order = ([spec("ingest", i, config.ingest_of or workers) for i in range(workers)]
+             + [spec("market"), spec("dao"), spec("map"), spec("dashboard")]
+             + [spec("sim", k, shards) for k in range(shards)] + [spec("customers")])
     for s in order:
         try:
             supervisor.start(s, ready, timeout=120)
@@ -181,7 +182,7 @@ def _broker(config: UpConfig, f: Founding, stack: contextlib.ExitStack) -> tuple
         raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
     logins = {role: MqttUser(name, secrets.token_urlsafe(18), role)
               for role, name in (("ingest", "ingest"), ("service", "services"), ("gateway", "simulator"))}
-    robots = [MqttUser(robot.address, robot.password, "robot") for robot in f.bridged]
+    robots = [MqttUser(robot.address, robot.password, "robot", client_id=robot.address) for robot in f.bridged]
     broker = stack.enter_context(start_broker(kind, BrokerConfig(host=config.broker_host, port=config.broker_port,
                                                                  data_dir=f.state / "broker",
                                                                  users=[*logins.values(), *robots])))

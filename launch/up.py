@@ -117,7 +117,8 @@ class UpConfig:
             raise CliError("--robots and --city must be at least 1", code="bad_size", exit_code=EXIT_USAGE)
         if self.speed < 0 or self.duration < 0:
             raise CliError("--speed and --for must not be negative", code="bad_time",
-                           hint="--speed 0 runs as fast as possible (with --broker none); no --for runs until Ctrl-C", exit_code=EXIT_USAGE)
+                           hint="--speed 0 runs as fast as possible (with --broker none); no --for runs until Ctrl-C",
+                           exit_code=EXIT_USAGE)
         if self.ingest_of and self.ingest_of < max(1, self.ingest_workers):
             raise CliError(f"--ingest-of {self.ingest_of} is fewer than this host's --ingest-workers",
                            code="bad_size", hint="--ingest-of counts every host's workers", exit_code=EXIT_USAGE)
@@ -241,7 +242,8 @@ def preflight(config: UpConfig) -> None:
             open_database(config.db, create=False).close()
         except DatabaseError as err:
             raise CliError(f"cannot open the ledger: {err}", code="bad_db",
-                           hint="check --db (a postgresql:// URL of a server that runs)", exit_code=EXIT_USAGE) from None
+                           hint="check --db (a postgresql:// URL of a server that runs)",
+                           exit_code=EXIT_USAGE) from None
     for what, host, port, option in (("the dashboard", config.host, config.port, "--port"),
                                      ("the broker", config.broker_host, config.broker_port, "--broker-port")):
         if port:
@@ -406,7 +408,8 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     """Build every part of the fleet in this process (``--broker none``: lockstep, repeatable for a seed)."""
     f = found(config, state, stack, say)
     memory, run_no, registry, store, operator, dao_id = f.memory, f.run_no, f.registry, f.store, f.operator, f.dao
-    services, customers, ledger_url, robots, city, seed = f.services, f.customers, f.ledger_url, f.robots, f.city, f.seed
+    services, customers, ledger_url = f.services, f.customers, f.ledger_url
+    robots, city, seed = f.robots, f.city, f.seed
     commanders = f.commanders
     say(f"building a {city}x{city}-block city with {robots} robots owned by the DAO {dao_id.did[:24]}...")
     fleet = SimFleet(FleetConfig(robots=robots, seed=seed, blocks=city, scan_hz=config.scan_hz,
@@ -443,7 +446,8 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     tally = fleet_router(dispatcher, shared_map, market_service).declare(("telemetry",), board.observe)
     ingest = Ingest(registry, tally, clock=clock)
     link, where = open_link(config.broker, fleet, ingest, state, stack,
-                            robots=[MqttUser(robot.address, robot.password, "robot") for robot in bridged])
+                            robots=[MqttUser(robot.address, robot.password, "robot", client_id=robot.address)
+                                    for robot in bridged])
     if isinstance(link, MqttLink):  # what a bridge needs to join: the broker, whose commands count, the roads
         fleet_info(state, broker=link.url, commanders=commanders, map_services=[services["map"].did],
                    chargers=fleet.chargers, roads=roads)

@@ -79,7 +79,7 @@ class Bridge:
         self.agent = RobotAgent(body, self.session, RoadPlanner(roads), send=self._said.append, clock=clock,
                                 chargers=chargers, gate=gate, config=config, map_view=self.map_view)
         self._arrived: deque[tuple[str, bytes]] = deque()
-        self.client = BusClient(broker_url, client_id=f"depai-bridge-{root.rsplit('/', 1)[1][:40]}",
+        self.client = BusClient(broker_url, client_id=root.rsplit("/", 1)[1],  # its address: the one id its login may use
                                 username=username, password=password, on_session=connection_greeting([self.session]),
                                 outbox_path=state_dir / "outbox.sqlite3" if state_dir else None, outbox_durable=True)
         for topic_filter in (f"{root}/{COMMAND_CHANNEL}", MARKET_TASKS, MARKET_AWARDS, MAP_GRAPH):

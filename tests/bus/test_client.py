@@ -9,6 +9,7 @@ difference is asserted, not hidden.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
 import socket
@@ -676,11 +677,12 @@ def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     import getpass
     import shutil
 
-    from bus.broker import mosquitto_binary
+    from tests.bus.conftest import require_mosquitto
 
-    binary, openssl = mosquitto_binary(), shutil.which("openssl")
-    if binary is None or openssl is None:
-        pytest.skip("needs Mosquitto and the openssl command")
+    binary, openssl = require_mosquitto(), shutil.which("openssl")
+    if openssl is None:
+        message = "needs the openssl command (apt-get install openssl)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     d = tmp_path / "tls"
     d.mkdir()
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]

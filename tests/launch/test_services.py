@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus.broker import mosquitto_binary
 from ledger.journal import Ledger
 from marketplace.market import Marketplace
+from tests.bus.conftest import require_mosquitto
 from tests.launch.up_process import ROOT, UpProcess
 
 FLEET = ["--robots", "4", "--city", "2", "--seed", "3", "--speed", "20", "--port", "0", "--orders-per-min", "6",
@@ -38,9 +38,7 @@ SERVE = re.compile(r"launch\.cli serve (\w+) .*--index (\d+)")
 
 @pytest.fixture(autouse=True)
 def _mosquitto() -> None:
-    if mosquitto_binary() is None:
-        message = "Mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    require_mosquitto()
 
 
 def services(state: Path) -> dict[str, int]:
