@@ -139,7 +139,9 @@ class MarketService:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.policy.bid_window_s]
         busy = {task.robot for task in self.market.tasks(AWARDED)} if closed else set()  # stale bids of workers
-        offers = [offer for task in closed for offer in self.market.offers(task) if offer.robot not in busy]
+        deadlines = {task: self.market.task(task).deadline_ms / 1000 for task in closed}
+        offers = [offer for task in closed for offer in self.market.offers(task)
+                  if offer.robot not in busy and now + offer.eta_s <= deadlines[task]]  # none it cannot keep
         awards, tasks = BY_KIND["award"], BY_KIND["task"]
         for offer in assign_offers(offers, self.evaluator):
             try:

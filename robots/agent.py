@@ -466,8 +466,8 @@ class RobotAgent:
         offer = quote(self.body.profile, self.config.pricing, soc=sensors.battery, to_pickup_m=to_pickup,
                       delivery_m=delivery, to_charger_m=charger[1] if charger else 0.0,
                       payload_kg=float(task["payload_kg"]), queue_s=queue_s, max_price=int(task["max_price"]))
-        if offer is None:
-            return
+        if offer is None or self._ms() + offer.eta_s * 1000 > task["deadline"]:
+            return  # too dear, or it could not be there before the deadline: a bid it cannot keep costs its bond
         self._offers[task["id"]] = task
         self._bid_at[task["id"]] = self.clock()
         while len(self._offers) > MAX_OPEN_OFFERS:

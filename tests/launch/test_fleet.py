@@ -520,3 +520,15 @@ def test_a_shard_behind_the_fleet_clock_takes_the_services_messages_only_when_it
     finally:
         fleet.close()
         registry.close()
+
+
+def test_a_robot_does_not_bid_for_a_task_it_cannot_reach_before_its_deadline(scene) -> None:
+    s = scene()
+    run(s.fleet, s.link, duration_s=4.0)  # localized
+    body = _task(s, "soon")
+    body["deadline"] = int((s.fleet.clock() + 5) * 1000)  # the far drop-off is minutes away
+    s.link.publish_services([Outgoing(MARKET_TASKS, s._signer.seal("task", body), 1, False)])
+    _announce(s, "later")
+    s.run_until(lambda: s.heard.kinds()["bid"] >= 1, limit_s=5)
+    run(s.fleet, s.link, duration_s=2.0)
+    assert [e.body["task"] for e in s.heard.envelopes if e.kind == "bid"] == ["later"]

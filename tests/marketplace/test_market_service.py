@@ -207,3 +207,16 @@ def test_a_robot_born_again_that_names_its_task_in_telemetry_keeps_it(stage) -> 
     stage.clock.advance(stage.policy.release_after_s + 1)
     stage.service.step()
     assert stage.market.task("t1").state == AWARDED and stage.service.released == []
+
+
+def test_an_offer_that_would_arrive_after_the_deadline_is_not_awarded(stage) -> None:
+    robot, owner = "did:peaq:robot-too-far", stage.other.did
+    stage.market.fund(owner, 10_000, "EUR", key="owner", role="owner")
+    stage.market.register_robot(robot, owner, 5_000, "EUR")
+    stage.service.post(stage.customer.signer.seal("task", stage.body()))  # deadline in 600 s
+    stage.service.step()
+    stage.service.observe("t", envelope("bid", robot, {"task": "t1", "price": 800, "currency": "EUR",
+                                                       "eta_ms": 700_000}))
+    stage.clock.advance(3.0)
+    assert [m.topic for m in stage.service.step()] == [MARKET_TASKS]  # announced again, not awarded
+    assert stage.market.task("t1").state == OPEN and stage.service.awarded == 0
