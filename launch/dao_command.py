@@ -5,13 +5,20 @@ governance live in one database (``HOME/dao/NAME.sqlite3`` unless ``--db``
 gives a path or a postgresql:// URL), signed with the DAO's key. Members are
 identities too: a vote is an envelope the member signs with its own key. Times
 are wall-clock seconds, so a proposal made with the default parameters opens
-for votes a minute later and stays open an hour.
+for votes a minute later and stays open an hour. ``DEPAI_DAO_NOW``, when set
+to a Unix time in seconds, is the time every ``depai dao`` command takes as
+now instead (for tests and rehearsals: a proposal's life played out without
+waiting for it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -24,6 +31,7 @@ from launch.id_commands import did_of, unlock
 from launch.output import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, emit
 from ledger.journal import Ledger
 
+NOW_ENV = "DEPAI_DAO_NOW"  # a Unix time in seconds that every `depai dao` command takes as now
 DEFAULT_SPLIT = {"operator": 1_500, "reserve": 1_000, "treasury": 1_500, "members": 6_000}
 
 
@@ -79,8 +87,25 @@ def _open(args: argparse.Namespace, home: Home, *, write: bool) -> tuple[Dao, Le
                        hint=f"create it with `depai id new {args.name}`", exit_code=EXIT_NOT_FOUND)
     signer, did, _ = unlock(keystore, args.name) if write else (None, did_of(keystore, args.name), None)
     url = args.db or f"sqlite:///{home.root / 'dao' / (args.name + '.sqlite3')}"
+    clock = _clock()
     ledger = Ledger.open(url, signer, origin=f"depai.local/dao/{args.name}")
-    return Dao(ledger, did), ledger
+    return Dao(ledger, did, clock=clock), ledger
+
+
+def _clock() -> Callable[[], float]:
+    """The DAO's clock: the wall clock, or the fixed time ``DEPAI_DAO_NOW`` gives."""
+    text = os.environ.get(NOW_ENV)
+    if text is None:
+        return time.time
+    try:
+        now = float(text)
+    except ValueError:
+        now = math.nan
+    if not math.isfinite(now) or now < 0:
+        raise CliError(f"{NOW_ENV}={text!r} is not a time", code="bad_clock",
+                       hint=f"give Unix seconds (e.g. {NOW_ENV}=1700000000), or unset it for the wall clock",
+                       exit_code=EXIT_USAGE)
+    return lambda: now
 
 
 def _did(home: Home, who: str) -> str:

@@ -28,9 +28,18 @@ def table(out: str) -> list[dict[str, str]]:
     return [dict(zip(names, (cell.strip() for cell in row.strip("|").split("|")), strict=True)) for row in rows]
 
 
+def logged_arrivals(err: str) -> dict[str, list[str]]:
+    """The arrivals each measured round reported on stderr, by robot count."""
+    rounds: dict[str, list[str]] = {}
+    for robots, arrivals in re.findall(r"^  (\d+) robots, round \d+/\d+, .*, ([\d,]+) arrivals\)$", err, re.M):
+        rounds.setdefault(robots, []).append(arrivals)
+    return rounds
+
+
 def test_quick_run_reports_every_column_for_every_robot_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--quick", "--no-compare", "--rays", "8"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out, logged = captured.out, logged_arrivals(captured.err)
     assert out.startswith("rays per robot: 8 ")
     rows = table(out)
     assert list(rows[0]) == COLUMNS
@@ -40,12 +49,22 @@ def test_quick_run_reports_every_column_for_every_robot_count(capsys: pytest.Cap
         for name in POSITIVE:
             value = number(row[name])
             assert value > 0 and math.isfinite(value), (row["robots"], name, row[name])
-        assert int(row["arrivals ours"].replace(",", "")) >= 0
+        assert [row["arrivals ours"]] == logged[row["robots"]]  # the table reports what its one round counted
         assert row["pybullet-fleet RTF"] == row["ours / pybullet-fleet"] == row["arrivals pybullet-fleet"] == "—"
     assert "1000 robots >= 1x real time: not measured (no 1000-robot run)" in out
     assert "100 robots >= 10x real time: not measured (no 100-robot run)" in out
     assert re.search(r"\(0 refused, \d+ re-sent", out)
     assert "pybullet-fleet: not run (--no-compare)" in out
+
+
+def test_robots_sent_to_drop_offs_arrive_and_every_arrival_is_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--robots", "3", "--seconds", "150", "--warmup", "0", "--rounds", "2", "--no-compare",
+                       "--rays", "8"]) == 0
+    captured = capsys.readouterr()
+    [row] = table(captured.out)
+    rounds = [int(n) for n in logged_arrivals(captured.err)["3"]]
+    assert len(rounds) == 2 and sum(rounds) > 0, rounds  # 5 minutes of driving: the patrol's robots get somewhere
+    assert int(row["arrivals ours"]) == sum(rounds)  # the table adds up its rounds
 
 
 def test_a_goal_is_judged_when_its_robot_count_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from launch.cli import main
-from launch.output import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from launch.dao_command import NOW_ENV
+from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from ledger.journal import Ledger
 from launch.home import Home
 from launch.id_commands import did_of, unlock
 
-FAST = ["--voting-delay", "0", "--voting-period", "1", "--quorum", "5000", "--timelock", "0"]
+FAST = ["--voting-delay", "0", "--voting-period", "1", "--quorum", "5000", "--timelock", "10"]
+T0 = 1_700_000_000.0  # the DAO's clock (DEPAI_DAO_NOW) when the test starts
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPAI_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DEPAI_PASSPHRASE", "test passphrase")
+    monkeypatch.setenv(NOW_ENV, str(T0))
     for name in ("fleetdao", "alice", "bob", "carol"):
         assert main(["id", "new", name, "--method", "key", "--json"]) == EXIT_OK
     return Home.locate(str(tmp_path / "home"))
@@ -31,22 +33,38 @@ def dao(capsys, *argv: str) -> tuple[int, dict]:
     return code, (json.loads(out) if out.strip() else {})
 
 
-def test_found_propose_vote_execute_and_claim(home, capsys) -> None:
+def refusal(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run a `depai dao` command that must fail: its exit code, and the reason and message it gave (--json)."""
+    code = main(["dao", *argv, "--json"])
+    captured = capsys.readouterr()
+    assert code != EXIT_OK and not captured.out.strip(), captured.out
+    error = json.loads(captured.err)["error"]
+    return code, error["code"], error["message"]
+
+
+def test_found_propose_vote_execute_and_claim(home, capsys, monkeypatch) -> None:
+    def at(seconds: float) -> None:  # the DAO's clock, T0 + seconds: no waiting for a deadline or a timelock
+        monkeypatch.setenv(NOW_ENV, str(T0 + seconds))
+
     capsys.readouterr()
     assert dao(capsys, "create", "fleetdao", "--member", "alice=60", "--member", "bob=40", *FAST)[0] == EXIT_OK
     code, proposal = dao(capsys, "join", "fleetdao", "--as", "carol", "--sponsor", "alice", "--shares", "10")
-    assert code == EXIT_OK and proposal["state"] in ("pending", "active")  # no voting delay here
-    time.sleep(0.05)
-    code, voted = dao(capsys, "vote", "fleetdao", "--as", "alice", "--proposal", proposal["id"], "--support", "for")
-    assert code == EXIT_OK and voted["for"] == 60
-    assert main(["dao", "vote", "fleetdao", "--as", "alice", "--proposal", proposal["id"], "--support", "for"]) \
-        != EXIT_OK  # one vote each
-    assert "already voted" in capsys.readouterr().err
-    assert main(["dao", "vote", "fleetdao", "--as", "carol", "--proposal", proposal["id"], "--support", "for"]) \
-        == EXIT_REFUSED  # not a member at the snapshot
-    capsys.readouterr()
-    time.sleep(1.05)
+    assert code == EXIT_OK and proposal["state"] == "pending" and proposal["snapshot"] == T0
+    vote = ["vote", "fleetdao", "--proposal", proposal["id"], "--support", "for"]
+    assert refusal(capsys, *vote, "--as", "alice")[:2] == (EXIT_REFUSED, "not_active")  # at the snapshot: not yet
+    at(0.5)
+    code, voted = dao(capsys, *vote, "--as", "alice")
+    assert code == EXIT_OK and voted["state"] == "active" and voted["for"] == 60
+    assert refusal(capsys, *vote, "--as", "alice")[:2] == (EXIT_CONFLICT, "already_voted")  # one vote each
+    code, reason, message = refusal(capsys, *vote, "--as", "carol")
+    assert (code, reason) == (EXIT_REFUSED, "not_a_member") and "snapshot" in message  # joins only if it passes
+    at(1.5)  # past the deadline: bob's vote is late, refused with the same exit code for another reason
+    code, reason, message = refusal(capsys, *vote, "--as", "bob")
+    assert (code, reason) == (EXIT_REFUSED, "not_active") and "succeeded" in message
     assert dao(capsys, "execute", "fleetdao", "--proposal", proposal["id"])[1]["state"] == "queued"
+    code, reason, message = refusal(capsys, "execute", "fleetdao", "--proposal", proposal["id"])
+    assert (code, reason) == (EXIT_REFUSED, "not_ready") and str(T0 + 11.5) in message  # behind its timelock
+    at(11.5)
     assert dao(capsys, "execute", "fleetdao", "--proposal", proposal["id"])[1]["state"] == "executed"
     status = dao(capsys, "status", "fleetdao")[1]
     assert status["members"][did_of(home.keystore(), "carol")] == 10
@@ -62,9 +80,11 @@ def test_found_propose_vote_execute_and_claim(home, capsys) -> None:
     assert dao(capsys, "claim", "fleetdao", "--as", "alice")[1]["claimed"] == 0
 
 
-def test_bad_input_says_what_to_do(home, capsys) -> None:
+def test_bad_input_says_what_to_do(home, capsys, monkeypatch) -> None:
     assert main(["dao", "create", "fleetdao", "--member", "alice=lots"]) == EXIT_USAGE
     assert "WHO=SHARES" in capsys.readouterr().err
     assert main(["dao", "create", "fleetdao", "--member", "alice=1", "--split", '{"members": 5000}']) == EXIT_USAGE
     assert main(["dao", "status", "nobody"]) != EXIT_OK
     assert "depai id new nobody" in capsys.readouterr().err
+    monkeypatch.setenv(NOW_ENV, "tomorrow")
+    assert refusal(capsys, "status", "fleetdao")[:2] == (EXIT_USAGE, "bad_clock")

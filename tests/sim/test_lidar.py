@@ -20,6 +20,15 @@ FORWARD = 16  # beam index at angle 0 with 32 beams over 2 pi starting at -pi
 WALL = Box(x=5.5, y=0.0, half_x=0.5, half_y=3.0, height=2.0)  # its near face is the plane x = 5
 
 
+def wall_face(theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """For a robot at the origin facing ``theta``: which of its 32 beams meet WALL's near face, and at what range."""
+    angles = theta - math.pi + 2 * math.pi / 32 * np.arange(32)  # world-frame beam angles
+    with np.errstate(divide="ignore"):
+        along = 5.0 / np.cos(angles)
+    on_face = (np.cos(angles) > 0) & (np.abs(along * np.sin(angles)) < 3.0) & (along < 12.0)
+    return on_face, along
+
+
 def scan_of(world: World, i: int) -> np.ndarray:
     reading = world.scan(i)
     assert reading is not None
@@ -46,10 +55,7 @@ def test_range_to_a_known_wall_and_open_space() -> None:
     assert abs(ranges[FORWARD] - 5.0) < 3 * SIGMA
     assert np.isinf(ranges[0])  # straight back
     assert np.isinf(ranges[8]) and np.isinf(ranges[24])  # sideways, past the wall's ends
-    # the beams that reach the wall's face read (5 / cos angle), the rest nothing
-    angles = -math.pi + 2 * math.pi / 32 * np.arange(32)
-    along = 5.0 / np.cos(angles)
-    on_face = (np.cos(angles) > 0) & (np.abs(along * np.sin(angles)) < 3.0) & (along < 12.0)
+    on_face, along = wall_face(0.0)  # the beams that reach the wall's face read (5 / cos angle), the rest nothing
     assert np.all(np.abs(ranges[on_face] - along[on_face]) < 3 * SIGMA)
     assert np.all(np.isinf(ranges[~on_face]))
 
@@ -75,10 +81,14 @@ def test_range_noise_is_unbiased_with_the_configured_sigma() -> None:
 
 
 def test_a_robot_does_not_see_itself() -> None:
-    with World([], seed=1) as world:
+    with World([WALL], seed=1) as world:
         world.add_robot(0.0, 0.0, 0.3)
         world.step()
-        assert np.all(np.isinf(scan_of(world, 0)))
+        ranges = scan_of(world, 0)
+    # it reads the wall (a dead lidar, all inf, would not) and nothing else: no beam returns from its own body
+    on_face, along = wall_face(0.3)
+    assert on_face.sum() >= 5 and np.all(np.abs(ranges[on_face] - along[on_face]) < 3 * SIGMA)
+    assert np.all(np.isinf(ranges[~on_face]))
 
 
 def test_robots_see_each_other() -> None:
@@ -130,11 +140,14 @@ def test_robots_facing_each_other_read_the_gap_between_them(physics: str) -> Non
 
 @pytest.mark.parametrize("physics", ["kinematic", "dynamic"])
 def test_a_robot_never_sees_itself(physics: str) -> None:
-    with World([], seed=1, physics=physics) as world:
+    with World([WALL], seed=1, physics=physics) as world:
         world.add_robot(0.0, 0.0, 0.3, RobotSpec(radius_m=1.5))
-        world.add_robot(30.0, 0.0, 0.0)  # out of range: the first robot's scan can only show itself
+        world.add_robot(30.0, 0.0, 0.0)  # out of range: besides the wall, the first robot's scan could show itself
         world.step()
-        assert np.all(np.isinf(scan_of(world, 0)))
+        ranges = scan_of(world, 0)
+    on_face, along = wall_face(0.3)  # the wall, where it is (not all inf: the lidar works) ...
+    assert on_face.sum() >= 5 and np.all(np.abs(ranges[on_face] - along[on_face]) < 3 * SIGMA)
+    assert np.all(np.isinf(ranges[~on_face]))  # ... and never its own 1.5 m body
 
 
 def test_kinematic_and_dynamic_robots_read_the_same_wall_and_robot() -> None:
