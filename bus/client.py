@@ -610,8 +610,10 @@ class BusClient:
             client.unsubscribe(topic_filter)
 
     def _send_subscribe(self, session: _Session, topic_filter: str, qos: int) -> None:
-        assert session.client is not None
-        rc, mid = session.client.subscribe(topic_filter, qos)
+        client = session.client
+        if client is None:
+            return  # the connection ended meanwhile: the next one subscribes again
+        rc, mid = client.subscribe(topic_filter, qos)
         if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
             return  # not connected any more: the next connection subscribes again
         with self._cond:
@@ -811,6 +813,7 @@ class BusClient:
                 pass
         with self._cond:
             session.dead = True
+            session.client = None  # paho's client and this session hold each other: let both go now, sockets and all
             acked, session.acked = session.acked, []
             if self._session is session:
                 self._connected.clear()
