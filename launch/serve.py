@@ -128,7 +128,9 @@ def _local_broker(state: Path, login: str) -> str:
 
 
 def _host_tag() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """This machine, in client ids: stable across restarts, so a restarted service takes up its persistent session
+    (and what the broker queued for it while it was down) instead of leaving an orphan session behind."""
+    return socket.gethostname()
 
 
 class Role:

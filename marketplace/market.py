@@ -362,6 +362,19 @@ class Marketplace:
         return task, lambda c: self._refund_in(c, task, AWARDED, f"faked: {verdict.reason}",
                                                slash_bps=FAKE_SLASH_BPS, count="faked")
 
+    def withdraw_bids(self, robot: str) -> int:
+        """Withdraw ``robot``'s bids on open tasks (it restarted: what its earlier session offered it no longer
+        knows, and would refuse if awarded); how many were withdrawn."""
+        on_open = "robot = ? AND task IN (SELECT id FROM market_tasks WHERE state = ?)"
+        if not self.db.read(f"SELECT task FROM market_bids WHERE {on_open}", (robot, OPEN)):
+            return 0
+
+        def work(c: Cursor) -> int:
+            c.execute(f"DELETE FROM market_bids WHERE {on_open}", (robot, OPEN))
+            return c.rowcount
+
+        return self._run(work)
+
     def release(self, task_id: str, robot: str) -> Task:
         """Withdraw ``robot``'s award without blame (it restarted and forgot its work): the task is open again, the
         bid it won is gone, its escrow stays locked for the next award, and nobody is slashed."""

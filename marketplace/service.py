@@ -105,7 +105,10 @@ class MarketService:
             self.refused[err.code] += 1
 
     def _born(self, robot: str) -> None:
-        """A robot's new session: the tasks awarded to it must show in its telemetry within release_after_s."""
+        """A robot's new session: its bids on open tasks are withdrawn (the robot would refuse an award for a bid it
+        no longer remembers, and be slashed for it), and the tasks awarded to it must show in its telemetry within
+        release_after_s."""
+        self.market.withdraw_bids(robot)
         held = {task.id for task in self.market.tasks(AWARDED) if task.robot == robot}
         if held:
             self._reborn[robot] = (self.clock(), held)
