@@ -209,7 +209,8 @@ class IngestRole(Role):
         self.worker = IngestWorker(ctx.broker_url, ctx.registry, forward, index=ctx.index, workers=ctx.of,
                                    client_id=f"depai-ingest-{ctx.index}-of-{ctx.of}",
                                    outbox_path=ctx.state / f"outbox-{ctx.name}.sqlite3", clock=ctx.clock,
-                                   state_path=ctx.state / f"ingest-{ctx.index}-of-{ctx.of}.sqlite3").start()
+                                   state_path=ctx.state / f"ingest-{ctx.index}-of-{ctx.of}.sqlite3")
+        self.worker.start()  # after the assignment: what its session kept arrives, and is forwarded, at once
 
     def counters(self) -> dict[str, Any]:
         lags, self.lags = sorted(self.lags), []
