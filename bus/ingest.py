@@ -252,7 +252,7 @@ class Ingest:
                 problem = scan_problem(envelope.body)
             if problem is not None:
                 raise IngestRefused("implausible", envelope.issuer, problem)
-        if not self._rate.allow(envelope.issuer):
+        if not self._rate.allow(envelope.issuer, envelope.issued_at_ms / 1000):
             raise IngestRefused("rate_limited", envelope.issuer, f"{envelope.issuer} is over {self._rate.rate:g} messages/s")
 
     def _admit_session(self, topic: str, payload: bytes) -> Envelope:

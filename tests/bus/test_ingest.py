@@ -299,3 +299,21 @@ def test_scans_and_telemetry_are_separate_motion_streams(ingest, robot, clock) -
                                           "angle_increment": 0.1, "range_max": 5.0, "ranges": [1.0]})
     assert send(ingest, telemetry) is not None
     assert send(ingest, scan) is not None
+
+
+def test_a_robots_backlog_arriving_at_once_is_judged_by_when_it_was_signed(ingest, robot, clock) -> None:
+    """After an outage a robot sends what it queued: 150 messages issued 0.2 s apart arrive in one burst. Their own
+    rate is 5 a second (the limit is 20, in bursts of 40), so none is refused; 150 signed within 0.15 s are a flood."""
+    send(ingest, robot.session.birth())
+    backlog = []
+    for _ in range(150):
+        clock.advance(0.2)
+        backlog.append(robot.telemetry(dx=0.0, v=0.0))
+    assert all(send(ingest, message) is not None for message in backlog)
+    flood = []
+    for _ in range(150):
+        clock.advance(0.001)
+        flood.append(robot.telemetry(dx=0.0, v=0.0))
+    accepted = sum(send(ingest, message) is not None for message in flood)
+    assert 40 <= accepted <= 45, accepted
+    assert ingest.metrics.value("depai_ingest_refused_total", reason="rate_limited", did=robot.did) == 150 - accepted
