@@ -99,7 +99,13 @@ class MarketService:
             elif kind == "receipt":
                 self._receipts.append(envelope)  # settled together on the service's turn
             elif kind == "event" and body["type"] in FAILURE_EVENTS and body.get("task"):
-                if self.market.task(body["task"]).state == AWARDED:
+                if self.market.task(body["task"]).state != AWARDED:
+                    return
+                if _declined_award(body):  # it never started: the task goes back on offer, nobody is slashed
+                    self.market.release(body["task"], envelope.issuer)
+                    self.released.append(body["task"])
+                    self._posted[body["task"]] = -math.inf
+                else:
                     self.failed.append(self.market.fail(body["task"], envelope.issuer, body["type"]).id)
         except MarketError as err:
             self.refused[err.code] += 1
@@ -166,3 +172,9 @@ class MarketService:
             self._next_expiry = now + 1.0
             self.failed += [task.id for task in self.market.expire()]
         return out
+
+
+def _declined_award(body: dict) -> bool:
+    """A robot's refusal of an award itself (a bid it no longer holds, or busy meanwhile), not a failed delivery."""
+    detail = body.get("detail")
+    return body["type"] == "command.rejected" and isinstance(detail, dict) and detail.get("command") == "award"

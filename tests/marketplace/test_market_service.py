@@ -233,3 +233,20 @@ def test_a_robot_born_again_has_its_standing_bids_withdrawn_so_it_is_not_awarded
     stage.clock.advance(3.0)
     assert [m.topic for m in stage.service.step()] == [MARKET_TASKS]  # no award: announced again for a new bid
     assert stage.market.task("t1").state == OPEN and stage.market.offers("t1") == []
+
+
+def test_a_robot_that_declines_its_award_puts_the_task_back_on_offer_without_a_slash(stage) -> None:
+    robot = _awarded(stage)
+    bond = stage.ledger.balance(f"bond:{robot}")
+    stage.service.observe("t", envelope("event", robot, {"type": "command.rejected", "task": "t1",
+                                                         "detail": {"command": "award", "why": "no open bid"}}))
+    task = stage.market.task("t1")
+    assert (task.state, task.robot) == (OPEN, None) and stage.ledger.balance(f"bond:{robot}") == bond
+    assert [m.topic for m in stage.service.step()] == [MARKET_TASKS] and stage.service.failed == []
+
+
+def test_a_robot_that_fails_its_delivery_is_refunded_and_slashed(stage) -> None:
+    robot = _awarded(stage)
+    bond = stage.ledger.balance(f"bond:{robot}")
+    stage.service.observe("t", envelope("event", robot, {"type": "task.failed", "task": "t1"}))
+    assert stage.market.task("t1").state == "refunded" and stage.ledger.balance(f"bond:{robot}") < bond
