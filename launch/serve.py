@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -61,6 +62,7 @@ from launch.output import EXIT_OK, EXIT_USAGE, CliError
 from launch.statuses import STATUS_KIND
 
 SPAWN_KIND = "fleet.spawn"
+MAX_BEHIND_WALL_S = 2.0  # a shard further behind the fleet's clock than this skips ahead (and says so)
 STATUS_EVERY_S = 1.0
 TURN_S = 0.05  # how often a service takes its turn (wall seconds)
 BROKER_FILE = "broker.json"  # the broker's URL and the roles' logins, written by depai up (mode 0600)
@@ -259,10 +261,16 @@ class SimRole(Role):
                               subscribe_extra={FLEET_SPAWN: self.spawner.take} if ctx.index == 0 else {}).start()
         self.started_wall, self.started_sim = time.monotonic(), self.fleet.world.time_s
         self.max_catch_up_s = 0.5  # wall seconds of stepping per turn at most, so the status keeps flowing
+        self.skipped_s, self.skipped_at = 0.0, -math.inf
 
     def turn(self) -> None:
         fleet, world = self.fleet, self.fleet.world
         self.spawner.apply()
+        skip = skip_ahead(self.ctx.clock() - fleet.clock(), self.ctx.descriptor.speed)
+        if skip:
+            fleet.clock.epoch_s += skip
+            self.skipped_s += skip
+            self.skipped_at = time.monotonic()
         target = self.ctx.clock() - fleet.clock.epoch_s
         deadline = time.monotonic() + self.max_catch_up_s
         while world.time_s + world.dt / 2 <= target and time.monotonic() < deadline:
@@ -274,7 +282,8 @@ class SimRole(Role):
         wall = time.monotonic() - self.started_wall
         sim = self.fleet.world.time_s - self.started_sim
         return {"robots": len(self.fleet.agents), "sim_s": round(self.fleet.world.time_s, 1),
-                "behind_s": round(self.ctx.clock() - self.fleet.clock(), 2),
+                "behind_s": round(self.ctx.clock() - self.fleet.clock(), 2), "skipped_s": round(self.skipped_s, 1),
+                "skipping": time.monotonic() - self.skipped_at < 5.0,
                 "speed": round(sim / wall, 2) if wall > 0 else None, "published": self.link.published,
                 "market_refused": dict(self.fleet.market_refused), "dids": sorted(self.fleet.dids)}
 
@@ -285,6 +294,14 @@ class SimRole(Role):
     @property
     def signer_name(self) -> str:
         return gateway_name(self.fleet.shard)
+
+
+def skip_ahead(behind_s: float, speed: float) -> float:
+    """How far a shard ``behind_s`` fleet seconds behind the clock jumps: all of it past MAX_BEHIND_WALL_S of wall
+    time, else nothing. More than the machine can simulate, it skips rather than fall further behind, so its robots'
+    messages stay current (stamped later than their lifetime, ingest would refuse every one); the world stands still
+    in the gap, and the skipped time is counted and shown with what to do."""
+    return behind_s if behind_s > MAX_BEHIND_WALL_S * speed else 0.0
 
 
 class SpawnOrders:

@@ -233,9 +233,12 @@ def status_text(board: StatusBoard, speed: float, supervisor: Supervisor) -> str
             f"refused {m['refused']}")
     if supervisor.restarts:
         text += f"  restarts {sum(supervisor.restarts.values())}"
-    if behind > BEHIND_S:
-        text += (f"  FALLING BEHIND: the simulators are {behind:.0f} s behind; use fewer --robots, a lower --speed, "
-                 "or more --sim-shards")
+    skipped = sum(float(s["counters"].get("skipped_s") or 0) for s in board.services("sim"))
+    if skipped:
+        text += f"  skipped {skipped:.0f} s"
+    if behind > BEHIND_S or any(s["counters"].get("skipping") for s in board.services("sim")):
+        text += ("  FALLING BEHIND: the simulators cannot keep up (they skip ahead, the world standing still); use "
+                 "fewer --robots, a lower --speed, or more --sim-shards")
     elif lag > BEHIND_S:
         text += (f"  FALLING BEHIND: ingest is {lag:.0f} s behind; use fewer --robots, a lower --speed, or more "
                  "--ingest-workers")
@@ -262,7 +265,9 @@ def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Super
         "city": {"blocks": f.city, "seed": f.seed}, "dashboard": dashboard,
         "sim_s": round(sim_s, 1), "wall_s": round(wall_s, 1), "robots": board.total("sim", "robots"),
         "speed": {"asked": config.speed, "achieved": round(sim_s / wall_s, 2) if wall_s > 0 else None,
-                  "shards_behind_max_s": round(worst[0], 2), "ingest_lag_max_s": round(worst[1], 2)},
+                  "shards_behind_max_s": round(worst[0], 2), "ingest_lag_max_s": round(worst[1], 2),
+                  "skipped_s": round(sum(float(s["counters"].get("skipped_s") or 0) for s in board.services("sim")),
+                                     1)},
         "tasks": {"posted": board.total("market", "posted"), "delivered": board.total("market", "delivered"),
                   "settled": len(market.tasks("settled")), "refunded": board.total("market", "failed"),
                   "under_way": len(market.tasks("awarded")), "open": len(market.tasks("open"))},
