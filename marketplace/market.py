@@ -396,16 +396,17 @@ class Marketplace:
             raise MarketError("not_awarded", f"task {task_id} is not awarded to {robot}")
         return self._refund(task, AWARDED, f"failed: {why}", slash_bps=FAIL_SLASH_BPS, count="failed")
 
-    def expire(self) -> list[Task]:
-        """Refund every open or awarded task past its deadline (an awarded one also slashes its robot)."""
+    def expire(self, blameless: Callable[[str], bool] = lambda robot: False) -> list[Task]:
+        """Refund every open or awarded task past its deadline; an awarded one also slashes its robot, unless
+        ``blameless(robot)`` (say, a robot not heard from since the fleet came back from a crash)."""
         now = self._now_ms()
         done = []
         for task in self.tasks(OPEN) + self.tasks(AWARDED):
             if task.deadline_ms <= now:
+                blamed = task.state == AWARDED and task.robot is not None and not blameless(task.robot)
                 try:
-                    done.append(self._refund(task, task.state, "expired",
-                                             slash_bps=FAIL_SLASH_BPS if task.state == AWARDED else 0,
-                                             count="failed" if task.state == AWARDED else None))
+                    done.append(self._refund(task, task.state, "expired", slash_bps=FAIL_SLASH_BPS if blamed else 0,
+                                             count="failed" if blamed else None))
                 except MarketError:
                     continue  # it moved meanwhile (settled just in time): nothing to expire
         return done

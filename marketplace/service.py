@@ -52,7 +52,10 @@ class MarketService:
         self._posted: dict[str, float] = {}  # open task -> when it was announced
         self._receipts: list[Envelope] = []
         self._reborn: dict[str, tuple[float, set[str]]] = {}  # robot born again -> (when, awarded tasks not named)
-        self.released: list[str] = []  # tasks whose robot restarted and forgot them: open again, nobody slashed
+        self.released: list[str] = []
+        # Robots heard since this service started: one that has not spoken since (it may be down with the fleet it
+        # belongs to) is not slashed when a task it holds passes its deadline.
+        self._heard: set[str] = set()  # tasks whose robot restarted and forgot them: open again, nobody slashed
         self._next_expiry = -math.inf
 
     def post(self, wire: bytes) -> Task | None:
@@ -87,6 +90,7 @@ class MarketService:
         """An ingest consumer: telemetry (trails for proofs), bids, receipts and task failures."""
         kind, body = envelope.kind, envelope.body
         try:
+            self._heard.add(envelope.issuer)
             if kind == "birth":
                 self._born(envelope.issuer)
             elif kind == "telemetry":
@@ -170,7 +174,7 @@ class MarketService:
                 out.append(Outgoing(MARKET_TASKS, self.market.announcement(task), tasks.qos, tasks.retain))
         if now >= self._next_expiry:  # deadlines are in whole seconds' worth: once a second is enough
             self._next_expiry = now + 1.0
-            self.failed += [task.id for task in self.market.expire()]
+            self.failed += [task.id for task in self.market.expire(blameless=lambda robot: robot not in self._heard)]
         return out
 
 

@@ -250,3 +250,24 @@ def test_a_robot_that_fails_its_delivery_is_refunded_and_slashed(stage) -> None:
     bond = stage.ledger.balance(f"bond:{robot}")
     stage.service.observe("t", envelope("event", robot, {"type": "task.failed", "task": "t1"}))
     assert stage.market.task("t1").state == "refunded" and stage.ledger.balance(f"bond:{robot}") < bond
+
+
+def test_a_task_held_by_a_robot_not_heard_since_the_service_started_expires_without_a_slash(stage, registry) -> None:
+    robot = _awarded(stage)  # the robot bid through this service: heard
+    bond, reputation = stage.ledger.balance(f"bond:{robot}"), stage.market.reputation(robot)
+    restarted = MarketService(stage.market, EnvelopeVerifier(registry, clock=stage.clock), clock=stage.clock,
+                              policy=stage.policy, currency="EUR")  # the marketplace came back from a crash
+    restarted.resume()
+    stage.clock.advance(stage.policy.task_life_s + 1)
+    restarted.step()
+    task = stage.market.task("t1")
+    assert (task.state, task.outcome) == ("refunded", "expired") and stage.ledger.balance(f"bond:{robot}") == bond
+    assert stage.market.reputation(robot) == reputation
+
+
+def test_a_task_held_by_a_robot_heard_since_expires_with_its_slash(stage) -> None:
+    robot = _awarded(stage)
+    bond = stage.ledger.balance(f"bond:{robot}")
+    stage.clock.advance(stage.policy.task_life_s + 1)
+    stage.service.step()
+    assert stage.market.task("t1").state == "refunded" and stage.ledger.balance(f"bond:{robot}") < bond
