@@ -53,9 +53,10 @@ class MarketService:
         self._receipts: list[Envelope] = []
         self._reborn: dict[str, tuple[float, set[str]]] = {}  # robot born again -> (when, awarded tasks not named)
         self.released: list[str] = []
-        # Robots heard since this service started: one that has not spoken since (it may be down with the fleet it
-        # belongs to) is not slashed when a task it holds passes its deadline.
-        self._heard: set[str] = set()  # tasks whose robot restarted and forgot them: open again, nobody slashed
+        # Robots heard (in messages issued) since this service started: one that has not spoken since (it may be down
+        # with the fleet it belongs to) is not slashed when a task it holds passes its deadline.
+        self._heard: set[str] = set()
+        self._started_ms = int(clock() * 1000)  # tasks whose robot restarted and forgot them: open again, nobody slashed
         self._next_expiry = -math.inf
 
     def post(self, wire: bytes) -> Task | None:
@@ -90,7 +91,8 @@ class MarketService:
         """An ingest consumer: telemetry (trails for proofs), bids, receipts and task failures."""
         kind, body = envelope.kind, envelope.body
         try:
-            self._heard.add(envelope.issuer)
+            if envelope.issued_at_ms >= self._started_ms:  # not a copy queued from before the service started
+                self._heard.add(envelope.issuer)
             if kind == "birth":
                 self._born(envelope.issuer)
             elif kind == "telemetry":
@@ -122,6 +124,11 @@ class MarketService:
         held = {task.id for task in self.market.tasks(AWARDED) if task.robot == robot}
         if held:
             self._reborn[robot] = (self.clock(), held)
+
+    def _blameless(self, robot: str) -> bool:
+        """Not to be slashed for a deadline: silent since this service started, or born again and not yet past its
+        release_after_s (it may be down with its fleet, or have lost the task in a crash)."""
+        return robot not in self._heard or robot in self._reborn
 
     def _release_forgotten(self, now: float) -> None:
         """Withdraw, without a slash, the awards of robots born again that never named them since: each task is
@@ -174,7 +181,7 @@ class MarketService:
                 out.append(Outgoing(MARKET_TASKS, self.market.announcement(task), tasks.qos, tasks.retain))
         if now >= self._next_expiry:  # deadlines are in whole seconds' worth: once a second is enough
             self._next_expiry = now + 1.0
-            self.failed += [task.id for task in self.market.expire(blameless=lambda robot: robot not in self._heard)]
+            self.failed += [task.id for task in self.market.expire(blameless=self._blameless)]
         return out
 
 

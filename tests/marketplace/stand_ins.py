@@ -23,6 +23,6 @@ class Sealer:
         return self._key.sign(repr((kind, sorted(body.items()))).encode())
 
 
-def envelope(kind: str, issuer: str, body: dict) -> Envelope:
-    """An envelope as if ingest had verified it (unique bytes, so bid hashes differ)."""
-    return Envelope(kind, issuer, "key-1", 1, 0, 0, body, b"", repr((kind, issuer, body)).encode())
+def envelope(kind: str, issuer: str, body: dict, *, at_ms: int = 0) -> Envelope:
+    """An envelope as if ingest had verified it (unique bytes, so bid hashes differ), issued at ``at_ms``."""
+    return Envelope(kind, issuer, "key-1", 1, at_ms, at_ms + 60_000, body, b"", repr((kind, issuer, body)).encode())

@@ -176,7 +176,8 @@ def _awarded(stage) -> str:
     stage.market.register_robot(robot, owner, 5_000, "EUR")
     stage.service.post(stage.customer.signer.seal("task", stage.body()))
     stage.service.step()
-    stage.service.observe("t", envelope("bid", robot, {"task": "t1", "price": 800, "currency": "EUR", "eta_ms": 9}))
+    stage.service.observe("t", envelope("bid", robot, {"task": "t1", "price": 800, "currency": "EUR", "eta_ms": 9},
+                                        at_ms=int(stage.clock() * 1000)))  # heard by the service
     stage.clock.advance(3.0)
     assert [m.topic for m in stage.service.step()] == [MARKET_AWARDS]
     assert stage.market.task("t1").state == AWARDED
@@ -258,6 +259,8 @@ def test_a_task_held_by_a_robot_not_heard_since_the_service_started_expires_with
     restarted = MarketService(stage.market, EnvelopeVerifier(registry, clock=stage.clock), clock=stage.clock,
                               policy=stage.policy, currency="EUR")  # the marketplace came back from a crash
     restarted.resume()
+    old = int(stage.clock() * 1000) - 5_000  # queued for it before it started: not news from the robot
+    restarted.observe("t", envelope("telemetry", robot, {"t": old, "pose": {"x": 0.0, "y": 0.0}}, at_ms=old))
     stage.clock.advance(stage.policy.task_life_s + 1)
     restarted.step()
     task = stage.market.task("t1")
