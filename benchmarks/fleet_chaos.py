@@ -5,7 +5,7 @@ Run:  python benchmarks/fleet_chaos.py [--kills 50] [--robots 4] [--city 2] [--s
                                        [--settle-timeout 300] [--grow-timeout 120] [--deadline-s S]
                                        [--final-for 120] [--keep DIR] [--out FILE.json]
 
-tests/launch/test_fleet_chaos.py's loop, longer and measured. Each cycle resumes the fleet on one state
+the loop of a whole-fleet chaos test, longer and measured. Each cycle resumes the fleet on one state
 directory (tests/launch/up_process.py's UpProcess, a session of its own):
 
     depai up --robots 4 --city 2 --seed 3 --speed 30 --port 0 --orders-per-min 6 --broker mosquitto
@@ -65,7 +65,7 @@ if __name__ in ("__main__", "__mp_main__"):
     sys.path.insert(0, os.path.dirname(_here))
 
 from benchmarks.up_scale import log_trouble  # noqa: E402
-from tests.launch.test_fleet_chaos import brokers, entries  # noqa: E402
+from tests.launch.fleet_probe import brokers, entries  # noqa: E402
 from tests.launch.test_services import paid_once, services, settled, wait_until  # noqa: E402
 from tests.launch.up_process import ROOT, UpProcess  # noqa: E402
 
