@@ -110,18 +110,26 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
 
     @app.get("/api/ledger/checkpoint", tags=["ledger"])
     def checkpoint() -> dict[str, Any]:
-        """The newest checkpoint the ledger's operator signed (C2SP signed note)."""
+        """The newest checkpoint the ledger's operator signed (C2SP signed note). ``public_key`` is only the key the
+        database claims: verify the note against the ledger DID's key from the registry."""
         return view.checkpoint()
 
     @app.get("/api/ledger/entries/{seq}", tags=["ledger"])
     def entry(seq: int) -> dict[str, Any]:
-        """One journal entry and its leaf hash."""
+        """One journal entry: its content (whose RFC 8785 JSON the leaf hash covers), leaf hash and signature."""
         return view.entry(seq)
 
     @app.get("/api/ledger/inclusion/{seq}", tags=["ledger"])
     def inclusion(seq: int, size: int | None = None) -> dict[str, Any]:
-        """The entry's RFC 6962 inclusion proof against a checkpoint's tree (the newest by default)."""
+        """The entry's RFC 9162 inclusion proof in the tree of ``size`` entries (the newest checkpoint's by
+        default), with that size and root."""
         return view.inclusion(seq, size)
+
+    @app.get("/api/ledger/consistency", tags=["ledger"])
+    def consistency(old: int | None = None, new: int | None = None) -> dict[str, Any]:
+        """The RFC 9162 proof that the tree of ``new`` entries (the newest checkpoint's by default) extends the tree
+        of ``old`` entries: how a browser or witness checks a new checkpoint against one it kept."""
+        return view.consistency(old, new)
 
     @app.get("/api/events", tags=["fleet"])
     async def events(request: Request) -> StreamingResponse:

@@ -20,6 +20,7 @@ from dashboard.telemetry import TelemetryBoard
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
 from identity.errors import DepaiError, DidError
 from ledger import merkle
+from ledger.checkpoint import Checkpoint
 from ledger.journal import Ledger, LedgerError
 from marketplace.market import AWARDED, OPEN, REFUNDED, SETTLED, Marketplace, Task
 from spatial.mirror import SharedMap
@@ -147,35 +148,65 @@ class LedgerView:
     # --- integrity -------------------------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
-        """The newest signed checkpoint; ViewError 404 before the first."""
-        latest = self.ledger.latest_checkpoint()
-        if latest is None:
-            raise ViewError(404, "no_checkpoint", "the ledger has not signed a checkpoint yet",
-                            "the fleet signs one every few seconds while it runs")
-        checkpoint, note = latest
+        """The newest signed checkpoint; ViewError 404 before the first.
+
+        ``public_key`` is the key the database says the ledger signs with: a verifier trusts nothing inside the
+        database, so it checks the note against the ledger DID's key from the registry instead.
+        """
+        checkpoint, note = self._newest_checkpoint()
         return {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex(), "note": note,
                 "public_key": self.ledger.public_key.hex()}
 
     def entry(self, seq: int) -> dict[str, Any]:
-        """One journal entry and its leaf hash."""
+        """One journal entry: its fields, the exact content its leaf hash covers, the leaf hash and its signature."""
         try:
             entry = self.ledger.entry(seq)
         except LedgerError:
-            raise ViewError(404, "unknown_entry", f"no ledger entry {seq}") from None
+            raise ViewError(404, "unknown_entry", f"no ledger entry {seq}",
+                            f"entries are numbered from 1; the ledger holds {self.ledger.size()}") from None
         return {"seq": entry.seq, "key": entry.key, "kind": entry.kind, "memo": entry.memo, "at_ms": entry.at_ms,
-                "reverses": entry.reverses, "postings": [list(p) for p in entry.postings], "leaf": entry.leaf.hex()}
+                "reverses": entry.reverses, "postings": [list(p) for p in entry.postings],
+                "leaf_index": entry.seq - 1, "content": entry.content(), "leaf": entry.leaf.hex(),
+                "sig": entry.sig.hex()}
 
     def inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
-        """Entry ``seq``'s RFC 6962 audit path in the tree of ``size`` entries (the newest checkpoint's by default)."""
-        checkpoint = self.checkpoint()
-        size = checkpoint["size"] if size is None else size
+        """Entry ``seq``'s RFC 9162 audit path in the tree of ``size`` entries (the newest checkpoint's by default),
+        with the size and root it answers against."""
+        checkpoint, _ = self._newest_checkpoint()
+        size = checkpoint.size if size is None else size
         if not 1 <= seq <= size <= self.ledger.size():
             raise ViewError(404, "not_in_tree", f"entry {seq} is not in a tree of {size} entries",
-                            f"the newest checkpoint covers entries 1..{checkpoint['size']}")
-        leaves = self.ledger.leaves()[:size]
-        return {"seq": seq, "size": size, "leaf": leaves[seq - 1].hex(),
-                "proof": [node.hex() for node in self.ledger.inclusion_proof(seq, size)],
-                "root": merkle.root(leaves).hex()}
+                            f"the newest checkpoint covers entries 1..{checkpoint.size}")
+        # The newest checkpoint's tree answers with its signed root; any other size with the root recomputed.
+        root = checkpoint.root if size == checkpoint.size else merkle.root(self.ledger.leaves()[:size])
+        return {"seq": seq, "leaf_index": seq - 1, "size": size, "leaf": self.ledger.entry(seq).leaf.hex(),
+                "proof": [node.hex() for node in self.ledger.inclusion_proof(seq, size)], "root": root.hex()}
+
+    def consistency(self, old: int | None, new: int | None = None) -> dict[str, Any]:
+        """The RFC 9162 proof that the tree of ``new`` entries (the newest checkpoint's by default) extends the
+        tree of its first ``old``; ViewError 400 for sizes no proof joins, 404 before the first checkpoint."""
+        checkpoint, _ = self._newest_checkpoint()
+        new = checkpoint.size if new is None else new
+        held = self.ledger.size()
+        if old is None or old < 1:
+            raise ViewError(400, "bad_old_size", f"old size {old} is not a tree to prove from: it is at least 1",
+                            "ask from the size of the checkpoint you kept: ?old=SIZE")
+        if old > new:
+            raise ViewError(400, "old_beyond_new", f"old size {old} is beyond new size {new}: a ledger only grows",
+                            "a checkpoint you kept that is larger than the newest one means the ledger was "
+                            "rolled back")
+        if new > held:
+            raise ViewError(400, "beyond_ledger", f"new size {new} is beyond the ledger's {held} entries",
+                            f"leave new out for the newest checkpoint's size ({checkpoint.size})")
+        return {"old_size": old, "new_size": new,
+                "proof": [node.hex() for node in self.ledger.consistency_proof(old, new)]}
+
+    def _newest_checkpoint(self) -> tuple[Checkpoint, str]:
+        latest = self.ledger.latest_checkpoint()
+        if latest is None:
+            raise ViewError(404, "no_checkpoint", "the ledger has not signed a checkpoint yet",
+                            "the fleet signs one every few seconds while it runs")
+        return latest
 
 
 @dataclass
