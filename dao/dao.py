@@ -107,7 +107,7 @@ class Dao:
         self.ledger, self.did, self.currency, self.hooks, self.clock = ledger, did, currency, hooks, clock
         self.db = ledger.db
         self.db.script(_SCHEMA)
-        self.shares = Shares(self.db, clock=clock)
+        self.shares = Shares(ledger, clock=clock)
 
     # --- creation and membership ---------------------------------------------------------------------
 
@@ -149,9 +149,8 @@ class Dao:
         _, rules, _ = self.params()
 
         def work(c: Cursor) -> dict[str, int]:
-            pot = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                (self._name("owner"),)).fetchone()[0])
-            held = c.execute("SELECT seq FROM entries WHERE idem_key = ?", (f"dao:{self.did}:split:{key}",)).fetchone()
+            pot = self.ledger.balance(self._name("owner"), cursor=c)
+            held = self.ledger.entry_by_key(f"dao:{self.did}:split:{key}", cursor=c)
             if held is not None or pot == 0:
                 return {}
             split = distribute(pot, rules, self.shares.holders())
@@ -164,7 +163,7 @@ class Dao:
                 return {}
             lines[self._name("owner")] = -paid  # the carry stays in the owner account for next time
             self.ledger.post(f"dao:{self.did}:split:{key}", lines, kind="dao.split", memo=f"revenue split {key}",
-                             cursor=c)
+                             refs={"dao": self.did}, cursor=c)
             return {account: amount for account, amount in lines.items() if amount > 0}
 
         return self.db.run(work)
@@ -178,15 +177,15 @@ class Dao:
 
         def work(c: Cursor) -> int:
             claimable = self._claimable(member, c)
-            amount = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                   (claimable,)).fetchone()[0])
+            amount = self.ledger.balance(claimable, cursor=c)
             if amount == 0:
                 return 0
             wallet = f"member:{member}"
             self.ledger.open_account(wallet, self.currency, "member", owner=member, cursor=c)
-            seq = int(c.execute("SELECT COUNT(*) FROM postings WHERE account = ?", (claimable,)).fetchone()[0])
+            seq = self.ledger.postings_count(claimable, cursor=c)
             self.ledger.post(f"dao:{self.did}:claim:{member}:{seq}", {claimable: -amount, wallet: amount},
-                             kind="dao.claim", memo=f"claim by {member}", cursor=c)
+                             kind="dao.claim", memo=f"claim by {member}", refs={"dao": self.did, "member": member},
+                             cursor=c)
             return amount
 
         return self.db.run(work)
@@ -311,16 +310,19 @@ class Dao:
             wallet = self.ledger.open_account(f"external:{action.to}", action.currency, "external", owner=action.to,
                                               cursor=c).id
             self.ledger.post(key, {self._name("treasury"): -action.amount, wallet: action.amount},
-                             kind="dao.spend", memo=action.memo or f"spend by proposal {proposal_id}", cursor=c)
+                             kind="dao.spend", memo=action.memo or f"spend by proposal {proposal_id}",
+                             refs={"dao": self.did, "proposal": proposal_id, "to": action.to}, cursor=c)
         elif isinstance(action, act.BuyRobot):
             vendor = self.ledger.open_account(f"world:{action.currency}", action.currency, "world",
                                               may_go_negative=True, cursor=c).id
             self.ledger.post(key, {self._name("treasury"): -action.price, vendor: action.price}, kind="dao.buy_robot",
-                             memo=f"a {action.model} robot, by proposal {proposal_id}", cursor=c)
+                             memo=f"a {action.model} robot, by proposal {proposal_id}",
+                             refs={"dao": self.did, "proposal": proposal_id}, cursor=c)
             if self.hooks is not None and self.hooks.bond:
                 self.ledger.post(f"{key}:bond", {self._name("treasury"): -self.hooks.bond,
                                                  self._name("owner"): self.hooks.bond},
-                                 kind="dao.robot_bond", memo=f"bond for the robot of proposal {proposal_id}", cursor=c)
+                                 kind="dao.robot_bond", memo=f"bond for the robot of proposal {proposal_id}",
+                                 refs={"dao": self.did, "proposal": proposal_id}, cursor=c)
             if self.hooks is not None:
                 hooks = self.hooks
                 after_commit.append(lambda: self._robot(hooks.buy_robot(proposal_id, action.model), "bought"))

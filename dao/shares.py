@@ -1,8 +1,10 @@
 """Members' shares with their whole history, so a vote's weight is read as it stood at a proposal's snapshot.
 
-Every mint and burn is an append-only row (member, class, change, time); a
-balance at time t is the sum of the member's changes up to t, and so is the
-total. This is what OpenZeppelin's ERC20Votes checkpoints keep, by time
+Every mint and burn is an append-only row (member, class, change, time) and,
+in the same transaction, a record entry of the ledger stating the same (kind
+``shares.mint`` or ``shares.burn``, key ``shares:<row>``), so the register can
+be recomputed from the signed log (dao/audit.py); a balance at time t is the
+sum of the member's changes up to t, and so is the total. This is what OpenZeppelin's ERC20Votes checkpoints keep, by time
 instead of block. Voting shares count in votes and in the revenue split;
 economic shares only in the split. A burn below zero is refused; the database
 refuses UPDATE and DELETE of the history.
@@ -14,9 +16,11 @@ import time
 from collections.abc import Callable
 
 from identity.errors import DepaiError
-from ledger.db import Cursor, Database
+from ledger.db import Cursor
+from ledger.journal import MAX_AMOUNT, Ledger
 
 VOTING, ECONOMIC = "voting", "economic"
+SHARES_MINT, SHARES_BURN = "shares.mint", "shares.burn"  # the ledger's record entries of a change
 
 _SCHEMA = {
     "sqlite": [
@@ -52,9 +56,9 @@ class SharesError(DepaiError, ValueError):
 class Shares:
     """The share register of one DAO, in its database."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        self.db, self.clock = db, clock
-        db.script(_SCHEMA[db.dialect])
+    def __init__(self, ledger: Ledger, *, clock: Callable[[], float] = time.time) -> None:
+        self.ledger, self.db, self.clock = ledger, ledger.db, clock
+        self.db.script(_SCHEMA[self.db.dialect])
 
     def mint(self, member: str, amount: int, *, share_class: str = VOTING, reason: str,
              cursor: Cursor | None = None) -> None:
@@ -73,13 +77,18 @@ class Shares:
             raise SharesError("a member needs an id (its DID)")
 
         def work(c: Cursor) -> None:
-            now = self.clock()
+            at_ms = int(self.clock() * 1000)  # to the millisecond, as the ledger's record states it
             held = int(c.execute("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE member = ? AND class = ?",
                                  (member, share_class)).fetchone()[0])
             if held + delta < 0:
                 raise SharesError(f"{member} holds {held} {share_class} shares; cannot burn {-delta}")
-            c.execute("INSERT INTO dao_shares (member, class, delta, at_s, reason) VALUES (?, ?, ?, ?, ?)",
-                      (member, share_class, delta, now, reason))
+            if held + delta > MAX_AMOUNT:
+                raise SharesError(f"{member} would hold more than {MAX_AMOUNT} {share_class} shares")
+            seq = int(c.execute("INSERT INTO dao_shares (member, class, delta, at_s, reason) VALUES (?, ?, ?, ?, ?) "
+                                "RETURNING seq", (member, share_class, delta, at_ms / 1000, reason)).fetchone()[0])
+            self.ledger.record(f"shares:{seq}", SHARES_MINT if delta > 0 else SHARES_BURN,
+                               {"member": member, "class": share_class, "delta": delta, "at_ms": at_ms,
+                                "reason": reason}, cursor=c)
 
         work(cursor) if cursor is not None else self.db.run(work)
 
@@ -107,6 +116,6 @@ class Shares:
 
 
 def _positive(amount: int) -> int:
-    if type(amount) is not int or amount <= 0:
-        raise SharesError(f"a share amount is a positive integer, got {amount!r}")
+    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
+        raise SharesError(f"a share amount is a positive integer up to {MAX_AMOUNT}, got {amount!r}")
     return amount

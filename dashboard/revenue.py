@@ -9,8 +9,8 @@ entries written since the last call.
 What counts, by account (the names dao/dao.py and marketplace/market.py give them):
 
 - revenue: a settlement's (``escrow.release``) posting to ``owner:<dao>``; the day is
-  the UTC date of the entry, the robot is read from its memo ``delivered by <did>``
-  and the task from its key ``task:<id>:settle``;
+  the UTC date of the entry; the task and the robot are the settlement's signed
+  refs (``task``, ``robot``), never parsed out of its memo or key;
 - a ``reversal`` counts as the negation of the entry it reverses (a reversed
   settlement takes its revenue and its task back, on the reversal's own day);
 - the balances of ``owner:<dao>`` (``undistributed``), ``<role>:<dao>`` (treasury,
@@ -38,7 +38,6 @@ RELEASE, CLAIM, REVERSAL = "escrow.release", "dao.claim", "reversal"
 ROLES = ("treasury", "reserve", "operator")  # the DAO's accounts every summary shows
 _DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
-_ROBOT_MEMO = "delivered by "
 _CSV_HEADER = ("seq", "day", "task", "robot", "earned", "currency")
 
 
@@ -58,7 +57,7 @@ class RevenueBook:
         self._folded = 0  # entries 1.._folded are in the totals
         self._earned = 0
         self._by_day: dict[int, list[int]] = {}  # day number -> [earned, tasks]
-        self._by_robot: dict[str | None, list[int]] = {}  # robot DID (None: the memo named none) -> [earned, tasks]
+        self._by_robot: dict[str | None, list[int]] = {}  # robot DID (None: a settlement without refs) -> [earned, tasks]
         self._balances: dict[str, int] = {}  # role (owner, treasury, ...) -> balance of <role>:<dao>
         self._fee_total = 0
         self._members: dict[str, list[int]] = {}  # member -> [distributed, claimed]
@@ -134,11 +133,8 @@ class RevenueBook:
     def _origin(self, entry: Entry) -> tuple[str, str | None, str | None]:
         """What the entry counts as (its kind, or for a reversal the kind of what it reverses) and, for
         revenue, the task and robot it is for."""
-        if entry.kind == RELEASE:
-            robot = entry.memo[len(_ROBOT_MEMO):] if entry.memo.startswith(_ROBOT_MEMO) else None
-            key = entry.key
-            task = key[5:-7] if key.startswith("task:") and key.endswith(":settle") and len(key) > 12 else key
-            return RELEASE, task, robot
+        if entry.kind == RELEASE:  # the settlement's signed refs name its task and robot
+            return RELEASE, entry.refs.get("task", entry.key), entry.refs.get("robot")
         if entry.kind == REVERSAL and entry.reverses is not None:
             index = bisect_left(self._row_seq, entry.reverses)
             if index < len(self._row_seq) and self._row_seq[index] == entry.reverses:

@@ -117,6 +117,11 @@ def open_note(note: str, name: str, public_key: bytes) -> str:
     return text
 
 
+def note_text(note: str) -> str:
+    """The text of ``note`` without checking any signature: for showing a note, never for trusting it."""
+    return _split_note(note)[0]
+
+
 def _split_note(note: str) -> tuple[str, list[str]]:
     """The text (with its final newline) and the signature lines, split at the note's last blank line."""
     _check_characters(note, "malformed note")

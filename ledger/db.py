@@ -66,6 +66,10 @@ class Database:
         """True when the database has a table called ``name``."""
         raise NotImplementedError
 
+    def columns(self, table: str) -> set[str]:
+        """The names of ``table``'s columns (empty when there is no such table)."""
+        raise NotImplementedError
+
     def script(self, statements: Sequence[str]) -> None:
         """Run DDL statements, each on its own, in one transaction."""
         with self.transaction() as cursor:
@@ -112,6 +116,9 @@ class SqliteDatabase(Database):
 
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+    def columns(self, table: str) -> set[str]:
+        return {str(row[0]) for row in self.read("SELECT name FROM pragma_table_info(?)", (table,))}
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -203,6 +210,10 @@ class PostgresDatabase(Database):
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
                               "AND table_name = ?", (name,)))
+
+    def columns(self, table: str) -> set[str]:
+        return {str(row[0]) for row in self.read("SELECT column_name FROM information_schema.columns WHERE "
+                                                  "table_schema = current_schema() AND table_name = ?", (table,))}
 
     def close(self) -> None:
         with self._lock:

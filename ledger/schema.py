@@ -2,7 +2,9 @@
 
 What the database refuses, whatever code talks to it:
 
-- an entry whose postings do not balance in every currency, or with fewer than two;
+- an entry with exactly one posting, or whose postings do not balance in every
+  currency (an entry with none records a fact: an account opened, shares
+  minted, a task awarded);
 - a posting of zero, a posting in a currency other than its account's, a posting
   added to an entry already written;
 - any UPDATE or DELETE of an entry, a posting or a checkpoint, and any change to an
@@ -10,10 +12,15 @@ What the database refuses, whatever code talks to it:
 
 Postings are inserted first and their entry row last: the entry's insert trigger
 sees all its postings and checks the balance, and a deferred foreign key makes a
-posting without an entry fail at commit.
+posting without an entry fail at commit. On SQLite the tables are STRICT, so an
+amount is an integer or nothing; on PostgreSQL BIGINT says the same. None of
+this stops someone who edits the file or owns the server: ``Ledger.verify``
+recomputes everything from the signed log and names what differs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 _COMMON_TABLES = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -31,13 +38,14 @@ CREATE TABLE IF NOT EXISTS entries (
     at_ms BIGINT NOT NULL,
     reverses BIGINT REFERENCES entries (seq),
     leaf {blob} NOT NULL,
-    sig {blob} NOT NULL
+    sig {blob} NOT NULL,
+    refs TEXT
 );
 CREATE TABLE IF NOT EXISTS postings (
     entry BIGINT NOT NULL REFERENCES entries (seq) DEFERRABLE INITIALLY DEFERRED,
     account TEXT NOT NULL REFERENCES accounts (id),
     currency TEXT NOT NULL,
-    amount BIGINT NOT NULL CHECK (amount <> 0),
+    amount BIGINT NOT NULL CHECK (amount <> 0 AND amount BETWEEN -9007199254740991 AND 9007199254740991),
     PRIMARY KEY (entry, account)
 );
 CREATE INDEX IF NOT EXISTS postings_by_account ON postings (account, entry);
@@ -53,14 +61,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 )
 """
 
-_BALANCE_MESSAGE = "ledger: an entry needs two or more postings that balance in every currency"
+_BALANCE_MESSAGE = "ledger: an entry needs no postings, or two or more that balance in every currency"
 _SEALED_MESSAGE = "ledger: postings cannot be added to an entry already written"
 _CURRENCY_MESSAGE = "ledger: a posting must be in its account's currency"
 _APPEND_ONLY_MESSAGE = "ledger: {table} rows are append-only; post a reversing entry instead"
 
 _SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS entries_balanced BEFORE INSERT ON entries
-    WHEN (SELECT COUNT(*) FROM postings WHERE entry = NEW.seq) < 2
+    "DROP TRIGGER IF EXISTS entries_balanced",  # ledgers before record entries refused an entry without postings
+    f"""CREATE TRIGGER entries_balanced BEFORE INSERT ON entries
+    WHEN (SELECT COUNT(*) FROM postings WHERE entry = NEW.seq) = 1
       OR EXISTS (SELECT 1 FROM postings WHERE entry = NEW.seq GROUP BY currency HAVING SUM(amount) <> 0)
     BEGIN SELECT RAISE(ABORT, '{_BALANCE_MESSAGE}'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS postings_sealed BEFORE INSERT ON postings
@@ -79,7 +88,7 @@ _SQLITE_TRIGGERS = [
 _POSTGRES_TRIGGERS = [
     f"""CREATE OR REPLACE FUNCTION ledger_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF (SELECT COUNT(*) FROM postings WHERE entry = NEW.seq) < 2
+        IF (SELECT COUNT(*) FROM postings WHERE entry = NEW.seq) = 1
            OR EXISTS (SELECT 1 FROM postings WHERE entry = NEW.seq GROUP BY currency HAVING SUM(amount) <> 0) THEN
             RAISE EXCEPTION '{_BALANCE_MESSAGE}';
         END IF;
@@ -124,4 +133,16 @@ def statements(dialect: str) -> list[str]:
         raise ValueError(f"unknown SQL dialect {dialect!r}")
     blob = "BLOB" if dialect == "sqlite" else "BYTEA"
     tables = [part.strip() for part in _COMMON_TABLES.format(blob=blob).split(";") if part.strip()]
+    if dialect == "sqlite":  # STRICT: a column holds its declared type or the insert fails
+        tables = [_strict(table) if table.startswith("CREATE TABLE") else table for table in tables]
     return tables + (_SQLITE_TRIGGERS if dialect == "sqlite" else _POSTGRES_TRIGGERS)
+
+
+def migrations(columns: Callable[[str], set[str]]) -> list[str]:
+    """What brings a ledger made by an earlier version up to this schema (``columns(table)``: its column names)."""
+    return [] if "refs" in columns("entries") else ["ALTER TABLE entries ADD COLUMN refs TEXT"]
+
+
+def _strict(table: str) -> str:
+    """SQLite's STRICT form of a CREATE TABLE: only its type names (INTEGER, TEXT, BLOB) are allowed there."""
+    return table.replace("BIGINT", "INTEGER") + " STRICT"

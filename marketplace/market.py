@@ -38,6 +38,8 @@ from marketplace.auction import EVALUATORS, Offer, award
 from marketplace.proof import Trails, check_receipt
 
 OPEN, AWARDED, SETTLED, REFUNDED = "open", "awarded", "settled", "refunded"
+# the record entries of what moves no money but decides where it goes (marketplace/audit.py reads them back)
+TASK_AWARD, TASK_RELEASE, ROBOT_REGISTER, ROBOT_RETIRE = "task.award", "task.release", "robot.register", "robot.retire"
 FAIL_SLASH_BPS = 1_000  # a failed delivery costs a tenth of the bond ...
 FAKE_SLASH_BPS = 10_000  # ... a faked one all of it
 
@@ -124,7 +126,8 @@ class Marketplace:
             raise ValueError(f"role must be customer or owner, got {role!r}")
         world = self._open(f"world:{currency}", currency, "world", may_go_negative=True)
         wallet = self._open(f"{role}:{did}", currency, role, owner=did)
-        self.ledger.post(f"fund:{key}", {world: -amount, wallet: amount}, kind="deposit", memo=f"deposit {key}")
+        self.ledger.post(f"fund:{key}", {world: -amount, wallet: amount}, kind="deposit", memo=f"deposit {key}",
+                         refs={role: did})
 
     def register_robot(self, robot: str, owner: str, bond: int, currency: str) -> None:
         """Admit a robot to bid: its owner posts a bond (from the owner's account) that failures are slashed from."""
@@ -138,9 +141,11 @@ class Marketplace:
             if held is None:
                 c.execute("INSERT INTO market_robots (robot, owner, currency) VALUES (?, ?, ?)",
                           (robot, owner, currency))
+                self.ledger.record(f"robot:{robot}:register", ROBOT_REGISTER,
+                                   {"robot": robot, "owner": owner, "currency": currency}, cursor=c)
             if bond:  # a robot admitted without a bond may not bid until its owner posts one
                 self.ledger.post(f"bond:{robot}:{bond}", {owner_account: -bond, bond_account: bond}, kind="bond",
-                                 memo=f"bond of {robot}", cursor=c)
+                                 memo=f"bond of {robot}", refs={"robot": robot, "owner": owner}, cursor=c)
 
         self._run(work)
 
@@ -155,11 +160,12 @@ class Marketplace:
                 raise MarketError("unknown_robot", f"{robot} is not an active robot of this marketplace")
             c.execute("UPDATE market_robots SET retired = 1 WHERE robot = ? AND retired = 0", (robot,))
             c.execute("DELETE FROM market_bids WHERE robot = ?", (robot,))  # its standing bids go with it
-            bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                 (f"bond:{robot}",)).fetchone()[0])
+            refs = {"robot": robot, "owner": held[0]}
+            self.ledger.record(f"robot:{robot}:retire", ROBOT_RETIRE, refs, cursor=c)
+            bond = self.ledger.balance(f"bond:{robot}", cursor=c)
             if bond:
                 self.ledger.post(f"bond:{robot}:return", {f"bond:{robot}": -bond, f"owner:{held[0]}": bond},
-                                 kind="bond.return", memo=f"{robot} retired", cursor=c)
+                                 kind="bond.return", memo=f"{robot} retired", refs=refs, cursor=c)
             return bond
 
         return self.db.run(work)
@@ -188,7 +194,9 @@ class Marketplace:
             self._open(wallet, currency, "customer", owner=envelope.issuer, cursor=c)
             self._open(escrow, currency, "escrow", owner=body["id"], cursor=c)
             self.ledger.post(f"task:{body['id']}:escrow", {wallet: -price, escrow: price}, kind="escrow.lock",
-                             memo=f"escrow for {body['id']}", cursor=c)
+                             memo=f"escrow for {body['id']}", cursor=c,
+                             refs={"task": body["id"], "customer": envelope.issuer, "task_hash": task_hash,
+                                   "deadline_ms": body["deadline"], "state": OPEN})
             c.execute("INSERT INTO market_tasks (id, customer, body, task_hash, currency, max_price, deadline_ms, "
                       "dropoff_x, dropoff_y, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (body["id"], envelope.issuer, canonicalize(body).decode(), task_hash, currency, price,
@@ -260,7 +268,7 @@ class Marketplace:
                                   + (" (it was retired)" if member is not None else ""))
             if body["currency"] != task[1] or body["price"] > int(task[2]):
                 raise MarketError("bad_price", f"the bid must be in {task[1]} and at most {task[2]}")
-            if self.ledger.balance(f"bond:{robot}") < self.min_bond:
+            if self.ledger.balance(f"bond:{robot}", cursor=c) < self.min_bond:
                 raise MarketError("no_bond", f"{robot}'s bond is below {self.min_bond}")
             c.execute("DELETE FROM market_bids WHERE task = ? AND robot = ?", (body["task"], robot))
             c.execute("INSERT INTO market_bids (task, robot, price, eta_ms, bid_hash) VALUES (?, ?, ?, ?, ?)",
@@ -296,6 +304,9 @@ class Marketplace:
                       "WHERE id = ? AND state = ?", (AWARDED, robot, price, bid_hash, award_hash, task_id, OPEN))
             if c.rowcount != 1:
                 raise MarketError("not_open", f"task {task_id} is no longer open")
+            self.ledger.record(f"task:{task_id}:award:{award_hash[:32]}", TASK_AWARD,
+                               {"task": task_id, "robot": robot, "price": price, "bid_hash": bid_hash,
+                                "award_hash": award_hash, "state": AWARDED}, cursor=c)
 
         self._run(work)
         return sealed
@@ -380,11 +391,15 @@ class Marketplace:
         bid it won is gone, its escrow stays locked for the next award, and nobody is slashed."""
 
         def work(c: Cursor) -> None:
+            held = c.execute("SELECT award_hash FROM market_tasks WHERE id = ? AND state = ? AND robot = ?",
+                             (task_id, AWARDED, robot)).fetchone()
             c.execute("UPDATE market_tasks SET state = ?, robot = NULL, price = NULL, bid_hash = NULL, "
                       "award_hash = NULL WHERE id = ? AND state = ? AND robot = ?", (OPEN, task_id, AWARDED, robot))
-            if c.rowcount != 1:
+            if held is None or c.rowcount != 1:
                 raise MarketError("not_awarded", f"task {task_id} is not awarded to {robot}")
             c.execute("DELETE FROM market_bids WHERE task = ? AND robot = ?", (task_id, robot))
+            self.ledger.record(f"task:{task_id}:release:{held[0][:32]}", TASK_RELEASE,
+                               {"task": task_id, "robot": robot, "state": OPEN}, cursor=c)
 
         self._run(work)
         return self.task(task_id)
@@ -423,7 +438,9 @@ class Marketplace:
         self._open(f"owner:{owner}", task.currency, "owner", owner=owner, cursor=c)
         self.ledger.post(f"task:{task.id}:settle",
                          {f"escrow:{task.id}": -task.max_price, **{a: n for a, n in lines.items() if n}},
-                         kind="escrow.release", memo=f"delivered by {task.robot}", cursor=c)
+                         kind="escrow.release", memo=f"delivered by {task.robot}", cursor=c,
+                         refs={"task": task.id, "robot": task.robot, "owner": owner, "customer": task.customer,
+                               "price": task.price, "state": SETTLED, "outcome": "delivered"})
         c.execute("UPDATE market_robots SET delivered = delivered + 1 WHERE robot = ?", (task.robot,))
 
     def _refund(self, task: Task, expected: str, outcome: str, *, slash_bps: int, count: str | None) -> Task:
@@ -435,18 +452,20 @@ class Marketplace:
         """Within transaction ``c``: refund the escrow; count the robot's failure and slash its bond."""
         robot = task.robot
         self._move(c, task.id, expected, REFUNDED, outcome)
+        blamed = robot is not None and count is not None
         self.ledger.post(f"task:{task.id}:refund", {f"escrow:{task.id}": -task.max_price,
                                                     f"customer:{task.customer}": task.max_price},
-                         kind="escrow.refund", memo=outcome, cursor=c)
-        if robot is not None and count is not None:
+                         kind="escrow.refund", memo=outcome, cursor=c,
+                         refs={"task": task.id, "robot": robot, "customer": task.customer, "state": REFUNDED,
+                               "outcome": outcome, "blame": count if blamed else None})
+        if blamed:
             c.execute(f"UPDATE market_robots SET {count} = {count} + 1 WHERE robot = ?", (robot,))
-            bond = int(c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                 (f"bond:{robot}",)).fetchone()[0])
-            slash = bond * slash_bps // 10_000
+            slash = self.ledger.balance(f"bond:{robot}", cursor=c) * slash_bps // 10_000
             if slash > 0:
                 self.ledger.post(f"task:{task.id}:slash", {f"bond:{robot}": -slash,
                                                            f"customer:{task.customer}": slash},
-                                 kind="bond.slash", memo=f"{outcome} by {robot}", cursor=c)
+                                 kind="bond.slash", memo=f"{outcome} by {robot}", cursor=c,
+                                 refs={"task": task.id, "robot": robot, "customer": task.customer})
 
     @staticmethod
     def _move(c: Cursor, task_id: str, expected: str, state: str, outcome: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.db import IntegrityError, open_database
+from identity.keys import Signer
+from ledger.db import IntegrityError
+from ledger.journal import Ledger
 from dao.shares import ECONOMIC, Shares, SharesError
 
 ALICE, BOB = "did:key:zAlice", "did:key:zBob"
@@ -12,9 +14,9 @@ ALICE, BOB = "did:key:zAlice", "did:key:zBob"
 
 @pytest.fixture
 def shares(database_url, clock):
-    db = open_database(database_url)
-    yield Shares(db, clock=clock)
-    db.close()
+    ledger = Ledger.open(database_url, Signer.generate(), clock=clock)
+    yield Shares(ledger, clock=clock)
+    ledger.close()
 
 
 def test_a_balance_is_read_as_it_stood_at_a_moment(shares, clock) -> None:

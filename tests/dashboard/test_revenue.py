@@ -250,7 +250,7 @@ def test_folding_in_random_chunks_equals_folding_once(ops, batch) -> None:
                     fleet.settle(args[0], args[1])
                 elif op == "earn":
                     ledger.post(f"earn{n}", {"world:EUR": -args[0], f"owner:{DAO_DID}": args[0]},
-                                kind="escrow.release", memo=f"delivered by {DAO_ROBOTS[n % 3]}")
+                                kind="escrow.release", refs={"task": f"earn{n}", "robot": DAO_ROBOTS[n % 3]})
                 elif op == "distribute":
                     dao.distribute(f"d{n}")
                 elif op == "claim":
@@ -306,7 +306,7 @@ def test_a_request_need_not_wait_behind_a_long_catch_up(world) -> None:
 def test_a_task_id_a_spreadsheet_would_run_is_written_as_text(world) -> None:
     key = "task:=HYPERLINK(\"http://evil\"),x:settle"
     world.ledger.post(key, {"world:EUR": -100, f"owner:{DAO_DID}": 100}, kind="escrow.release",
-                      memo="delivered by @robot")
+                      refs={"task": "=HYPERLINK(\"http://evil\"),x", "robot": "@robot"})
     book = RevenueBook(world.ledger, DAO_DID)
     book.refresh()
     assert book.rows()[0][2:4] == ("=HYPERLINK(\"http://evil\"),x", "@robot")  # the figures keep the id as it is

@@ -13,6 +13,7 @@ from launch.output import EXIT_IO, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from ledger.journal import Ledger
 
 OPERATOR = Signer(bytes(range(32)))
+KEY = ["--key", OPERATOR.public_key.hex()]
 
 
 @pytest.fixture
@@ -30,10 +31,17 @@ def ledger_url(tmp_path, monkeypatch) -> str:
 
 
 def test_an_intact_ledger_verifies(ledger_url, capsys) -> None:
-    assert main(["ledger", "verify", "--db", ledger_url]) == EXIT_OK
-    assert "3 entries" in capsys.readouterr().out
-    assert main(["ledger", "verify", "--db", ledger_url, "--json", "--key", OPERATOR.public_key.hex()]) == EXIT_OK
-    assert json.loads(capsys.readouterr().out) == {"entries": 3, "checkpoint": 3, "problems": [], "intact": True}
+    assert main(["ledger", "verify", "--db", ledger_url, *KEY]) == EXIT_OK
+    assert "5 entries" in capsys.readouterr().out  # two accounts opened, three deposits
+    assert main(["ledger", "verify", "--db", ledger_url, "--json", *KEY]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {"entries": 5, "checkpoint": 5, "keys": "--key", "witnesses": 0,
+                                                   "problems": [], "intact": True}
+
+
+def test_the_key_never_comes_from_the_database_it_checks(ledger_url, capsys) -> None:
+    assert main(["ledger", "verify", "--db", ledger_url]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "from outside the database" in err and "--key HEX" in err
 
 
 def test_an_edited_row_is_named_and_the_exit_status_says_so(ledger_url, capsys) -> None:
@@ -42,7 +50,7 @@ def test_an_edited_row_is_named_and_the_exit_status_says_so(ledger_url, capsys) 
         cursor.execute("DROP TRIGGER entries_no_update")
         cursor.execute("UPDATE entries SET memo = 'nothing to see' WHERE seq = 2")
     book.close()
-    assert main(["ledger", "verify", "--db", ledger_url]) == EXIT_REFUSED
+    assert main(["ledger", "verify", "--db", ledger_url, *KEY]) == EXIT_REFUSED
     out = capsys.readouterr().out
     assert "entry 2: its content does not match its leaf hash" in out and "entry 1" not in out
 
@@ -51,12 +59,12 @@ def test_another_operator_key_fails_every_signature(ledger_url, capsys) -> None:
     other = Signer.generate().public_key.hex()
     assert main(["ledger", "verify", "--db", ledger_url, "--key", other, "--json"]) == EXIT_REFUSED
     problems = json.loads(capsys.readouterr().out)["problems"]
-    assert len([p for p in problems if "signature does not verify" in p]) == 3
+    assert len([p for p in problems if "signature does not verify" in p]) == 5
 
 
 @pytest.mark.parametrize("argv, code, says", [
     (["--key", "abc"], EXIT_USAGE, "64 hex digits"),
-    (["--db", "mysql://x"], EXIT_IO, "sqlite:///path or postgresql://"),
+    (["--db", "mysql://x", *KEY], EXIT_IO, "sqlite:///path or postgresql://"),
 ])
 def test_bad_arguments_say_what_to_do(ledger_url, capsys, argv, code, says) -> None:
     args = ["ledger", "verify", "--db", ledger_url, *argv] if "--db" not in argv else ["ledger", "verify", *argv]
@@ -66,7 +74,7 @@ def test_bad_arguments_say_what_to_do(ledger_url, capsys, argv, code, says) -> N
 
 def test_verifying_a_missing_path_is_refused_and_creates_nothing(tmp_path, capsys) -> None:
     missing = tmp_path / "nowhere" / "ledger.sqlite3"
-    assert main(["ledger", "verify", "--db", str(missing)]) == EXIT_IO
+    assert main(["ledger", "verify", "--db", str(missing), *KEY]) == EXIT_IO
     assert "there is no database at" in capsys.readouterr().err
     assert not missing.exists() and not missing.parent.exists()
 
@@ -75,7 +83,7 @@ def test_verifying_a_file_that_is_not_a_database_is_refused_without_a_traceback_
         tmp_path, capsys) -> None:
     path = tmp_path / "notes.txt"
     path.write_bytes(b"hello, not a database\n" * 100)
-    assert main(["ledger", "verify", "--db", str(path)]) == EXIT_IO
+    assert main(["ledger", "verify", "--db", str(path), *KEY]) == EXIT_IO
     err = capsys.readouterr().err
     assert "Traceback" not in err and "is not a SQLite database" in err
     assert path.read_bytes() == b"hello, not a database\n" * 100
@@ -86,7 +94,7 @@ def test_verifying_a_sqlite_database_without_a_ledger_adds_no_ledger_tables(tmp_
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE notes (text TEXT)")
     db.close()
-    assert main(["ledger", "verify", "--db", str(path)]) == EXIT_IO
+    assert main(["ledger", "verify", "--db", str(path), *KEY]) == EXIT_IO
     assert "holds no ledger" in capsys.readouterr().err
     with sqlite3.connect(path) as db:
         tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
