@@ -14,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from playwright.sync_api import Page, expect
 
 from identity.keys import Signer
 from ledger import merkle
 from tests.browser import screenshot
 from tests.conftest import ManualClock
 from tests.dashboard.test_ledger_api import Books, serving
+
+if TYPE_CHECKING:  # Playwright is imported only when a test asks for a browser (tests/browser.py)
+    from playwright.sync_api import Page
 
 KEPT = "depai.ledger.kept:depai.local/ledger"  # the localStorage key ledger.js keeps the checkpoint under
 STRIP_BUG = "Cannot read properties of undefined (reading 'toFixed')"  # common.js's status strip on a LedgerView
@@ -42,6 +43,8 @@ def page_problems(page: Page) -> list[str]:
 
 def test_the_page_keeps_the_checkpoint_and_warns_of_a_rollback_and_a_fork_until_trusted(
         tmp_path: Path, clock: ManualClock, page: Page) -> None:
+    from playwright.sync_api import expect
+
     operator = Signer.generate()
     honest = Books(tmp_path / "honest.sqlite3", operator, clock)
     forged = Books(tmp_path / "forged.sqlite3", operator, clock, memo="rewritten")  # same origin, same key
@@ -109,6 +112,8 @@ def test_the_page_keeps_the_checkpoint_and_warns_of_a_rollback_and_a_fork_until_
 
 def test_the_pages_merkle_checks_agree_with_the_ledgers_and_refuse_tampered_proofs(
         tmp_path: Path, clock: ManualClock, page: Page) -> None:
+    from playwright.sync_api import expect
+
     leaves = [hashlib.sha256(b"leaf %d" % i).digest() for i in range(17)]
     cases = []
     for new in range(1, len(leaves) + 1):
