@@ -1,0 +1,174 @@
+"""`depai ledger witness` as a real process against the real dashboard app served by a process of its own: it
+cosigns the first checkpoint, then growth with the fleet's consistency proof, serves what it cosigned, and
+catches a fleet whose ledger was rewritten (a fork). Rollbacks and the other outcomes are tested without
+processes in tests/ledger/test_witness.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from identity.keys import Signer
+from launch.cli import main
+from launch.output import EXIT_IO, EXIT_USAGE
+from launch.witness_command import load_witnessed
+from ledger.journal import Ledger
+from ledger.witness import WitnessState, open_cosignature
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR = Signer(bytes(range(32)))
+NAME = "member.test/w1"
+
+# The dashboard's app over one ledger database, read-only, as a server process of its own; prints its URL.
+DASHBOARD = """
+import sys, threading
+from dashboard.server import DashboardServer
+from dashboard.view import LedgerView
+server = DashboardServer(LedgerView.open(sys.argv[1], "did:key:zDaoOfTheTest"), port=0).start()
+print(server.url, flush=True)
+sys.stdin.read()  # until the test closes our stdin
+server.stop()
+"""
+
+
+def post(url: str, keys: range, *, who: str = "alice") -> int:
+    """Deposit into ``who`` once per key and sign a checkpoint; how many entries the ledger holds."""
+    book = Ledger.open(url, OPERATOR)
+    try:
+        for account, kind in (("world:EUR", "world"), (who, "customer")):
+            if account not in {a.id for a in book.accounts()}:
+                book.open_account(account, "EUR", kind, may_go_negative=kind == "world")
+        for i in keys:
+            book.post(f"{who}-{i}", {"world:EUR": -i, who: i}, kind="deposit")
+        book.checkpoint()
+        return book.size()
+    finally:
+        book.close()
+
+
+@contextlib.contextmanager
+def dashboard(db: Path) -> Iterator[str]:
+    child = subprocess.Popen([sys.executable, "-c", DASHBOARD, str(db)], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        url = child.stdout.readline().strip()
+        assert url.startswith("http://"), "the dashboard process did not start"
+        yield url.rstrip("/")
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+
+def witness(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launch.cli", "ledger", "witness", "--home", str(home),
+                           "--key", OPERATOR.public_key.hex(), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def rewrite(db: Path, keep: int) -> None:
+    """What an attacker with write access to the file does: delete every entry after ``keep``, their postings
+    and every checkpoint, past the append-only triggers."""
+    attacker = sqlite3.connect(db)
+    for (trigger,) in attacker.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        attacker.execute(f"DROP TRIGGER {trigger}")
+    attacker.execute("DELETE FROM postings WHERE entry > ?", (keep,))
+    attacker.execute("DELETE FROM entries WHERE seq > ?", (keep,))
+    attacker.execute("DELETE FROM checkpoints")
+    attacker.commit()
+    attacker.close()
+
+
+def test_a_members_witness_follows_the_fleet_and_catches_a_fork(tmp_path) -> None:
+    db, state = tmp_path / "ledger.sqlite3", tmp_path / "witness" / "w.json"
+    home = tmp_path / "home"
+    first_size = post(str(db), range(1, 6))
+    with dashboard(db) as fleet:
+        args = ["--fleet", fleet, "--state-file", str(state), "--once"]
+        first = witness(home, *args, "--name", NAME)
+        assert first.returncode == 0, first.stderr
+        lines = first.stdout.splitlines()
+        assert lines[0].startswith(f"depai ledger witness {NAME}: public key ") and "new, kept in" in lines[0]
+        assert lines[1] == (f"witnessed size {first_size}, the first checkpoint of depai.local/ledger (trusted on "
+                            f"first use)")
+        assert stat.S_IMODE(os.stat(state.with_name("w.key")).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+        size = post(str(db), range(6, 16))  # the fleet goes on: 10 more entries, a new checkpoint
+        grown = witness(home, *args)
+        assert grown.returncode == 0, grown.stderr
+        assert grown.stdout.splitlines()[1] == f"witnessed size {size}, consistent with {first_size}"
+        kept = WitnessState.load(state)
+        assert (kept.size, kept.name) == (size, NAME)
+        assert open_cosignature(kept.cosigned, NAME, kept.public_key)[0].startswith(f"depai.local/ledger\n{size}\n")
+
+    rewrite(db, keep=first_size + 2)  # history after that is rewritten, under the operator's key, and grows past it
+    forked_size = post(str(db), range(1, 12), who="mallory")
+    assert forked_size > size
+    with dashboard(db) as fleet:
+        forked = witness(home, "--fleet", fleet, "--state-file", str(state), "--once", "--json")
+    assert forked.returncode == 1, forked.stderr
+    turn = json.loads(forked.stdout.splitlines()[1])
+    assert (turn["outcome"], turn["size"], turn["old_size"]) == ("fork", forked_size, size)
+    assert turn["message"].startswith(f"the checkpoint of {forked_size} entries does not extend the one of {size} "
+                                      f"cosigned at ")
+    kept = WitnessState.load(state)
+    assert kept.size == size and kept.evidence[0]["code"] == "ledger_fork"  # it stays put, and keeps the proof
+
+
+def test_the_witness_serves_what_it_cosigned_for_ledger_verify(tmp_path) -> None:
+    db, state = tmp_path / "ledger.sqlite3", tmp_path / "w.json"
+    post(str(db), range(1, 4))
+    with dashboard(db) as fleet:
+        child = subprocess.Popen([sys.executable, "-m", "launch.cli", "ledger", "witness", "--home",
+                                  str(tmp_path / "home"), "--key", OPERATOR.public_key.hex(), "--fleet", fleet,
+                                  "--state-file", str(state), "--every", "0.2", "--listen", "127.0.0.1:0"],
+                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            child.stdout.readline()  # its key
+            url = child.stdout.readline().split(" at ")[-1].strip()
+            assert url.endswith("/checkpoint") and child.stdout.readline().startswith("witnessed size 5")
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.headers["Content-Type"].startswith("text/plain")
+                served = answer.read().decode()
+            kept = WitnessState.load(state)  # cosigned again each turn: the same checkpoint, a later time
+            assert open_cosignature(served, kept.name, kept.public_key)[0] == open_cosignature(
+                kept.cosigned, kept.name, kept.public_key)[0]
+            seen = load_witnessed(url.removesuffix("/checkpoint"), [OPERATOR.public_key])
+            assert (seen.size, seen.verified) == (5, False) and seen.witness.endswith("/depai-witness")
+        finally:
+            child.terminate()
+            assert child.wait(timeout=10) == 0
+            child.stdout.close()
+            child.stderr.close()
+
+
+@pytest.mark.parametrize("args, code, says", [
+    (["--fleet", "ftp://x", "--state-file", "w.json", "--once"], EXIT_USAGE, "is not an http(s) URL"),
+    (["--fleet", "http://127.0.0.1:9", "--state-file", "w.json", "--once"], EXIT_IO, "cannot reach http://127.0.0.1:9"),
+    (["--fleet", "http://127.0.0.1:9", "--state-file", "w.json", "--once", "--listen", "127.0.0.1:0"], EXIT_USAGE,
+     "--once stops at once"),
+    (["--fleet", "http://127.0.0.1:9", "--state-file", "w.json", "--once", "--state", "nowhere"], EXIT_USAGE,
+     "no key to verify the ledger against"),
+])
+def test_bad_arguments_and_an_unreachable_fleet_say_what_to_do(tmp_path, capsys, args, code, says) -> None:
+    args = [a.replace("w.json", str(tmp_path / "w.json")).replace("nowhere", str(tmp_path / "nowhere")) for a in args]
+    keys = [] if "--state" in args else ["--key", OPERATOR.public_key.hex()]
+    assert main(["ledger", "witness", "--home", str(tmp_path / "home"), *keys, *args]) == code
+    err = capsys.readouterr().err
+    assert says in err and "hint:" in err
