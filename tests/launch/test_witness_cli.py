@@ -20,13 +20,14 @@ import pytest
 
 from identity.keys import Signer
 from launch.cli import main
-from launch.output import EXIT_IO, EXIT_USAGE
+from launch.output import EXIT_IO, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from launch.witness_command import load_witnessed
 from ledger.journal import Ledger
-from ledger.witness import WitnessState, open_cosignature
+from ledger.witness import Witness, WitnessState, open_cosignature
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = Signer(bytes(range(32)))
+WITNESS = Signer(bytes(range(1, 33)))
 NAME = "member.test/w1"
 
 # The dashboard's app over one ledger database, read-only, as a server process of its own; prints its URL.
@@ -172,3 +173,27 @@ def test_bad_arguments_and_an_unreachable_fleet_say_what_to_do(tmp_path, capsys,
     assert main(["ledger", "witness", "--home", str(tmp_path / "home"), *keys, *args]) == code
     err = capsys.readouterr().err
     assert says in err and "hint:" in err
+
+
+
+def test_ledger_verify_with_a_witness_names_the_deleted_tail(tmp_path, capsys) -> None:
+    db, state, key = tmp_path / "ledger.sqlite3", tmp_path / "w.json", OPERATOR.public_key.hex()
+    size = post(str(db), range(1, 9))
+    book = Ledger.open(str(db), None)
+    try:  # a witness that saw the ledger at its full size
+        Witness(WITNESS, WitnessState(book.origin, (OPERATOR.public_key,), NAME, WITNESS.public_key),
+                save=lambda s: s.save(state)).add_checkpoint(book.latest_checkpoint()[1], 0, [])
+    finally:
+        book.close()
+    verify = ["ledger", "verify", "--home", str(tmp_path / "home"), "--db", str(db), "--key", key, "--json"]
+    assert main([*verify, "--witness", str(state)]) == EXIT_OK
+    capsys.readouterr()
+
+    rewrite(db, keep=size - 5)  # the last 5 entries go, with every checkpoint that covered them
+    assert main(verify) == EXIT_OK  # the database alone adds up
+    capsys.readouterr()
+    assert main([*verify, "--witness", str(state)]) == EXIT_REFUSED
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert problems == [p for p in problems if p.startswith("the ledger was truncated or rolled back: witness "
+                                                            f"{NAME} cosigned a checkpoint of {size} entries")]
+    assert len(problems) == 1 and problems[0].endswith(f"; the database holds {size - 5}")
