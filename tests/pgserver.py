@@ -285,12 +285,12 @@ class PostgresServer:
     def url_for(self, dbname: str) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """Create an empty database (a fresh random name when None) and return its URL."""
+    def create_database(self, name: str | None = None, *, template: str = "template0") -> str:
+        """Create a database (a fresh random name when None), empty or a copy of ``template``; its URL."""
         name = name or f"test_{secrets.token_hex(6)}"
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'")
-                         .format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} ENCODING 'UTF8'")
+                         .format(sql.Identifier(name), sql.Identifier(template)))
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
