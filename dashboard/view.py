@@ -19,7 +19,6 @@ from dashboard.revenue import RevenueBook
 from dashboard.telemetry import TelemetryBoard
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
 from identity.errors import DepaiError, DidError
-from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.journal import Ledger, LedgerError
 from marketplace.market import AWARDED, OPEN, REFUNDED, SETTLED, Marketplace, Task
@@ -178,7 +177,7 @@ class LedgerView:
             raise ViewError(404, "not_in_tree", f"entry {seq} is not in a tree of {size} entries",
                             f"the newest checkpoint covers entries 1..{checkpoint.size}")
         # The newest checkpoint's tree answers with its signed root; any other size with the root recomputed.
-        root = checkpoint.root if size == checkpoint.size else merkle.root(self.ledger.leaves()[:size])
+        root = checkpoint.root if size == checkpoint.size else self.ledger.root(size)
         return {"seq": seq, "leaf_index": seq - 1, "size": size, "leaf": self.ledger.entry(seq).leaf.hex(),
                 "proof": [node.hex() for node in self.ledger.inclusion_proof(seq, size)], "root": root.hex()}
 

@@ -37,6 +37,7 @@ from identity.keys import Signer
 from ledger import merkle, schema
 from ledger.checkpoint import Checkpoint, note_text, sign_note
 from ledger.db import Cursor, Database, IntegrityError, open_database
+from ledger.tree import MerkleTree
 
 MAX_AMOUNT = 2**53 - 1  # what every JSON reader holds exactly
 ACCOUNT_OPEN = "account.open"  # the record entry that opens an account and states its terms
@@ -111,8 +112,8 @@ class Ledger:
         self._signer = signer
         self.public_key = self._claimed_key(signer)
         self._columns = _ENTRY_COLUMNS if "refs" in db.columns("entries") else _ENTRY_COLUMNS_BEFORE_REFS
-        self._leaves: list[bytes] = []
-        self._leaves_lock = threading.Lock()
+        self._tree = MerkleTree()
+        self._tree_lock = threading.Lock()
         if signer is not None:
             self._record_unopened_accounts()
 
@@ -335,30 +336,36 @@ class Ledger:
         """How many entries the journal holds."""
         return int(self.db.read("SELECT COALESCE(MAX(seq), 0) FROM entries")[0][0])
 
+    def tree(self) -> MerkleTree:
+        """The Merkle tree of every entry's stored leaf hash, kept in memory and grown from the database as the
+        journal grows, so roots and proofs of any size cost O(log^2 n) (ledger/tree.py)."""
+        with self._tree_lock:
+            self._tree.extend(bytes(leaf) for (leaf,) in self.db.read(
+                "SELECT leaf FROM entries WHERE seq > ? ORDER BY seq", (len(self._tree),)))
+            return self._tree
+
     def leaves(self) -> list[bytes]:
-        """Every entry's leaf hash, in order (kept in memory, read from the database as it grows)."""
-        with self._leaves_lock:
-            have = len(self._leaves)
-            self._leaves += [bytes(leaf) for (leaf,) in self.db.read(
-                "SELECT leaf FROM entries WHERE seq > ? ORDER BY seq", (have,))]
-            return list(self._leaves)
+        """Every entry's leaf hash, in order."""
+        tree = self.tree()
+        return [tree.leaf(index) for index in range(len(tree))]
 
     # --- checkpoints and proofs -----------------------------------------------------------------------
 
     def checkpoint(self) -> str:
         """Sign (and keep) a checkpoint of the journal as it stands; returns the signed note."""
-        leaves = self.leaves()
-        size = len(leaves)
+        tree = self.tree()
+        size = len(tree)
         held = self.db.read("SELECT note FROM checkpoints WHERE size = ?", (size,))
         if held:
             return str(held[0][0])
-        body = Checkpoint(self.origin, size, merkle.root(leaves)).body()
-        note = sign_note(body, self.origin, self.signer.sign, self.signer.public_key)
+        root = tree.root(size)
+        note = sign_note(Checkpoint(self.origin, size, root).body(), self.origin, self.signer.sign,
+                         self.signer.public_key)
 
         def work(c: Cursor) -> None:
             if c.execute("SELECT 1 FROM checkpoints WHERE size = ?", (size,)).fetchone() is None:
                 c.execute("INSERT INTO checkpoints (size, root, note, at_ms) VALUES (?, ?, ?, ?)",
-                          (size, merkle.root(leaves), note, int(self.clock() * 1000)))
+                          (size, root, note, int(self.clock() * 1000)))
 
         self.db.run(work)
         return str(self.db.read("SELECT note FROM checkpoints WHERE size = ?", (size,))[0][0])
@@ -374,27 +381,27 @@ class Ledger:
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
         """The RFC 6962 audit path of entry ``seq`` in the tree of the first ``size`` entries (default: all)."""
-        leaves = self.leaves()
-        size = len(leaves) if size is None else size
-        if not 1 <= seq <= size <= len(leaves):
-            raise LedgerError(f"no entry {seq} in a tree of {size} entries (the journal holds {len(leaves)})")
-        return merkle.inclusion_proof(seq - 1, leaves[:size])
+        tree = self.tree()
+        size = len(tree) if size is None else size
+        if not 1 <= seq <= size <= len(tree):
+            raise LedgerError(f"no entry {seq} in a tree of {size} entries (the journal holds {len(tree)})")
+        return tree.inclusion_proof(seq - 1, size)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """The RFC 6962 proof that the tree of ``new_size`` entries extends that of ``old_size``."""
-        leaves = self.leaves()
-        new_size = len(leaves) if new_size is None else new_size
-        if not 0 < old_size <= new_size <= len(leaves):
-            raise LedgerError(f"need 0 < old_size <= new_size <= {len(leaves)}, got {old_size}, {new_size}")
-        return merkle.consistency_proof(old_size, leaves[:new_size])
+        tree = self.tree()
+        new_size = len(tree) if new_size is None else new_size
+        if not 0 < old_size <= new_size <= len(tree):
+            raise LedgerError(f"need 0 < old_size <= new_size <= {len(tree)}, got {old_size}, {new_size}")
+        return tree.consistency_proof(old_size, new_size)
 
     def root(self, size: int | None = None) -> bytes:
         """The RFC 6962 root of the first ``size`` entries (default: all) as the database holds their leaves."""
-        leaves = self.leaves()
-        size = len(leaves) if size is None else size
-        if not 0 <= size <= len(leaves):
-            raise LedgerError(f"no tree of {size} entries: the journal holds {len(leaves)}")
-        return merkle.root(leaves[:size])
+        tree = self.tree()
+        size = len(tree) if size is None else size
+        if not 0 <= size <= len(tree):
+            raise LedgerError(f"no tree of {size} entries: the journal holds {len(tree)}")
+        return tree.root(size)
 
     # --- verification --------------------------------------------------------------------------------
 
