@@ -53,6 +53,7 @@ class FleetDescriptor:
     market: str
     map: str
     dispatcher: str
+    ledger: str  # whose key signs the ledger's entries and checkpoints: verifiers resolve it in the DID registry
 
     def clock(self) -> Callable[[], float]:
         """The fleet's clock, as every process of this run reads it."""

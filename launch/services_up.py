@@ -30,8 +30,10 @@ from bus.client import BusClient
 from bus.topics import FLEET_DESCRIPTOR
 from dao.dao import Dao
 from dashboard.revenue import RevenueBook
+from identity.did import did_peaq
 from launch.bridge_command import fleet_info
 from launch.descriptor import FleetDescriptor
+from launch.ledger_command import auditors
 from launch.fleet import gateway_name, robot_profile
 from launch.output import EXIT_REFUSED, EXIT_USAGE, CliError, status_line
 from launch.serve import BROKER_FILE
@@ -91,7 +93,8 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
         city=f.city, seed=f.seed, robots=f.robots, shards=shards, scan_hz=config.scan_hz,
         orders_per_min=config.orders_per_min if config.orders_per_min is not None else f.robots / 4.0,
         currency=CURRENCY, bond=config.bond, operator=f.operator.did, dao=f.dao.did,
-        market=f.services["market"].did, map=f.services["map"].did, dispatcher=f.services["dispatcher"].did)
+        market=f.services["market"].did, map=f.services["map"].did, dispatcher=f.services["dispatcher"].did,
+        ledger=did_peaq(f.ledger_key.public_key))
     client.publish(FLEET_DESCRIPTOR, descriptor.seal(f.operator.envelope_signer(clock)), qos=1, retain=True)
     board = StatusBoard(f.registry, run=f.run_no).subscribe(client)
     city = generate_city(f.seed, f.city)  # what a bridge needs to join: the broker, whose commands count, the roads
@@ -282,7 +285,7 @@ def summary(f: Founding, config: UpConfig, board: StatusBoard, supervisor: Super
         "proposals": {"executed": board.total("dao", "executed"), "refused": board.merged("dao", "refused")},
         "services": {"processes": len(supervisor.services), "restarts": dict(supervisor.restarts),
                      "exits": [{"service": name, "code": code} for name, code in supervisor.exits]},
-        "ledger": {"entries": ledger.size(), "intact": ledger.verify() == []},
+        "ledger": {"entries": ledger.size(), "intact": ledger.verify(auditors=auditors(ledger)) == []},
     }
 
 

@@ -29,6 +29,7 @@ from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.fleet import FleetConfig, Identity, RunReport, SimFleet, SurveyRequests, register, run
 from launch.home import Home
+from launch.ledger_command import auditors
 from bus.router import Router
 from launch.links import fleet_router, open_link
 from launch.output import EXIT_OK, EXIT_USAGE, CliError, emit, status_line
@@ -188,7 +189,7 @@ def _summary(report: RunReport, fleet: SimFleet, tally: Router, ingest: Ingest, 
                   "refused": dict(market.refused)},
         "money": {"currency": CURRENCY, "owner_revenue": ledger.balance(f"owner:{owner}"),  # 0 after the bonds
                   "fees": _balance(ledger, f"fees:{CURRENCY}"), "ledger_entries": ledger.size(),
-                  "ledger_intact": ledger.verify() == []},
+                  "ledger_intact": ledger.verify(auditors=auditors(ledger)) == []},
         "distance_m": round(float(truth.odometer_m.sum()), 1),
         "collisions": int(truth.collisions.sum()),
         "map": {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
