@@ -50,9 +50,9 @@ from dao.split import SplitRules, distribute  # noqa: E402
 from identity.canonical import canonicalize  # noqa: E402
 from identity.keys import Signer  # noqa: E402
 from ledger import merkle  # noqa: E402
-from ledger.journal import Entry, Ledger  # noqa: E402
+from ledger.journal import ACCOUNT_OPEN, Account, Entry, Ledger  # noqa: E402
 
-VERSION = 1  # bump when what is written changes: cached files of older versions are not reused
+VERSION = 2  # bump when what is written changes: cached files of older versions are not reused
 OPERATOR = Signer(hashlib.sha256(b"depai benchmark ledger operator").digest())
 START_S = 1_790_000_000  # 2026-09-21, the test suite's clock
 CURRENCY = "EUR"
@@ -157,7 +157,7 @@ def _write(conn: sqlite3.Connection, shape: Shape, fleet: Fleet,
     known = {account for (account,) in conn.execute("SELECT id FROM accounts")}
     claimable = f"claimable:{fleet.dao}:"
     accounts: list[tuple[str, str, str, str | None, int]] = []
-    entries: list[tuple[int, str, str, str, int, int | None, bytes, bytes]] = []
+    entries: list[tuple[int, str, str, str, int, int | None, bytes, bytes, str | None]] = []
     postings: list[tuple[int, str, str, int]] = []
 
     def flush() -> None:
@@ -165,34 +165,44 @@ def _write(conn: sqlite3.Connection, shape: Shape, fleet: Fleet,
         conn.executemany("INSERT INTO accounts (id, currency, kind, owner, may_go_negative) VALUES (?, ?, ?, ?, ?)",
                          accounts)
         conn.executemany("INSERT INTO postings (entry, account, currency, amount) VALUES (?, ?, ?, ?)", postings)
-        conn.executemany("INSERT INTO entries (seq, idem_key, kind, memo, at_ms, reverses, leaf, sig) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", entries)
+        conn.executemany("INSERT INTO entries (seq, idem_key, kind, memo, at_ms, reverses, leaf, sig, refs) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
         conn.execute("COMMIT")
         accounts.clear(), entries.clear(), postings.clear()
 
-    seq = 0
+    def add(key: str, kind: str, memo: str, at_ms: int, reverses: int | None, rows: tuple[tuple[str, str, int], ...],
+            refs: dict[str, object]) -> None:
+        content = Entry(seq, key, kind, memo, at_ms, reverses, rows, b"", b"", refs).content()
+        leaf = merkle.leaf_hash(canonicalize(content))
+        entries.append((seq, key, kind, memo, at_ms, reverses, leaf, OPERATOR.sign(leaf),
+                        canonicalize(refs).decode() if refs else None))
+        postings.extend((seq, account, currency, amount) for account, currency, amount in rows)
+
+    seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0])  # after the DAO's own
     for key, kind, memo, at_ms, reverses, lines in _events(shape, fleet):
-        seq += 1
-        if reverses == PREVIOUS:
-            reverses, memo = seq - 1, f"reverses entry {seq - 1}"
         for account in lines:
-            if account not in known:
+            if account not in known and seq < shape.entries:  # opened as the ledger opens an account: a record entry of its terms
                 known.add(account)
                 prefix, _, owner = account.partition(":")
                 if prefix == "claimable":
                     owner = account[len(claimable):]
-                accounts.append((account, CURRENCY, prefix, None if prefix in ("world", "fees") else owner,
-                                 int(prefix == "world")))
+                terms = Account(account, CURRENCY, prefix, None if prefix in ("world", "fees") else owner,
+                                prefix == "world")
+                accounts.append((account, CURRENCY, terms.kind, terms.owner, int(terms.may_go_negative)))
+                seq += 1
+                add(f"account:{account}", ACCOUNT_OPEN, "", at_ms, None, (), terms.refs())
+        if seq >= shape.entries:  # the accounts it opened filled the ledger
+            break
+        seq += 1
+        if reverses == PREVIOUS:
+            reverses, memo = seq - 1, f"reverses entry {seq - 1}"
         rows = tuple(sorted((account, CURRENCY, amount) for account, amount in lines.items()))
-        content = Entry(seq, key, kind, memo, at_ms, reverses, rows, b"", b"").content()
-        leaf = merkle.leaf_hash(canonicalize(content))
-        entries.append((seq, key, kind, memo, at_ms, reverses, leaf, OPERATOR.sign(leaf)))
-        postings.extend((seq, account, currency, amount) for account, currency, amount in rows)
+        add(key, kind, memo, at_ms, reverses, rows, _refs(key, kind, memo))
         if len(entries) >= BATCH:
             flush()
             if progress is not None:
                 progress(seq, shape.entries)
-        if seq == shape.entries:
+        if seq >= shape.entries:
             break
     if entries:
         flush()
@@ -293,6 +303,13 @@ def _split(fleet: Fleet, rng: random.Random, at_ms: int, number: int, balance: d
             amount, claimable[member] = claimable[member], 0
             yield (f"dao:{dao}:claim:{member}:{claims[member]}", "dao.claim", f"claim by {member}", at_ms, None,
                    {f"claimable:{dao}:{member}": -amount, f"member:{member}": amount})
+
+
+def _refs(key: str, kind: str, memo: str) -> dict[str, object]:
+    """The refs marketplace/market.py signs into a settlement (this generator made the key and memo it reads)."""
+    if kind == "escrow.release":
+        return {"task": key.removeprefix("task:").removesuffix(":settle"), "robot": memo.removeprefix("delivered by ")}
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
