@@ -192,17 +192,21 @@ function figure(field, label, value, title) {
 }
 
 function renderStatus(strip, status) {
-  const refused = Object.entries(status.refused ?? {});
   const figures = strip.querySelector(".figures");
-  figures.replaceChildren(
+  const shown = [
     figure("robots", "robots", status.robots),
     figure("posted", "tasks posted", status.tasks.posted),
     figure("settled", "settled", status.tasks.settled),
     figure("earned", "earned", formatMoney(status.revenue.earned, status.revenue.currency)),
-    figure("refused", "refused", refused.reduce((sum, [, count]) => sum + count, 0),
-      refused.map(([reason, count]) => `${reason}: ${count}`).join(", ") || "no messages refused"),
-    figure("sim", "sim", `${status.sim_s.toFixed(1)} s`),
-  );
+  ];
+  // A dashboard over a ledger alone checks no messages and runs no clock: it shows neither figure.
+  if (status.refused !== undefined) {
+    const refused = Object.entries(status.refused);
+    shown.push(figure("refused", "refused", refused.reduce((sum, [, count]) => sum + count, 0),
+      refused.map(([reason, count]) => `${reason}: ${count}`).join(", ") || "no messages refused"));
+  }
+  if (typeof status.sim_s === "number") shown.push(figure("sim", "sim", `${status.sim_s.toFixed(1)} s`));
+  figures.replaceChildren(...shown);
 }
 
 /** Draw the nav bar and start the status strip; every page calls this first. */
