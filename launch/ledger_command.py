@@ -74,6 +74,10 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
     else:
         lines += [f"  {len(problems)} problems:"] + [f"  - {problem}" for problem in problems[:SHOWN]]
         lines += [f"  ... and {len(problems) - SHOWN} more (--json lists them all)"] if len(problems) > SHOWN else []
+        unsigned = sum("signature does not verify" in problem for problem in problems)
+        if size and unsigned == size:
+            lines.append("  hint: not one signature verifies; is the key the ledger identity's (its DID is the fleet "
+                         "descriptor's `ledger`), not the operator's?")
     emit(summary, as_json=args.json, text="\n".join(lines))
     return EXIT_OK if not problems else EXIT_REFUSED
 
