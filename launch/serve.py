@@ -48,6 +48,7 @@ from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, gatewa
 from launch.home import Home
 from launch.identities import IdentityStore
 from launch.links import ShardLink
+from launch.witness_command import CheckpointPublisher
 from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
@@ -500,9 +501,11 @@ class DaoRole(Role):
         self.hooks = SpawnHooks(ctx, market, bond=d.bond)
         self.dao = Dao(self.ledger, d.dao, currency=self.ctx.descriptor.currency, clock=ctx.clock, hooks=self.hooks)
         self.keeper = DaoService(self.dao, self.ledger, clock=ctx.clock)
+        self.checkpoints = CheckpointPublisher(self.ledger)  # each new signed checkpoint, retained, for witnesses
 
     def turn(self) -> None:
         self.keeper.step()
+        self.ctx.publish(self.checkpoints.step())
 
     def counters(self) -> dict[str, Any]:
         return {"executed": len(self.keeper.executed), "refused": dict(self.keeper.refused),
@@ -511,6 +514,7 @@ class DaoRole(Role):
     def close(self) -> None:
         self.dao.distribute(f"run{self.ctx.descriptor.run}-{self.ctx.clock():.0f}")
         self.ledger.checkpoint()
+        self.ctx.publish(self.checkpoints.step(now=True))
         self.ledger.close()
 
 

@@ -51,6 +51,7 @@ from launch.identities import IdentityStore
 from bus.router import Router
 from launch.links import MqttLink, fleet_router, open_link
 from launch.serve import registry_target
+from launch.witness_command import CheckpointPublisher
 from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError, open_database
 from ledger.journal import Ledger, LedgerError
@@ -310,13 +311,16 @@ class RunningFleet:
     def drive(self, duration_s: float, *, speed: float = 0.0, progress: Callable[[float], None] | None = None,
               should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float]:
         """Run the fleet for ``duration_s`` simulated seconds, then settle what is in flight; (sim s, wall s)."""
+        checkpoints = [CheckpointPublisher(self.ledger)] if isinstance(self.link, MqttLink) else []  # for witnesses
         report = run(self.fleet, self.link, duration_s=duration_s, speed=speed, dispatcher=self.dispatcher,
                      demand=self.demand, orders=self.orders, progress=progress, should_stop=should_stop,
-                     services=[self.shared_map, self.surveys, self.market, self.dao_service])
+                     services=[self.shared_map, self.surveys, self.market, self.dao_service, *checkpoints])
         self.link.settle()
         self.market.step()  # receipts that arrived while the link settled are settled too
         self.dao.distribute(f"run{self.run_no}-{self.fleet.world.time_s:.0f}")
         self.ledger.checkpoint()
+        for publisher in checkpoints:
+            self.link.publish_services(publisher.step(now=True))
         return report.sim_s, report.wall_s
 
     def earned(self) -> int:
