@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.session import Outgoing
+from bus.topics import LEDGER_CHECKPOINT
 from identity.errors import DepaiError
 from identity.keys import SEED_SIZE, Signer
 from identity.keystore import _write_private
@@ -59,7 +60,6 @@ from ledger.witness import (
     witnessed_problems,
 )
 
-CHECKPOINT_TOPIC = "depai/v1/ledger/checkpoint"  # the newest signed note, retained (docs/protocol.md)
 MAX_RESPONSE_BYTES = 1 << 20
 HTTP_TIMEOUT_S = 10.0
 DEFAULT_EVERY_S = 10.0
@@ -152,7 +152,7 @@ class CheckpointPublisher:
         if latest is None or latest[1] == self._sent:
             return []
         self._sent = latest[1]
-        return [Outgoing(CHECKPOINT_TOPIC, self._sent.encode(), 1, True)]
+        return [Outgoing(LEDGER_CHECKPOINT, self._sent.encode(), 1, True)]
 
 
 # --- depai ledger witness ----------------------------------------------------------------------------------

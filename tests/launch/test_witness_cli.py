@@ -220,8 +220,6 @@ def test_each_new_checkpoint_is_published_once_retained(tmp_path) -> None:
         book.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bus/broker.py's ACL lets a service write only depai/v1/{market,map,fleet}/# "
-                                       "and a robot read none of depai/v1/ledger/: the checkpoint is dropped")
 def test_the_dao_service_login_publishes_the_checkpoint_for_every_login_to_read(tmp_path) -> None:
     db = tmp_path / "ledger.sqlite3"
     post(str(db), range(1, 3))
