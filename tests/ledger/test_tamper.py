@@ -1,10 +1,12 @@
 """An attacker with write access to the ledger's database, on SQLite and PostgreSQL: every tampering is named.
 
 One realistic ledger is built per backend (a marketplace with settled, failed,
-awarded and open tasks, and a DAO that split its revenue and paid a claim);
-each case edits a fresh copy as someone holding the file or the server would,
-with the append-only triggers out of the way, then verifies it with the
-ledger's key from outside the database, as ``depai ledger verify`` does.
+awarded and open tasks, and a DAO that split its revenue and paid a claim),
+and a DAO member's witness cosigns its last checkpoint; each case edits a
+fresh copy as someone holding the file or the server would, with the
+append-only triggers out of the way, then verifies it with the ledger's key
+from outside the database and against the witnessed checkpoint, as
+``depai ledger verify --witness`` does.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from identity.canonical import canonicalize
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.ledger_command import auditors
+from launch.witness_command import witness_check
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, sign_note
 from ledger.journal import Ledger
+from ledger.witness import Witness, WitnessState
 from tests.conftest import ManualClock
 from tests.dao.test_dao import PARAMS, RULES
 from tests.marketplace.test_market import World
@@ -56,16 +60,20 @@ def build(url: str, tmp: Path) -> tuple[bytes, dict[str, object]]:
         world.at_dropoff(robot)
         world.receipt(robot, "t1")
         world.market.fail("t2", other.did, "stuck")
+        world.ledger.checkpoint()  # an earlier checkpoint, which a careful attacker leaves in place
         world.post("t4")
         dao.distribute("d1")
         dao.claim(ALICE)
-        world.ledger.checkpoint()
+        note = world.ledger.checkpoint()
         ledger = world.ledger
+        key = ledger.signer.public_key
+        member = Signer.generate()  # a DAO member's witness, outside the database, cosigns what it saw
+        witness = Witness(member, WitnessState(ledger.origin, (key,), "member.example/witness", member.public_key))
+        (tmp / "witnessed.note").write_text(witness.add_checkpoint(note, 0, []))
         facts = {"size": ledger.size(), "settle": ledger.entry_by_key("task:t1:settle").seq,
                  "customer": f"customer:{world.customer.did}", "claimable": f"claimable:{world.owner.did}:{ALICE}",
                  "treasury": f"treasury:{world.owner.did}", "robot": robot.did, "other": other.did,
-                 "dao": world.owner.did}
-        key = ledger.signer.public_key
+                 "dao": world.owner.did, "witnessed": str(tmp / "witnessed.note")}
         assert ledger.verify([key], auditors=auditors(ledger)) == []  # the pristine books add up
         ledger.close()
     return key, facts
@@ -121,8 +129,9 @@ class Attacker:
         self.conn.close()
 
 
-def tampered(pristine: Pristine, attack: Callable[[Attacker, dict], None]) -> list[str]:
-    """The problems a verifier with the ledger's real key names after ``attack`` on a fresh copy."""
+def tampered(pristine: Pristine, attack: Callable[[Attacker, dict], None]) -> tuple[list[str], list[str]]:
+    """The problems a verifier with the ledger's real key names after ``attack`` on a fresh copy: from the
+    database alone, and against the witnessed checkpoint."""
     url = pristine.copy()
     attacker = Attacker(url)
     try:
@@ -131,9 +140,25 @@ def tampered(pristine: Pristine, attack: Callable[[Attacker, dict], None]) -> li
         attacker.close()
     ledger = Ledger.open(url, None)
     try:
-        return ledger.verify([pristine.key], auditors=auditors(ledger))
+        return (ledger.verify([pristine.key], auditors=auditors(ledger)),
+                witness_check(ledger, [str(pristine.facts["witnessed"])], [pristine.key]))
     finally:
         ledger.close()
+
+
+def _cut_the_tail(every_checkpoint: bool) -> Callable[[Attacker, dict], None]:
+    """Delete the last 5 entries and their postings, with the checkpoints that covered them (or every one)."""
+
+    def attack(a: Attacker, facts: dict) -> None:
+        last = int(facts["size"]) - 5
+        a.sql("DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM entries WHERE seq > ? AND "
+              "idem_key = 'account:' || accounts.id)", (last,))  # and the accounts the tail opened
+        a.sql("DELETE FROM postings WHERE entry > ?", (last,))
+        a.sql("DELETE FROM entries WHERE seq > ?", (last,))
+        a.sql("DELETE FROM checkpoints" + ("" if every_checkpoint else " WHERE size > ?"),
+              () if every_checkpoint else (last,))
+
+    return attack
 
 
 def _re_sign_everything(a: Attacker, facts: dict) -> None:
@@ -258,5 +283,16 @@ CASES: dict[str, tuple[Callable[[Attacker, dict], None], str]] = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_tampering_is_named(pristine: Pristine, case: str) -> None:
     attack, named = CASES[case]
-    problems = tampered(pristine, attack)
+    problems, _ = tampered(pristine, attack)
     assert any(named in problem for problem in problems), f"{case}: not named in {problems}"
+
+
+@pytest.mark.parametrize("every_checkpoint", [False, True], ids=["covering checkpoints", "every checkpoint"])
+def test_a_tail_cut_with_its_checkpoints_passes_alone_and_is_named_against_a_witness(
+        pristine: Pristine, every_checkpoint: bool) -> None:
+    """What the database alone cannot show (the last 5 entries, the accounts they opened and the checkpoints that
+    covered them gone: a consistent, shorter ledger) a checkpoint a member witnessed does."""
+    alone, witnessed = tampered(pristine, _cut_the_tail(every_checkpoint))
+    assert alone == []
+    assert len(witnessed) == 1 and "the ledger was truncated or rolled back" in witnessed[0]
+    assert f"the database holds {int(pristine.facts['size']) - 5}" in witnessed[0]
