@@ -317,7 +317,7 @@ class Keystore:
         data = self._encode(name, signer, did=did, passphrase=passphrase, plain=plain)
         self._ensure_directory()
         try:
-            _write_private(path, data, replace=replace)
+            write_private(path, data, replace=replace)
         except FileExistsError:
             raise exists(name, path) from None
 
@@ -627,7 +627,7 @@ def _staging_exists(name: str, path: Path) -> KeystoreError:
     )
 
 
-def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
+def write_private(path: Path, data: bytes, *, replace: bool) -> None:
     """Write ``data`` to ``path`` owner-only via a fsynced temp file; ``replace=False`` raises FileExistsError instead of clobbering."""
     directory = path.parent
     temp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"

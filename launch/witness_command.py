@@ -41,7 +41,7 @@ from bus.session import Outgoing
 from bus.topics import LEDGER_CHECKPOINT
 from identity.errors import DepaiError
 from identity.keys import SEED_SIZE, Signer
-from identity.keystore import _write_private
+from identity.keystore import write_private
 from launch.home import Home
 from launch.ledger_keys import LedgerKeys, add_key_arguments, ledger_keys
 from launch.output import EXIT_AUTH, EXIT_IO, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
@@ -311,7 +311,7 @@ def _witness_key(state_path: Path, *, must_exist: bool) -> tuple[Signer, bool]:
         path.parent.mkdir(parents=True, exist_ok=True)
         signer = Signer.generate()
         try:
-            _write_private(path, (signer.seed.hex() + "\n").encode(), replace=False)
+            write_private(path, (signer.seed.hex() + "\n").encode(), replace=False)
             return signer, True
         except FileExistsError:
             pass  # another witness process made it first: use that one

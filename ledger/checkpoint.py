@@ -28,7 +28,7 @@ HASH_SIZE = 32
 MAX_SIGNATURES = 100  # the spec asks verifiers to accept at least 16; golang.org/x/mod/sumdb/note allows 100
 MAX_TREE_SIZE = 2**64 - 1  # tree sizes are uint64 in golang.org/x/mod/sumdb/tlog and transparency-dev
 
-_SIGNATURE_PREFIX = "\u2014 "  # EM DASH, SPACE
+SIGNATURE_PREFIX = "\u2014 "  # EM DASH, SPACE
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # at most 20 digits; Checkpoint checks the exact uint64 bound
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # ASCII controls other than newline
 
@@ -79,34 +79,35 @@ class Checkpoint:
         return cls(origin, int(size), _decode_root(root), tuple(extensions))
 
 
-def key_hash(name: str, public_key: bytes) -> bytes:
-    """The 4-byte key ID: SHA-256(name || 0x0A || 0x01 || public key)[:4] (signed-note, "Ed25519 signatures")."""
-    _check_public_key(public_key)
-    return hashlib.sha256(name.encode() + b"\n" + ED25519 + public_key).digest()[:KEY_ID_SIZE]
+def key_hash(name: str, public_key: bytes, algorithm: bytes = ED25519) -> bytes:
+    """The 4-byte key ID: SHA-256(name || 0x0A || algorithm || public key)[:4] (signed-note, "Ed25519
+    signatures"; the algorithm byte is 0x01 for a note's signer, 0x04 for a cosignature/v1 witness)."""
+    check_public_key(public_key)
+    return hashlib.sha256(name.encode() + b"\n" + algorithm + public_key).digest()[:KEY_ID_SIZE]
 
 
-def verifier_key(name: str, public_key: bytes) -> str:
-    """The verifier key "<name>+<hex key ID>+<base64(0x01 || key)>" of golang.org/x/mod/sumdb/note."""
-    _check_name(name)
-    encoded = base64.b64encode(ED25519 + public_key).decode("ascii")
-    return f"{name}+{key_hash(name, public_key).hex()}+{encoded}"
+def verifier_key(name: str, public_key: bytes, algorithm: bytes = ED25519) -> str:
+    """The verifier key "<name>+<hex key ID>+<base64(algorithm || key)>" of golang.org/x/mod/sumdb/note."""
+    check_name(name)
+    encoded = base64.b64encode(algorithm + public_key).decode("ascii")
+    return f"{name}+{key_hash(name, public_key, algorithm).hex()}+{encoded}"
 
 
 def sign_note(text: str, name: str, sign: Callable[[bytes], bytes], public_key: bytes) -> str:
     """``text``, a blank line, and the signature line of key ``name`` over the text (signed-note, "Format")."""
     _check_text(text)
-    _check_name(name)
+    check_name(name)
     signature = base64.b64encode(key_hash(name, public_key) + sign(text.encode())).decode("ascii")
-    return f"{text}\n{_SIGNATURE_PREFIX}{name} {signature}\n"
+    return f"{text}\n{SIGNATURE_PREFIX}{name} {signature}\n"
 
 
 def open_note(note: str, name: str, public_key: bytes) -> str:
     """The text of ``note`` once a signature by key ``name`` verifies; other keys' lines are ignored (signed-note)."""
     key_id = key_hash(name, public_key)
-    text, lines = _split_note(note)
+    text, lines = split_note(note)
     verified = False
     for line in lines:
-        signer, signed_id, signature = _parse_signature_line(line)
+        signer, signed_id, signature = parse_signature_line(line)
         if (signer, signed_id) != (name, key_id):
             continue  # another key's signature, or one sharing only our name or our ID: not ours to judge
         if not verify(public_key, text.encode(), signature):
@@ -117,12 +118,7 @@ def open_note(note: str, name: str, public_key: bytes) -> str:
     return text
 
 
-def note_text(note: str) -> str:
-    """The text of ``note`` without checking any signature: for showing a note, never for trusting it."""
-    return _split_note(note)[0]
-
-
-def _split_note(note: str) -> tuple[str, list[str]]:
+def split_note(note: str) -> tuple[str, list[str]]:
     """The text (with its final newline) and the signature lines, split at the note's last blank line."""
     _check_characters(note, "malformed note")
     split = note.rfind("\n\n")
@@ -137,11 +133,11 @@ def _split_note(note: str) -> tuple[str, list[str]]:
     return text, lines
 
 
-def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
+def parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
     """Key name, key ID and signature of one "— <name> <base64>" line (signed-note, "Signatures")."""
-    if not line.startswith(_SIGNATURE_PREFIX):
+    if not line.startswith(SIGNATURE_PREFIX):
         raise NoteError(f"malformed note: {line!r} is not a signature line")
-    name, _, encoded = line[len(_SIGNATURE_PREFIX):].partition(" ")
+    name, _, encoded = line[len(SIGNATURE_PREFIX):].partition(" ")
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -174,7 +170,7 @@ def _is_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     """Refuse a key name a note could not carry."""
     if not _is_name(name):
         raise NoteError(f"the key name {name!r} is empty or holds a space or a plus sign")
@@ -197,7 +193,7 @@ def _check_characters(text: str, what: str) -> None:
         raise NoteError(f"{what}: it is not valid UTF-8 (it holds a lone surrogate)") from None
 
 
-def _check_public_key(public_key: bytes) -> None:
+def check_public_key(public_key: bytes) -> None:
     """Refuse anything but a raw 32-byte Ed25519 public key."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise ValueError(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")

@@ -35,7 +35,7 @@ from identity.canonical import canonicalize
 from identity.errors import DepaiError
 from identity.keys import Signer
 from ledger import merkle, schema
-from ledger.checkpoint import Checkpoint, note_text, sign_note
+from ledger.checkpoint import Checkpoint, sign_note, split_note
 from ledger.db import Cursor, Database, IntegrityError, open_database
 from ledger.tree import MerkleTree
 
@@ -338,7 +338,7 @@ class Ledger:
 
     def tree(self) -> MerkleTree:
         """The Merkle tree of every entry's stored leaf hash, kept in memory and grown from the database as the
-        journal grows, so roots and proofs of any size cost O(log^2 n) (ledger/tree.py)."""
+        journal grows, so roots and proofs of any size cost O(log n) hashes (ledger/tree.py)."""
         with self._tree_lock:
             self._tree.extend(bytes(leaf) for (leaf,) in self.db.read(
                 "SELECT leaf FROM entries WHERE seq > ? ORDER BY seq", (len(self._tree),)))
@@ -377,7 +377,7 @@ class Ledger:
         if not rows:
             return None
         note = str(rows[0][0])
-        return Checkpoint.parse(note_text(note)), note
+        return Checkpoint.parse(split_note(note)[0]), note
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
         """The RFC 6962 audit path of entry ``seq`` in the tree of the first ``size`` entries (default: all)."""

@@ -22,7 +22,6 @@ a temporary file, fsync and rename, owner-only.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
@@ -34,17 +33,17 @@ from typing import Any
 
 from identity.errors import DepaiError
 from identity.keys import SIGNATURE_SIZE, Signer, verify
-from identity.keystore import _write_private
+from identity.keystore import write_private
 from ledger.checkpoint import (
-    _SIGNATURE_PREFIX,
-    KEY_ID_SIZE,
+    SIGNATURE_PREFIX,
     Checkpoint,
     NoteError,
-    _check_name,
-    _check_public_key,
-    _parse_signature_line,
-    _split_note,
+    check_name,
+    key_hash,
     open_note,
+    parse_signature_line,
+    split_note,
+    verifier_key,
 )
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 
@@ -97,15 +96,12 @@ class Fork(WitnessError):
 
 def cosigner_key_hash(name: str, public_key: bytes) -> bytes:
     """The 4-byte key ID of a cosignature/v1 key: SHA-256(name || 0x0A || 0x04 || public key)[:4]."""
-    _check_public_key(public_key)
-    return hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_V1 + public_key).digest()[:KEY_ID_SIZE]
+    return key_hash(name, public_key, COSIGNATURE_V1)
 
 
 def cosigner_key(name: str, public_key: bytes) -> str:
     """The witness's verifier key ``<name>+<hex key ID>+<base64(0x04 || key)>`` (signed-note vkey, type 0x04)."""
-    _check_name(name)
-    encoded = base64.b64encode(COSIGNATURE_V1 + public_key).decode("ascii")
-    return f"{name}+{cosigner_key_hash(name, public_key).hex()}+{encoded}"
+    return verifier_key(name, public_key, COSIGNATURE_V1)
 
 
 def parse_cosigner_key(vkey: str) -> tuple[str, bytes]:
@@ -118,7 +114,7 @@ def parse_cosigner_key(vkey: str) -> tuple[str, bytes]:
         raise NoteError(f"{vkey[:60]!r} is not a witness key <name>+<key ID>+<base64 key>") from None
     if raw[:1] != COSIGNATURE_V1 or len(raw) != 33:
         raise NoteError(f"{vkey[:60]!r} is not an Ed25519 cosignature/v1 key (type 0x04, 32 bytes)")
-    _check_name(name)
+    check_name(name)
     if cosigner_key_hash(name, raw[1:]).hex() != key_id.lower():
         raise NoteError(f"the key ID {key_id} of witness key {name} does not match its key")
     return name, raw[1:]
@@ -134,22 +130,22 @@ def cosignature_message(text: str, timestamp: int) -> bytes:
 def cosign(note: str, name: str, sign: Callable[[bytes], bytes], public_key: bytes, timestamp: int) -> str:
     """``note`` (a signed checkpoint) with one more signature line: the cosignature of key ``name`` at
     ``timestamp`` (POSIX seconds) over its body."""
-    _check_name(name)
-    text, _ = _split_note(note)
+    check_name(name)
+    text, _ = split_note(note)
     Checkpoint.parse(text)  # a cosignature vouches for a checkpoint, and for nothing else
     signature = sign(cosignature_message(text, timestamp))
     raw = cosigner_key_hash(name, public_key) + timestamp.to_bytes(TIMESTAMP_SIZE, "big") + signature
-    return f"{note}{_SIGNATURE_PREFIX}{name} {base64.b64encode(raw).decode('ascii')}\n"
+    return f"{note}{SIGNATURE_PREFIX}{name} {base64.b64encode(raw).decode('ascii')}\n"
 
 
 def open_cosignature(note: str, name: str, public_key: bytes) -> tuple[str, int]:
     """(checkpoint body, time) of the newest valid cosignature of key ``name`` on ``note``; other keys' lines
     are ignored. NoteError when the key has no cosignature there or one of its lines does not verify."""
     key_id = cosigner_key_hash(name, public_key)
-    text, lines = _split_note(note)
+    text, lines = split_note(note)
     times = []
     for line in lines:
-        signer, signed_id, raw = _parse_signature_line(line)
+        signer, signed_id, raw = parse_signature_line(line)
         if (signer, signed_id) != (name, key_id):
             continue
         if len(raw) != TIMESTAMP_SIZE + SIGNATURE_SIZE:
@@ -167,10 +163,10 @@ def open_cosignature(note: str, name: str, public_key: bytes) -> tuple[str, int]
 def cosignature_lines(note: str) -> list[tuple[str, int]]:
     """(name, time) of each line shaped like a cosignature/v1 (a key ID, a time and a 64-byte signature),
     unverified: for naming a witness whose key the reader does not hold."""
-    _, lines = _split_note(note)
+    _, lines = split_note(note)
     found = []
     for line in lines:
-        signer, _, raw = _parse_signature_line(line)
+        signer, _, raw = parse_signature_line(line)
         if len(raw) == TIMESTAMP_SIZE + SIGNATURE_SIZE:
             found.append((signer, int.from_bytes(raw[:TIMESTAMP_SIZE], "big")))
     return found
@@ -180,7 +176,7 @@ def open_checkpoint(note: str, origin: str | None, log_keys: Sequence[bytes]) ->
     """The checkpoint ``note`` states once one of ``log_keys`` signed it as ``origin`` (None: the note's own
     origin); UntrustedCheckpoint otherwise."""
     try:
-        text, _ = _split_note(note)
+        text, _ = split_note(note)
         stated = Checkpoint.parse(text)
     except NoteError as err:
         raise UntrustedCheckpoint(f"not a signed checkpoint: {err}") from None
@@ -251,7 +247,7 @@ class WitnessState:
 
     def save(self, path: Path) -> None:
         """Write the state to ``path`` atomically (temporary file, fsync, rename), readable by its owner only."""
-        _write_private(Path(path), (json.dumps(self.to_json(), indent=2) + "\n").encode(), replace=True)
+        write_private(Path(path), (json.dumps(self.to_json(), indent=2) + "\n").encode(), replace=True)
 
     @classmethod
     def load(cls, path: Path) -> WitnessState:
