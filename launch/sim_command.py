@@ -189,7 +189,8 @@ def _summary(report: RunReport, fleet: SimFleet, tally: Router, ingest: Ingest, 
                   "refused": dict(market.refused)},
         "money": {"currency": CURRENCY, "owner_revenue": ledger.balance(f"owner:{owner}"),  # 0 after the bonds
                   "fees": _balance(ledger, f"fees:{CURRENCY}"), "ledger_entries": ledger.size(),
-                  "ledger_intact": ledger.verify(auditors=auditors(ledger)) == []},
+                  "ledger_intact": ledger.verify(auditors=auditors(ledger)) == [],
+                  "ledger_key": ledger.signer.public_key.hex()},  # what `depai ledger verify --key` checks against
         "distance_m": round(float(truth.odometer_m.sum()), 1),
         "collisions": int(truth.collisions.sum()),
         "map": {"scans_fused": shared_map.scans, "tiles": len(shared_map.grid.tiles()),
@@ -213,7 +214,8 @@ def _text(summary: dict[str, Any]) -> str:
         f"{tasks['open']} waiting for a robot, {tasks['refunded']} refunded",
         f"  money: the fleet's owner earned {money['owner_revenue'] / 100:.2f} {money['currency']}, the marketplace "
         f"{money['fees'] / 100:.2f} in fees; {money['ledger_entries']} ledger entries, "
-        f"{'verified intact' if money['ledger_intact'] else 'NOT intact: run depai ledger verify'}",
+        f"{'verified intact' if money['ledger_intact'] else 'NOT intact: run depai ledger verify'}; the ledger's "
+        f"key: {money['ledger_key']}",
         f"  messages: {summary['messages_sent']} signed; verified {verified or 'none'}; refused {summary['refused']}",
         f"  driven: {summary['distance_m']} m in total, {summary['collisions']} collisions (ground truth)",
         f"  shared map: {shared['scans_fused']} scans fused into {shared['tiles']} tiles; "
