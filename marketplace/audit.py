@@ -118,37 +118,32 @@ class MarketAudit:
             robot.counts[count] += 1
 
     def problems(self) -> list[str]:
-        """Every task and robot row the log does not account for, and every log task missing from the table."""
-        problems = list(self._problems)
-        held = {row[0]: row for row in self.db.read(
-            "SELECT id, customer, task_hash, max_price, deadline_ms, state, robot, price, award_hash, outcome "
-            "FROM market_tasks")}
-        for task_id in sorted(held.keys() | self.tasks.keys()):
-            row, logged = held.get(task_id), self.tasks.get(task_id)
-            if logged is None:
-                problems.append(f"task {task_id}: in the tasks table, but no entry of the log posted it")
-            elif row is None:
-                problems.append(f"task {task_id}: posted by the log but missing from the tasks table")
-            else:
-                stated = dict(zip(_TASK_FIELDS, row[1:]))
-                expected = {name: getattr(logged, name) for name in _TASK_FIELDS}
-                problems += [f"task {task_id}: the table says {name} {stated[name]!r}, the log {expected[name]!r}"
-                             for name in _TASK_FIELDS if stated[name] != expected[name]]
-        robots = {row[0]: row for row in self.db.read(
-            "SELECT robot, owner, currency, delivered, failed, faked, retired FROM market_robots")}
-        for robot_id in sorted(robots.keys() | self.robots.keys()):
-            row, logged_robot = robots.get(robot_id), self.robots.get(robot_id)
-            if logged_robot is None:
-                problems.append(f"robot {robot_id}: in the robots table, but no entry of the log registered it")
-            elif row is None:
-                problems.append(f"robot {robot_id}: registered by the log but missing from the robots table")
-            else:
-                stated = dict(zip(_ROBOT_FIELDS, row[1:]))
-                expected = {"owner": logged_robot.owner, "currency": logged_robot.currency, **logged_robot.counts,
-                            "retired": int(logged_robot.retired)}
-                problems += [f"robot {robot_id}: the table says {name} {stated[name]!r}, the log {expected[name]!r}"
-                             for name in _ROBOT_FIELDS if stated[name] != expected[name]]
-        return problems
+        """Every task and robot row the log does not account for, and every one of the log's missing from a table."""
+        tasks = {task_id: {name: getattr(task, name) for name in _TASK_FIELDS} for task_id, task in self.tasks.items()}
+        robots = {robot_id: {"owner": robot.owner, "currency": robot.currency, **robot.counts,
+                             "retired": int(robot.retired)} for robot_id, robot in self.robots.items()}
+        return (self._problems
+                + _compare("task", "tasks", "posted", tasks, self.db.read(
+                    f"SELECT id, {', '.join(_TASK_FIELDS)} FROM market_tasks"), _TASK_FIELDS)
+                + _compare("robot", "robots", "registered", robots, self.db.read(
+                    f"SELECT robot, {', '.join(_ROBOT_FIELDS)} FROM market_robots"), _ROBOT_FIELDS))
+
+
+def _compare(noun: str, table: str, verb: str, logged: dict[str, dict[str, Any]], rows: list[tuple[Any, ...]],
+             names: tuple[str, ...]) -> list[str]:
+    """Each row of ``table`` held against what the log says of it (``logged``, by id), field by field."""
+    held = {row[0]: dict(zip(names, row[1:])) for row in rows}
+    problems = []
+    for key in sorted(held.keys() | logged.keys()):
+        stated, expected = held.get(key), logged.get(key)
+        if expected is None:
+            problems.append(f"{noun} {key}: in the {table} table, but no entry of the log {verb} it")
+        elif stated is None:
+            problems.append(f"{noun} {key}: {verb} by the log but missing from the {table} table")
+        else:
+            problems += [f"{noun} {key}: the table says {name} {stated[name]!r}, the log {expected[name]!r}"
+                         for name in names if stated[name] != expected[name]]
+    return problems
 
 
 _TASK_FIELDS = ("customer", "task_hash", "max_price", "deadline_ms", "state", "robot", "price", "award_hash",
