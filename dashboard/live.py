@@ -48,7 +48,8 @@ class Statuses(Protocol):
 
 
 def bus_live(client: BusClient, registry: DidRegistry, statuses: Statuses, *, map_did: str,
-             clock: Callable[[], float], map_layout: dict[str, Any] | None = None) -> Live:
+             clock: Callable[[], float], map_layout: dict[str, Any] | None = None,
+             ledger_did: str | None = None) -> Live:
     """A ``Live`` fed from the bus on ``client`` (started; its subscriptions are made here) for the fleet whose
     map service is ``map_did``; ``statuses`` must already follow the services' statuses of this run."""
     board = TelemetryBoard()
@@ -56,7 +57,8 @@ def bus_live(client: BusClient, registry: DidRegistry, statuses: Statuses, *, ma
     shared = MapMirror(registry, map_did, clock=clock, trust=lambda: map_trust(statuses)).subscribe(client)
     return Live(telemetry=board, verifier=EnvelopeVerifier(registry),
                 documents=lambda did: registry.active(did).document,
-                counters=lambda: fleet_counters(statuses, clock), map=shared, map_layout=map_layout or {})
+                counters=lambda: fleet_counters(statuses, clock), map=shared, map_layout=map_layout or {},
+                ledger_did=ledger_did)
 
 
 def fleet_counters(statuses: Statuses, clock: Callable[[], float]) -> dict[str, Any]:

@@ -154,7 +154,7 @@ class LedgerView:
         """
         checkpoint, note = self._newest_checkpoint()
         return {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex(), "note": note,
-                "public_key": self.ledger.public_key.hex()}
+                "public_key": self.ledger.public_key.hex(), "ledger_did": None}
 
     def entry(self, seq: int) -> dict[str, Any]:
         """One journal entry: its fields, the exact content its leaf hash covers, the leaf hash and its signature."""
@@ -220,6 +220,7 @@ class Live:
     counters: Callable[[], dict[str, Any]]
     map: SharedMap | None = None
     map_layout: dict[str, Any] = field(default_factory=dict)  # bounds, roads and places: fixed for a city
+    ledger_did: str | None = None  # whose keys sign the ledger (the fleet descriptor's ``ledger``)
 
 
 class FleetView(LedgerView):
@@ -230,6 +231,10 @@ class FleetView(LedgerView):
         super().__init__(ledger, dao, market, names=names)
         self.live = live
         self._tiles: dict[tuple[int, int], tuple[int, bytes]] = {}  # tile -> (version, PNG)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The newest checkpoint, and the DID whose keys sign it (resolve it in the DID registry to verify)."""
+        return {**super().checkpoint(), "ledger_did": self.live.ledger_did}
 
     def status(self) -> dict[str, Any]:
         """The ledger's counts and revenue, plus the fleet's clock and refusals."""

@@ -557,7 +557,7 @@ class DashboardRole(Role):
         city = generate_city(d.seed, d.city)
         self.statuses = StatusBoard(ctx.registry, run=d.run).subscribe(ctx.client)
         live = bus_live(ctx.client, ctx.registry, self.statuses, map_did=d.map, clock=ctx.clock,
-                        map_layout=city_layout(city, city.road_graph()))
+                        map_layout=city_layout(city, city.road_graph()), ledger_did=d.ledger)
         self.ledger = Ledger.open(ctx.db_url, None)  # read-only but for members' signed votes and proposals
         self._names: dict[str, str] = {}
         self._names_at = -float("inf")

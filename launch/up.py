@@ -38,6 +38,7 @@ from dashboard.server import DashboardError, DashboardServer
 from dashboard.live import city_layout
 from dashboard.telemetry import TelemetryBoard
 from dashboard.view import FleetView, Live
+from identity.did import did_peaq
 from identity.envelope import EnvelopeVerifier
 from identity.keys import Signer
 from identity.registry import DidRegistry
@@ -463,7 +464,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     live = Live(telemetry=board, verifier=EnvelopeVerifier(registry),
                 documents=lambda did: registry.active(did).document,
                 counters=lambda: _counters(fleet, ingest, market_service), map=shared_map,
-                map_layout=city_layout(fleet.city, roads))
+                map_layout=city_layout(fleet.city, roads), ledger_did=did_peaq(f.ledger_key.public_key))
     view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                      Marketplace(view_ledger, None), live,
                      names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}})

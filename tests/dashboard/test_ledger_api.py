@@ -103,7 +103,8 @@ def test_an_entry_carries_the_content_its_leaf_hashes_and_the_ledger_dids_signat
         key = registry.active(ledger_did).public_key  # from the registry, never from the ledger's database
     assert key is not None
     checkpoint = api.get("/api/ledger/checkpoint").json()
-    assert set(checkpoint) == {"origin", "size", "root", "note", "public_key"}
+    assert set(checkpoint) == {"origin", "size", "root", "note", "public_key", "ledger_did"}
+    assert checkpoint["ledger_did"] == ledger_did  # the fleet names whose keys sign its ledger
     open_note(checkpoint["note"], checkpoint["origin"], key)  # the note verifies under the DID's key
     for seq in sorted({1, 2, checkpoint["size"] // 2, checkpoint["size"]}):
         entry = api.get(f"/api/ledger/entries/{seq}").json()
