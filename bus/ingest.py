@@ -16,9 +16,14 @@ For each MQTT message, in this order:
    cannot spend a robot's tokens;
 
 then the replay window records the sequence number and the consumer gets the
-message. Every refusal is counted by reason and DID, kept in a bounded
-quarantine, and changes nothing else: a refused message burns no sequence number
-and moves no state. An empty retained payload on a birth or death topic is how
+message. Every refusal is counted by reason (``depai_ingest_refused_total``),
+kept in a bounded quarantine, and changes nothing else: a refused message burns
+no sequence number and moves no state. A refusal is also counted by DID
+(``depai_ingest_refused_by_robot_total``) only when that DID is registered in
+the fleet's registry: anyone can name a fresh ``did:key`` in a forged envelope,
+and a series per forged DID would let a forger grow the metrics without bound.
+Accepted messages are counted by kind, and per machine and kind
+(``depai_robot_messages_total``: only verified issuers, so registered ones). An empty retained payload on a birth or death topic is how
 MQTT clears a retained message; it is ignored, not refused.
 
 Births and deaths are retained, so the broker hands them out again on every
@@ -48,6 +53,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,7 @@ ROBOT_KINDS = frozenset(ROBOT_CHANNELS)
 _SESSION_KINDS = frozenset({"birth", "death"})
 _MOTION_KINDS = frozenset({"telemetry", "scan"})
 Consumer = Callable[[str, Envelope], None]
+RECENT_LAGS = 4096  # how many accepted messages' lags ``counters()`` takes its quantiles over
 
 
 class IngestRefused(DepaiError):
@@ -168,7 +175,11 @@ class Ingest:
         self.verifier = verifier
         self.metrics = Metrics()
         self.metrics.describe("depai_ingest_accepted_total", "counter", "Messages handed to the consumer, by kind.")
-        self.metrics.describe("depai_ingest_refused_total", "counter", "Messages refused, by reason and DID.")
+        self.metrics.describe("depai_ingest_refused_total", "counter", "Messages refused, by reason.")
+        self.metrics.describe("depai_ingest_refused_by_robot_total", "counter",
+                              "Messages refused, by DID and reason, for DIDs registered in the fleet only.")
+        self.metrics.describe("depai_robot_messages_total", "counter",
+                              "Messages accepted, by issuer DID and kind; rate() gives each machine's message rate.")
         self.metrics.describe("depai_ingest_stale_total", "counter",
                               "Births and deaths not newer than the session held (retained copies, old wills), "
                               "by kind and DID; not refusals.")
@@ -182,6 +193,8 @@ class Ingest:
         self._clock = clock
         self._profile_ttl = profile_ttl_s
         self._limits: dict[str, tuple[float, MotionLimits]] = {}
+        self._registered: set[str] = set()  # DIDs found in the registry (a DID is never removed from it)
+        self.recent_lags: deque[float] = deque(maxlen=RECENT_LAGS)  # fleet seconds from issue to acceptance
         self._store = IngestState(state_path) if state_path is not None else None
         self._changed: set[str] = set()  # issuers whose state changed since the last write
         self._unsaved = 0
@@ -217,6 +230,8 @@ class Ingest:
             log.debug("stale %s from %s on %s: %s", stale.kind, stale.issuer, topic, stale)
             return None
         self.metrics.inc("depai_ingest_accepted_total", kind=envelope.kind)
+        self.metrics.inc("depai_robot_messages_total", did=envelope.issuer, kind=envelope.kind)
+        self.recent_lags.append(self._clock() - envelope.issued_at_ms / 1000)
         if self._store is not None:
             self._changed.add(envelope.issuer)
             self._unsaved += 1
@@ -378,10 +393,50 @@ class Ingest:
         self._limits[did] = (now + self._profile_ttl, limits)
         return limits
 
+    def counters(self, *, robots: int | None = None) -> dict[str, Any]:
+        """What this ingest counted, as JSON-ready numbers: accepted messages by kind, refusals by reason, stale
+        births and deaths by kind; per registered machine its accepted messages by kind and its refusals by
+        reason, for at most ``robots`` machines (those with refusals first, then in DID order; how many were
+        left out in ``robots_left_out``); and the median and 99th percentile of the recent messages' lag."""
+        metrics = self.metrics
+        messages = metrics.nested("depai_robot_messages_total", "did", "kind")
+        refusals = metrics.nested("depai_ingest_refused_by_robot_total", "did", "reason")
+        dids = [*refusals, *sorted(messages.keys() - refusals.keys())]
+        kept = set(dids if robots is None else dids[:robots])
+        lags = sorted(self.recent_lags)
+        return {"accepted": _ints(metrics.by("depai_ingest_accepted_total", "kind")),
+                "refused": _ints(metrics.by("depai_ingest_refused_total", "reason")),
+                "stale": _ints(metrics.by("depai_ingest_stale_total", "kind")),
+                "messages_by_robot": {did: _ints(row) for did, row in messages.items() if did in kept},
+                "refused_by_robot": {did: _ints(row) for did, row in refusals.items() if did in kept},
+                "robots_left_out": len(dids) - len(kept),
+                "lag_p50_s": quantile(lags, 0.5), "lag_p99_s": quantile(lags, 0.99)}
+
+    def _is_registered(self, did: str | None) -> bool:
+        """Whether ``did`` is registered in the fleet's registry (remembered once it is)."""
+        if did is None:
+            return False
+        if did not in self._registered:
+            if did not in self.registry:
+                return False
+            self._registered.add(did)
+        return True
+
     def _refuse(self, reason: str, did: str | None, topic: str, detail: str, payload: bytes) -> None:
-        self.metrics.inc("depai_ingest_refused_total", reason=reason, did=did or "unknown")
+        self.metrics.inc("depai_ingest_refused_total", reason=reason)
+        if self._is_registered(did):
+            self.metrics.inc("depai_ingest_refused_by_robot_total", did=did, reason=reason)
         self.quarantine.add(int(self._clock() * 1000), reason, did, topic, detail, payload)
         log.debug("refused %s from %s on %s: %s", reason, did, topic, detail)
+
+
+def _ints(counts: dict[str, float]) -> dict[str, int]:
+    return {key: int(n) for key, n in counts.items()}
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted ``values`` (nearest rank, rounded to the millisecond); None for none."""
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
 
 
 def _is_session_topic(topic: str) -> bool:

@@ -1,11 +1,13 @@
 """Counters and gauges exposed in the Prometheus text exposition format (version 0.0.4).
 
 Small on purpose: the ingest pipeline counts accepted messages by kind and
-refusals by reason and DID, and a scraper (or the dashboard) reads ``render()``.
+refusals by reason (and by DID only for machines registered in the fleet, so a
+forger cannot add series), and a scraper (or the dashboard) reads ``render()``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,20 @@ LabelSet = tuple[tuple[str, str], ...]
 def _escape(value: str) -> str:
     """A label value escaped as the exposition format requires (backslash, quote, newline)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    """A HELP docstring escaped as the exposition format requires (backslash, newline)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    """A sample value as the format writes it: an integer without a fraction, else Python's float text."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value == int(value) else repr(float(value))
 
 
 class Metrics:
@@ -63,17 +79,29 @@ class Metrics:
                     sums[value] = sums.get(value, 0.0) + v
         return dict(sorted(sums.items()))
 
+    def nested(self, name: str, outer: str, inner: str) -> dict[str, dict[str, float]]:
+        """The sums of ``name`` per value of ``outer``, then per value of ``inner`` (refusals by DID, then by
+        reason), both in label order; series missing either label are left out."""
+        sums: dict[str, dict[str, float]] = {}
+        with self._lock:
+            for key, v in self._values.get(name, {}).items():
+                labels = dict(key)
+                if outer in labels and inner in labels:
+                    row = sums.setdefault(labels[outer], {})
+                    row[labels[inner]] = row.get(labels[inner], 0.0) + v
+        return {k: dict(sorted(row.items())) for k, row in sorted(sums.items())}
+
     def render(self) -> str:
         """Every metric in the Prometheus text format."""
         lines: list[str] = []
         with self._lock:
             for name in sorted(self._values):
                 kind, help_text = self._help.get(name, ("untyped", name))
-                lines.append(f"# HELP {name} {help_text}")
+                lines.append(f"# HELP {name} {_escape_help(help_text)}")
                 lines.append(f"# TYPE {name} {kind}")
                 for key, value in sorted(self._values[name].items()):
                     labels = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
-                    number = repr(float(value)) if value != int(value) else str(int(value))
+                    number = _number(value)
                     lines.append(f"{name}{{{labels}}} {number}" if labels else f"{name} {number}")
         return "\n".join(lines) + "\n"
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.client import BusClient
+from bus.ingest import quantile
 from bus.relay import VerifiedIn, VerifiedOut
 from bus.router import Router
 from bus.schemas import BY_KIND
@@ -65,6 +66,7 @@ from launch.statuses import STATUS_KIND
 SPAWN_KIND = "fleet.spawn"
 MAX_BEHIND_WALL_S = 2.0  # a shard further behind the fleet's clock than this skips ahead (and says so)
 STATUS_EVERY_S = 1.0
+ROBOTS_IN_STATUS = 200  # robots an ingest worker's status counts one by one (about 150 bytes each)
 TURN_S = 0.05  # how often a service takes its turn (wall seconds)
 BROKER_FILE = "broker.json"  # the broker's URL and the roles' logins, written by depai up (mode 0600)
 
@@ -218,12 +220,12 @@ class IngestRole(Role):
     def counters(self) -> dict[str, Any]:
         lags, self.lags = sorted(self.lags), []
         metrics = self.worker.ingest.metrics
+        # Per robot (messages by kind, refusals by reason) for this worker's registered robots, bounded so the
+        # signed status stays well under the 64 KiB an envelope may be.
         return {"partitions": self.worker.partitions, "forwarded": self.out.forwarded,
-                "accepted": {k: int(v) for k, v in metrics.by("depai_ingest_accepted_total", "kind").items()},
-                "refused": {k: int(v) for k, v in metrics.by("depai_ingest_refused_total", "reason").items()},
-                "stale": {k: int(v) for k, v in metrics.by("depai_ingest_stale_total", "kind").items()},
+                **self.worker.ingest.counters(robots=ROBOTS_IN_STATUS),
                 "bad_batches": int(metrics.total("depai_ingest_bad_batches_total")),
-                "lag_p50_s": _quantile(lags, 0.5), "lag_p99_s": _quantile(lags, 0.99), "lag_n": len(lags)}
+                "lag_p50_s": quantile(lags, 0.5), "lag_p99_s": quantile(lags, 0.99), "lag_n": len(lags)}
 
     def close(self) -> None:
         self.out.flush()
@@ -232,10 +234,6 @@ class IngestRole(Role):
     @property
     def signer_name(self) -> str:
         return f"ingest-{self.ctx.index}"
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
 
 
 class SimRole(Role):

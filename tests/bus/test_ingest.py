@@ -9,6 +9,7 @@ from bus.ingest import Ingest
 from bus.session import MachineSession, Outgoing
 from bus.topics import topic_root
 from identity.canonical import canonicalize
+from identity.did import did_key
 from identity.document import MachineProfile
 from identity.envelope import Envelope, EnvelopeSigner, Sequencer
 from identity.keys import Signer
@@ -115,7 +116,7 @@ def test_each_kind_of_bad_input_is_refused_with_its_reason_and_disturbs_nothing(
     assert [e.kind for e in received] == ["birth", "telemetry"]
     refusals = ingest.metrics.total("depai_ingest_refused_total")
     assert refusals == len(cases) + 1
-    assert ingest.metrics.value("depai_ingest_refused_total", reason="bad_signature", did=robot.did) == 1
+    assert ingest.metrics.value("depai_ingest_refused_by_robot_total", reason="bad_signature", did=robot.did) == 1
 
 
 def test_wrong_channel_and_partition(ingest, robot, clock) -> None:
@@ -235,7 +236,7 @@ def test_flood_from_one_robot_is_rate_limited_and_others_are_not(ingest, robot, 
         clock.advance(0.002)
         accepted += send(ingest, robot.telemetry(dx=0.0, v=0.0)) is not None
     assert 35 <= accepted <= 45, accepted
-    assert ingest.metrics.value("depai_ingest_refused_total", reason="rate_limited", did=robot.did) == 100 - accepted
+    assert ingest.metrics.value("depai_ingest_refused_by_robot_total", reason="rate_limited", did=robot.did) == 100 - accepted
     assert send(ingest, moving(other, clock)) is not None
 
 
@@ -254,7 +255,30 @@ def test_metrics_render_in_prometheus_text_format(ingest, robot, clock) -> None:
     text = ingest.metrics.render()
     assert "# TYPE depai_ingest_accepted_total counter" in text
     assert 'depai_ingest_accepted_total{kind="birth"} 1' in text
-    assert 'depai_ingest_refused_total{did="unknown",reason="malformed_json"} 1' in text
+    assert 'depai_ingest_refused_total{reason="malformed_json"} 1' in text
+    assert "depai_ingest_refused_by_robot_total" not in text  # a DID no key was resolved for is not a series
+
+
+def test_forged_envelopes_from_fresh_did_keys_add_no_series(ingest, robot, clock) -> None:
+    """500 envelopes, each signed by a fresh key as its own did:key, are counted under their reason only: the
+    metrics hold as many series after them as before. A registered robot's refusal is counted under its DID too."""
+    send(ingest, robot.session.birth())
+    forged = EnvelopeSigner(Signer.generate(), robot.did, clock=clock).seal("telemetry", {"battery": 0.5})
+    ingest.handle(topic_root(robot.did) + "/telemetry", forged)
+    assert ingest.metrics.value("depai_ingest_refused_by_robot_total", did=robot.did, reason="bad_signature") == 1
+    series = None
+    for forgery in range(501):  # the first makes the reason's own series; the 500 after it add none
+        key = Signer.generate()
+        stranger = EnvelopeSigner(key, did_key(key.public_key), clock=clock)
+        ingest.handle(topic_root(stranger.did) + "/telemetry", stranger.seal("telemetry", {"battery": 0.5}))
+        series = ingest.metrics.render().count("\n") if forgery == 0 else series
+    text = ingest.metrics.render()
+    assert text.count("\n") == series, text
+    assert 'depai_ingest_refused_total{reason="unknown_issuer"} 501' in text
+    assert "did:key" not in text
+    counted = ingest.counters()
+    assert counted["refused_by_robot"] == {robot.did: {"bad_signature": 1}}
+    assert counted["messages_by_robot"] == {robot.did: {"birth": 1}} and counted["robots_left_out"] == 0
 
 
 def test_quarantine_is_bounded(registry, clock) -> None:
@@ -316,4 +340,4 @@ def test_a_robots_backlog_arriving_at_once_is_judged_by_when_it_was_signed(inges
         flood.append(robot.telemetry(dx=0.0, v=0.0))
     accepted = sum(send(ingest, message) is not None for message in flood)
     assert 40 <= accepted <= 45, accepted
-    assert ingest.metrics.value("depai_ingest_refused_total", reason="rate_limited", did=robot.did) == 150 - accepted
+    assert ingest.metrics.value("depai_ingest_refused_by_robot_total", reason="rate_limited", did=robot.did) == 150 - accepted

@@ -30,6 +30,16 @@ def test_sums_by_one_label() -> None:
     assert metrics.by("depai_unknown_total", "reason") == {}
 
 
+def test_nested_sums_and_escaped_help() -> None:
+    metrics = Metrics()
+    metrics.describe("depai_x_total", "counter", "Line one\\two\nthree.")
+    metrics.inc("depai_x_total", reason="replayed", did="b")
+    metrics.inc("depai_x_total", 2, reason="bad_signature", did="a")
+    metrics.inc("depai_x_total", reason="replayed")  # no DID: not in the nested sums
+    assert metrics.nested("depai_x_total", "did", "reason") == {"a": {"bad_signature": 2}, "b": {"replayed": 1}}
+    assert "# HELP depai_x_total Line one\\\\two\\nthree.\n" in metrics.render()
+
+
 def test_metrics_are_served_over_http() -> None:
     metrics = Metrics()
     metrics.describe("depai_ingest_refused_total", "counter", "Refused.")
