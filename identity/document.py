@@ -1,10 +1,21 @@
-"""DID documents (W3C DID Core 1.0) for machines, signed with an eddsa-jcs-2022 proof.
+"""DID documents (W3C DID Core 1.0) for machines, signed with a Data Integrity proof (identity/proof.py).
 
-A machine's document lists its current Ed25519 key as a Multikey verification
+A machine's document lists its current key as a Multikey verification
 method (``#key-N``, N counting rotations), uses it for authentication and
 assertions, names a controller (the owner; for a fleet robot, the DAO), points to
 the machine's MQTT topic root as a service, and carries machine metadata (model,
 capabilities, maximum speed, payload) that planners and the marketplace read.
+
+The key is Ed25519 (``ed25519-pub``, ``z6Mk…``) for an SS58 did:peaq or a did:key,
+and secp256k1 (``secp256k1-pub``, multicodec 0xe7, the 33-byte compressed point,
+``zQ3s…``) for a peaqOS ``did:peaq:0x…``. Multikey (W3C Controlled Identifiers v1.0)
+rather than ``EcdsaSecp256k1RecoveryMethod2020`` with a ``blockchainAccountId``,
+which peaq's own chain-side documents use: that method carries only the address,
+so a verifier would have to recover the key from every signature (65-byte
+recoverable signatures, ecrecover on every message), while a Multikey publishes
+the key itself, lets any verifier check a plain 64-byte ES256K signature, keeps
+one verification-method type and one ``@context`` for both kinds of key, and still
+ties the key to the DID: the registry admits it only if its address is the DID's.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from identity import secp256k1
 from identity.did import parse_did, split_did_url
 from identity.errors import DidError
 from identity.multikey import decode_multikey, encode_multikey
@@ -69,14 +81,7 @@ def build_document(
         "@context": list(DID_CONTEXT),
         "id": did,
         "controller": controller or did,
-        "verificationMethod": [
-            {
-                "id": method_id,
-                "type": "Multikey",
-                "controller": did,
-                "publicKeyMultibase": encode_multikey(public_key),
-            }
-        ],
+        "verificationMethod": [_method(method_id, did, public_key)],
         "authentication": [method_id],
         "assertionMethod": [method_id],
     }
@@ -94,14 +99,7 @@ def next_document(previous: dict[str, Any], new_public_key: bytes) -> dict[str, 
     _, fragment = current_key(previous)
     successor = {k: v for k, v in previous.items() if k != "proof"}
     method_id = f"{previous['id']}#{key_id(key_index(fragment) + 1)}"
-    successor["verificationMethod"] = [
-        {
-            "id": method_id,
-            "type": "Multikey",
-            "controller": previous["id"],
-            "publicKeyMultibase": encode_multikey(new_public_key),
-        }
-    ]
+    successor["verificationMethod"] = [_method(method_id, previous["id"], new_public_key)]
     successor["authentication"] = [method_id]
     successor["assertionMethod"] = [method_id]
     return successor
@@ -122,7 +120,19 @@ def current_key(document: dict[str, Any]) -> tuple[bytes, str]:
     for relation in ("authentication", "assertionMethod"):
         if document.get(relation) != [method["id"]]:
             raise DidError(f"{relation} must name the verification method {method['id']}", code="document_malformed")
-    return decode_multikey(str(method.get("publicKeyMultibase", ""))), fragment
+    multibase = str(method.get("publicKeyMultibase", ""))
+    if parse_did(did).key_type == "secp256k1":
+        return secp256k1.decode_multikey(multibase), fragment
+    return decode_multikey(multibase), fragment
+
+
+def _method(method_id: str, did: str, public_key: bytes) -> dict[str, Any]:
+    """The Multikey verification method ``method_id`` of ``did``, Ed25519 or secp256k1 as the DID's kind requires."""
+    if parse_did(did).key_type == "secp256k1":
+        multibase = secp256k1.encode_multikey(public_key)
+    else:
+        multibase = encode_multikey(public_key)
+    return {"id": method_id, "type": "Multikey", "controller": did, "publicKeyMultibase": multibase}
 
 
 def controller_of(document: dict[str, Any]) -> str:

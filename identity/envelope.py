@@ -10,13 +10,17 @@ Wire form: RFC 8785 canonical JSON of an object with exactly these members
     kid   key id within the issuer's DID document (``key-N``)
     kind  message kind, e.g. ``telemetry`` (lowercase, [a-z0-9._-])
     seq   per-issuer sequence number, strictly advancing
-    sig   base64url (no padding) Ed25519 signature
+    sig   base64url (no padding) 64-byte signature: Ed25519, or ES256K for a did:peaq:0x… issuer
     v     envelope version, 1
 
 The signature covers a domain-separated digest, so a signature made for one kind
 can never pass as another, nor as any other use of the same key::
 
     digest = SHA-256("depai/envelope/v1" || 0x00 || kind || 0x00 || canonical bytes without "sig")
+
+The issuer's key signs the 32 digest bytes as its message: Ed25519 (RFC 8032) signs
+them directly; a secp256k1 key signs them with ES256K (identity/secp256k1.py: ECDSA
+over SHA-256(digest), r ‖ s, low s). The registered key decides which is checked.
 
 Verification is in one place, ``EnvelopeVerifier.verify``; every refusal is an
 ``EnvelopeRefused`` whose ``reason`` is a ``Refusal``.
@@ -39,6 +43,7 @@ import orjson
 from identity.canonical import CanonicalError, canonicalize, parse_canonical
 from identity.did import parse_did
 from identity.errors import DidError, IdentityError, RegistryError
+from identity import secp256k1
 from identity.keys import Signer, verify
 from identity.registry import KeyRecord
 from identity.replay import ReplayGuard, ReplayVerdict
@@ -125,8 +130,15 @@ def reread(wire: bytes) -> Envelope:
 
 
 def digest(kind: str, unsigned: bytes) -> bytes:
-    """The domain-separated SHA-256 digest that the Ed25519 signature of an envelope covers."""
+    """The domain-separated SHA-256 digest that the signature of an envelope covers (Ed25519 or ES256K)."""
     return hashlib.sha256(DOMAIN + b"\x00" + kind.encode() + b"\x00" + unsigned).digest()
+
+
+def _verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Ed25519 for a 32-byte key, ES256K for a 33-byte compressed secp256k1 key (the only kinds registered)."""
+    if len(public_key) == secp256k1.PUBLIC_KEY_SIZE:
+        return secp256k1.verify(public_key, message, signature)
+    return verify(public_key, message, signature)
 
 
 def _b64(signature: bytes) -> str:
@@ -184,7 +196,7 @@ class EnvelopeSigner:
 
     def __init__(
         self,
-        signer: Signer,
+        signer: Signer | secp256k1.Signer,
         did: str,
         key_id: str = "key-1",
         *,
@@ -308,7 +320,7 @@ class EnvelopeVerifier:
                 hint="sign with the DID's current key",
             )
         unsigned = wire[: -len(_TAIL) - _SIGNATURE_TEXT_SIZE - 9] + _TAIL
-        if not verify(record.public_key, digest(envelope.kind, unsigned), envelope.signature):
+        if not _verify(record.public_key, digest(envelope.kind, unsigned), envelope.signature):
             raise self._bad_signature(envelope, unsigned)
         return envelope
 
@@ -376,7 +388,7 @@ class EnvelopeVerifier:
         for version in self.keys.history(envelope.issuer):
             if version.public_key is None or version.key_id == envelope.key_id:
                 continue
-            if verify(version.public_key, message_digest, envelope.signature):
+            if _verify(version.public_key, message_digest, envelope.signature):
                 record = self.keys.key(envelope.issuer, version.key_id)
                 if record.valid_until_ms is not None and envelope.issued_at_ms >= record.valid_until_ms:
                     return _refuse(

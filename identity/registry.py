@@ -8,7 +8,8 @@ rewrite or delete a version.
 
 Rules, so that nobody but a DID's holder or controller can change it:
 - genesis: the first document must carry the key the DID was derived from, as
-  ``#key-1``, and be signed by it;
+  ``#key-1``, and be signed by it (for a ``did:peaq:0x…``, a secp256k1 key whose
+  EVM address is the DID's);
 - update or rotation: the new document is signed by the DID's current key or by
   the current key of the controller named in the current version; a rotation
   introduces ``#key-(N+1)``; a did:key, being its own key, never rotates;
@@ -175,11 +176,13 @@ class DidRegistry:
         public_key, fragment = _shape(document)
         if key_index(fragment) != 1:
             raise RegistryError(f"a genesis document introduces key-1, not {fragment}", code="genesis_mismatch")
-        if parse_did(did).public_key != public_key:
+        parsed = parse_did(did)
+        if not parsed.derives_from(public_key):
             raise RegistryError(
                 f"the genesis key of {did} is not the key the DID was derived from",
                 code="genesis_mismatch",
-                hint="derive the DID from the key with `depai id did PUBKEY_HEX`",
+                hint="derive the DID from the key with `depai id did PUBKEY_HEX`" if parsed.address is None
+                else "a did:peaq:0x... is the EIP-55 address of its secp256k1 key: keccak256(point)[-20:]",
             )
         method = f"{did}#{fragment}"
         _check_proof(document, public_key, method)
