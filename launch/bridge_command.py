@@ -27,6 +27,7 @@ from typing import Any
 
 import networkx as nx
 
+from identity import secp256k1
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.keys import Signer
@@ -78,6 +79,9 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     enroll.add_argument("--state", help="the fleet's state directory (default: HOME/fleet)")
     enroll.add_argument("--key-file", type=Path, help="the robot's Ed25519 seed, 64 hex characters (default: a new "
                                                       "key in STATE/bridges/NAME.key)")
+    enroll.add_argument("--key-type", choices=["ed25519", "secp256k1"], default="ed25519",
+                        help="secp256k1: a peaqOS machine ID, did:peaq:0x<EIP-55 address> of the key (then "
+                             "--key-file holds its 32-byte private key, 64 hex characters, as EVM wallets export it)")
     enroll.add_argument("--model", default="courier")
     enroll.add_argument("--max-speed", type=float, default=1.5, metavar="M/S")
     enroll.add_argument("--payload", type=float, default=10.0, metavar="KG")
@@ -114,12 +118,13 @@ def _state(args: argparse.Namespace, home: Home) -> Path:
     return state
 
 
-def _seed_file(path: Path) -> Signer:
+def _seed_file(path: Path, kind: type[Signer] | type[secp256k1.Signer] = Signer) -> Signer | secp256k1.Signer:
     try:
-        return Signer(bytes.fromhex(path.read_text().strip()))
+        return kind(bytes.fromhex(path.read_text().strip()))
     except (ValueError, OSError) as err:
         raise CliError(f"{path} does not hold a key: {err}", code="bad_key", exit_code=EXIT_USAGE,
-                       hint="a key file holds the 32-byte Ed25519 seed as 64 hex characters") from None
+                       hint="a key file holds the 32-byte Ed25519 seed (or, with --key-type secp256k1, the "
+                            "secp256k1 private key) as 64 hex characters") from None
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -138,9 +143,10 @@ def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
         raise CliError(f"a robot named {args.name!r} is enrolled already", code="exists", exit_code=EXIT_REFUSED,
                        hint=f"its record is {record}")
     key_file = args.key_file or state / "bridges" / f"{args.name}.key"
+    kind = secp256k1.Signer if args.key_type == "secp256k1" else Signer  # did_peaq gives 0x... for a secp256k1 key
     if args.key_file is None:
-        _write_secret(key_file, Signer.generate().seed.hex() + "\n")
-    signer = _seed_file(key_file)
+        _write_secret(key_file, kind.generate().seed.hex() + "\n")
+    signer = _seed_file(key_file, kind)
     seeds = json.loads((state / "identities.json").read_text())
     dao = did_peaq(Signer(bytes.fromhex(seeds["dao"])).public_key)
     did = did_peaq(signer.public_key)

@@ -27,7 +27,7 @@ from bus.session import MachineSession, Outgoing, connection_greeting
 from bus.topics import MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
 from bus.trusted import Refused
 from identity.did import did_peaq
-from identity.document import MachineProfile
+from identity.document import MachineProfile, current_key
 from identity.envelope import EnvelopeSigner
 from identity.keys import Signer
 from identity.lifecycle import create_identity
@@ -99,8 +99,8 @@ class Identity:
     document: dict
 
     def envelope_signer(self, clock: Callable[[], float]) -> EnvelopeSigner:
-        """Seals messages as this identity on ``clock``."""
-        return EnvelopeSigner(self.signer, self.did, "key-1", clock=clock)
+        """Seals messages as this identity on ``clock``, naming its current key (key-N after N-1 rotations)."""
+        return EnvelopeSigner(self.signer, self.did, current_key(self.document)[1], clock=clock)
 
 
 def register(registry: DidRegistry, *, controller: str | None = None, machine: MachineProfile | None = None,

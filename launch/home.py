@@ -34,3 +34,8 @@ class Home:
     def registry(self) -> DidRegistry:
         """The DID registry under this home."""
         return DidRegistry(self.root / "registry.sqlite3")
+
+
+def registry_target(state: Path, db: str | None) -> str:
+    """Where a fleet's DID registry lives: in its shared PostgreSQL database when it has one, else beside its state."""
+    return db if db and db.startswith("postgresql") else str(state / "registry.sqlite3")

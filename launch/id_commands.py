@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from bus.topics import topic_root
@@ -12,8 +13,9 @@ from identity.keys import Signer, parse_public_key_hex
 from identity.keystore import Keystore, resolve_passphrase
 from identity.lifecycle import create_identity, current_method, deactivate_identity, rotate_key
 from identity.registry import DidRegistry, Resolution
-from launch.home import Home
-from launch.output import EXIT_OK, CliError, emit
+from launch.home import Home, registry_target
+from launch.identities import IdentityStore
+from launch.output import EXIT_NOT_FOUND, EXIT_OK, CliError, emit
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -52,8 +54,15 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
     rotate = sub.add_parser("rotate", parents=[parent], help="replace an identity's key",
                             description="Generate a new key, publish it as key-N+1 signed by the current key, "
-                                        "then swap it into the keystore (the old key is archived).")
+                                        "then swap it into the keystore (the old key is archived). With --state, "
+                                        "NAME is one of a fleet's own identities (market, map, dispatcher, ...): "
+                                        "signed by its controller's key when the fleet holds it, and its running "
+                                        "service signs with the new key within a few seconds.")
     rotate.add_argument("name")
+    rotate.add_argument("--state", metavar="DIR", help="rotate the identity NAME of the fleet in DIR (the state "
+                        "directory of `depai up`) instead of the keystore's")
+    rotate.add_argument("--db", metavar="URL", help="with --state: the fleet's PostgreSQL database, when `depai up "
+                        "--db` named one (its DID registry lives there)")
     rotate.set_defaults(handler=cmd_rotate)
 
     deactivate = sub.add_parser("deactivate", parents=[parent], help="deactivate an identity for good",
@@ -171,6 +180,8 @@ def _finish_pending_rotation(keystore: Keystore, registry: DidRegistry, name: st
 
 def cmd_rotate(args: argparse.Namespace, home: Home) -> int:
     """Rotate an identity's key: registry first, then the keystore, so a crash never strands the DID."""
+    if args.state is not None:
+        return _rotate_fleet_identity(args, Path(args.state).expanduser())
     keystore = home.keystore()
     current, did, passphrase = unlock(keystore, args.name)
     with home.registry() as registry:
@@ -180,6 +191,23 @@ def cmd_rotate(args: argparse.Namespace, home: Home) -> int:
                               plain=passphrase is None) as staged:
             resolution = rotate_key(registry, did, successor.public_key, current, current_method(registry, did))
             staged.commit()
+    emit(_resolution_json(resolution), as_json=args.json, text=_summary(args.name, resolution))
+    return EXIT_OK
+
+
+def _rotate_fleet_identity(args: argparse.Namespace, state: Path) -> int:
+    """Rotate one of a fleet's own identities in its state directory (its registry may be in PostgreSQL)."""
+    store_path = state / "identities.json"
+    if not store_path.exists():
+        raise CliError(f"no fleet in {state}", code="no_fleet", exit_code=EXIT_NOT_FOUND,
+                       hint="pass the --state DIR that `depai up` used")
+    with DidRegistry(registry_target(state, args.db)) as registry:
+        store = IdentityStore(store_path, registry)
+        if args.name not in store.names():
+            raise CliError(f"the fleet in {state} has no identity {args.name!r}", code="unknown_identity",
+                           exit_code=EXIT_NOT_FOUND, hint=f"its identities: {', '.join(store.names()[:12])} ...")
+        store.rotate(args.name)
+        resolution = registry.active(store.enroll(args.name).did)
     emit(_resolution_json(resolution), as_json=args.json, text=_summary(args.name, resolution))
     return EXIT_OK
 

@@ -46,7 +46,7 @@ from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
 from launch.descriptor import FleetDescriptor, await_descriptor
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, gateway_name, robot_profile
-from launch.home import Home
+from launch.home import Home, registry_target
 from launch.identities import IdentityStore
 from launch.links import ShardLink
 from launch.witness_command import CheckpointPublisher
@@ -114,11 +114,6 @@ class Context:
         self.registry.close()
 
 
-def registry_target(state: Path, db: str | None) -> str:
-    """Where the DID registry lives: in the shared PostgreSQL database when there is one, else beside the state."""
-    return db if db and db.startswith("postgresql") else str(state / "registry.sqlite3")
-
-
 def _local_broker(state: Path, login: str) -> str:
     """The URL, with this role's login, of the broker ``depai up`` started for the fleet in ``state``."""
     path = state / BROKER_FILE
@@ -136,6 +131,29 @@ def _host_tag() -> str:
     """This machine, in client ids: stable across restarts, so a restarted service takes up its persistent session
     (and what the broker queued for it while it was down) instead of leaving an orphan session behind."""
     return socket.gethostname()
+
+
+class FollowedIdentity:
+    """One of this process's identities, following its key rotations (`depai id rotate NAME --state DIR`): every
+    few seconds the registry's current key is compared with the one held, and a rotated key is loaded."""
+
+    CHECK_EVERY_S = 2.0
+
+    def __init__(self, ctx: Context, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.identity = ctx.identity(name)
+        self._next = time.monotonic() + self.CHECK_EVERY_S
+
+    def current(self) -> tuple[Identity, bool]:
+        """The identity with the key the registry holds now, and whether it changed since the last call."""
+        if time.monotonic() < self._next:
+            return self.identity, False
+        self._next = time.monotonic() + self.CHECK_EVERY_S
+        if self.ctx.registry.active(self.identity.did).public_key == self.identity.signer.public_key:
+            return self.identity, False
+        self.ctx.identities.reload()
+        self.identity = self.ctx.identity(self.name)
+        return self.identity, True
 
 
 class Role:
@@ -164,14 +182,15 @@ class Role:
 
 def run_role(ctx: Context, role: Role) -> None:
     """Turn ``role`` until asked to stop, publishing its signed status every second."""
-    signer = ctx.identity(role.signer_name).envelope_signer(ctx.clock)
+    signer = FollowedIdentity(ctx, role.signer_name)
     topic = service_topic(ctx.role, ctx.index)
     next_status = 0.0
 
     def status(final: bool = False) -> None:
         body = {"role": ctx.role, "index": ctx.index, "pid": os.getpid(), "host": socket.gethostname(),
                 "run": ctx.descriptor.run, "t": ctx.clock(), "final": final, "counters": role.counters()}
-        ctx.client.publish(topic, signer.seal(STATUS_KIND, body), qos=1, retain=True)
+        sealer = signer.current()[0].envelope_signer(ctx.clock)
+        ctx.client.publish(topic, sealer.seal(STATUS_KIND, body), qos=1, retain=True)
 
     try:
         while not ctx.stop.is_set():
@@ -397,7 +416,8 @@ class MarketRole(Role):
         d = ctx.descriptor
         self.ledger = Ledger.open(ctx.db_url, ctx.identity("ledger", controller=d.operator).signer, clock=ctx.clock)
         self.dao = Dao(self.ledger, d.dao, currency=self.ctx.descriptor.currency, clock=ctx.clock)
-        market = Marketplace(self.ledger, ctx.identity("market").envelope_signer(ctx.clock), clock=ctx.clock,
+        self.key = FollowedIdentity(ctx, "market")  # a rotated key signs the next announcement and award
+        market = Marketplace(self.ledger, self.key.identity.envelope_signer(ctx.clock), clock=ctx.clock,
                              fee_bps=self.dao.params()[2])
         self.service = MarketService(market, EnvelopeVerifier(ctx.registry, clock=ctx.clock), clock=ctx.clock,
                                      currency=self.ctx.descriptor.currency)
@@ -438,6 +458,9 @@ class MarketRole(Role):
 
     def turn(self) -> None:
         with self.lock:
+            identity, rotated = self.key.current()
+            if rotated:
+                self.service.market.signer = identity.envelope_signer(self.ctx.clock)
             if time.monotonic() >= self._next_fee:  # the DAO's proposals set the fee, in its own process
                 self._next_fee = time.monotonic() + 5.0
                 self.service.market.fee_bps = self.dao.params()[2]
