@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from dashboard.prometheus import CONTENT_TYPE
 from dashboard.view import FleetView, LedgerView, ViewError
 
 HERE = Path(__file__).parent
@@ -44,9 +45,15 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
     for path, (name, title) in PAGES.items():
         app.add_api_route(path, _page(render_page(name, title)), methods=["GET"], include_in_schema=False)
 
+    @app.get("/metrics", tags=["fleet"], response_class=Response)
+    def metrics() -> Response:
+        """The running fleet's numbers for Prometheus (text format 0.0.4): refusals by reason and, for the fleet's
+        own robots, by DID; messages per robot; ingest lag; robots online and offline; tasks by state."""
+        return Response(_fleet(view).metrics(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
     @app.get("/api/status", tags=["fleet"])
     def status() -> dict[str, Any]:
-        """Robots, tasks by state, revenue, refused messages and the ledger's size."""
+        """Robots (simulated and real, online), tasks by state, revenue, refused messages and the ledger's size."""
         return view.status()
 
     @app.get("/api/robots", tags=["fleet"])

@@ -3,9 +3,10 @@
 ``LedgerView`` needs only the ledger's database (revenue, tasks, robots' records,
 the DAO, checkpoints and proofs), so it serves a fleet that is not running, or
 a benchmark. ``FleetView`` adds what lives in the fleet's process: verified
-telemetry, the shared map, DID documents and the refusal counters. The only
-writes are ``vote`` and ``propose``: each takes a signed envelope, verifies it
-like every other receiver does, and hands it to the DAO.
+telemetry, births and deaths (whether each robot is online), the shared map,
+DID documents and the ingest's counters (also as Prometheus text, ``metrics``).
+The only writes are ``vote`` and ``propose``: each takes a signed envelope,
+verifies it like every other receiver does, and hands it to the DAO.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
+from dashboard.prometheus import exposition
 from dashboard.revenue import RevenueBook
-from dashboard.telemetry import TelemetryBoard
+from dashboard.telemetry import OFFLINE_AFTER_S, TelemetryBoard, presence
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
 from identity.errors import DepaiError, DidError
 from ledger.checkpoint import Checkpoint
@@ -217,6 +219,10 @@ class Live:
     telemetry: TelemetryBoard
     verifier: EnvelopeVerifier
     documents: Callable[[str], dict[str, Any]]
+    # The fleet's counters: ``sim_s``, ``clock_s`` (the fleet's clock), ``robots`` (simulated robots running),
+    # ``simulated`` (their DIDs), ``refused`` and ``market_refused`` (by reason), and the ingest's counters
+    # (bus.ingest.Ingest.counters: ``accepted``, ``stale``, ``messages_by_robot``, ``refused_by_robot``,
+    # ``robots_left_out``, ``lag_p50_s``, ``lag_p99_s``); any of the ingest's may be missing.
     counters: Callable[[], dict[str, Any]]
     map: SharedMap | None = None
     map_layout: dict[str, Any] = field(default_factory=dict)  # bounds, roads and places: fixed for a city
@@ -237,36 +243,68 @@ class FleetView(LedgerView):
         return {**super().checkpoint(), "ledger_did": self.live.ledger_did}
 
     def status(self) -> dict[str, Any]:
-        """The ledger's counts and revenue, plus the fleet's clock and refusals."""
+        """The ledger's counts and revenue, the fleet's clock and refusals, and its robots: simulated (run by the
+        simulator) plus real (every other robot on the marketplace: bridged or speaking the protocol itself), and
+        how many of them are online."""
         counters = self.live.counters()
-        return {"name": "depai fleet", **super().status(), **counters}
+        dids = list(self.market.records())
+        seen, sessions = self.live.telemetry.latest(), self.live.telemetry.sessions()
+        now = float(counters.get("clock_s") or 0.0)
+        simulated = len(set(dids) & set(counters.get("simulated", ())))
+        return {"name": "depai fleet", **super().status(),
+                **{key: counters[key] for key in _STATUS_COUNTERS if key in counters},
+                "robots": len(dids), "robots_simulated": simulated, "robots_real": len(dids) - simulated,
+                "robots_online": sum(presence(seen.get(did), sessions.get(did), now) == "online" for did in dids)}
 
     def robots(self) -> list[dict[str, Any]]:
-        """Every robot with where it is and what it is doing (its last verified telemetry) and its trust."""
+        """Every robot with where it is and what it is doing (its last verified telemetry), its trust, and whether
+        it is online (dashboard/telemetry.py: ``state`` is ``offline`` after a verified death or
+        ``OFFLINE_AFTER_S`` fleet seconds of silence)."""
+        return self._rows(self.live.counters())
+
+    def _rows(self, counters: dict[str, Any]) -> list[dict[str, Any]]:
         trust = self.live.map.trust_weights() if self.live.map is not None else {}
-        seen = self.live.telemetry.latest()
+        seen, sessions = self.live.telemetry.latest(), self.live.telemetry.sessions()
+        simulated = set(counters.get("simulated", ()))
+        now = float(counters.get("clock_s") or 0.0)
         rows = []
         for row in super().robots():
-            heard = seen.get(row["did"])
+            did = row["did"]
+            heard, session = seen.get(did), sessions.get(did)
             body = heard.body if heard is not None else {}
             pose = body.get("pose", {})
+            here = presence(heard, session, now)
+            fresh = heard is not None and (session is None or session.reported)  # telemetry of this session
+            state = here if here != "online" else (body.get("state") or "unknown") if fresh else "online"
+            last = max((t for t in (heard.at_s if heard else None, session.born_s if session else None)
+                        if t is not None), default=None)
             rows.append({**row, "x": pose.get("x"), "y": pose.get("y"), "heading": pose.get("theta"),
                          "battery": body.get("battery"), "speed": body.get("twist", {}).get("v"),
-                         "state": body.get("state") or ("unheard" if heard is None else "unknown"),
-                         "task": body.get("task"),
-                         "trust": round(trust[row["did"]], 4) if row["did"] in trust else None,
-                         "seen_s": heard.at_s if heard is not None else None})
+                         "state": state, "online": here == "online", "simulated": did in simulated,
+                         "task": body.get("task") if here == "online" else None,
+                         "trust": round(trust[did], 4) if did in trust else None,
+                         "seen_s": heard.at_s if heard is not None else None,
+                         "heard_ago_s": round(max(0.0, now - last), 1) if last is not None else None})
         return rows
 
     def robot(self, did: str) -> dict[str, Any]:
-        """One robot: its DID document, trust, last telemetry, earnings and tasks."""
+        """One robot: its DID document, trust, last telemetry, earnings and tasks, and what ingest counted for
+        it: its accepted messages by kind and its refused ones by reason."""
         page = super().robot(did)  # its row of robots(): already with trust, state and when last heard
         heard = self.live.telemetry.latest().get(did)
+        counters = self.live.counters()
         try:
             document = self.live.documents(did)
         except DidError:
             document = {}
-        return {**page, "document": document, "telemetry": heard.body if heard is not None else None}
+        return {**page, "document": document, "telemetry": heard.body if heard is not None else None,
+                "offline_after_s": OFFLINE_AFTER_S,
+                "messages": counters.get("messages_by_robot", {}).get(did, {}),
+                "refusals": counters.get("refused_by_robot", {}).get(did, {})}
+
+    def metrics(self) -> str:
+        """The fleet's numbers in the Prometheus text format 0.0.4 (see docs/dashboard.md for each series)."""
+        return exposition(self.status(), self.live.counters(), self.robots())
 
     def map(self) -> dict[str, Any]:
         """Tiles, road states and places of the shared map."""
@@ -329,6 +367,8 @@ class FleetView(LedgerView):
             status = 400 if err.code in ("bad_vote", "bad_action", "wrong_kind") else status
             raise ViewError(status, err.code, str(err)) from None
 
+
+_STATUS_COUNTERS = ("sim_s", "clock_s", "refused", "market_refused")  # the counters /api/status shows as they are
 
 _MALFORMED = {Refusal.OVERSIZED, Refusal.MALFORMED_JSON, Refusal.NON_CANONICAL, Refusal.MALFORMED,
               Refusal.UNSUPPORTED_VERSION, Refusal.WRONG_KIND, Refusal.MALFORMED_DID, Refusal.TTL_TOO_LONG}

@@ -448,7 +448,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                             level_of=lambda did: "fleet" if did in fleet.dids or did in real else "self")
     roads = fleet.city.road_graph()  # read by bridges and the dashboard's map
     board = TelemetryBoard()
-    tally = fleet_router(dispatcher, shared_map, market_service).declare(("telemetry",), board.observe)
+    tally = fleet_router(dispatcher, shared_map, market_service).declare(TelemetryBoard.KINDS, board.observe)
     ingest = Ingest(registry, tally, clock=clock)
     link, where = open_link(config.broker, fleet, ingest, state, stack,
                             robots=[MqttUser(robot.address, robot.password, "robot", client_id=robot.address)
@@ -513,9 +513,7 @@ def _run(up: RunningFleet, config: UpConfig, stop: _Stop, *, quiet: bool) -> dic
 
 def _counters(fleet: SimFleet, ingest: Ingest, market: MarketService) -> dict[str, Any]:
     return {"sim_s": round(fleet.world.time_s, 1), "clock_s": fleet.clock(), "robots": len(fleet.agents),
-            "refused": {reason: int(n) for reason, n in ingest.metrics.by("depai_ingest_refused_total",
-                                                                            "reason").items()},
-            "market_refused": dict(market.refused)}
+            "simulated": sorted(fleet.dids), **ingest.counters(), "market_refused": dict(market.refused)}
 
 
 def _summary(up: RunningFleet, sim_s: float, wall_s: float) -> dict[str, Any]:

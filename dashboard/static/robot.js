@@ -27,7 +27,12 @@ function render(robot) {
   $("robot-reputation").textContent = fixed(robot.reputation);
   $("robot-earned").textContent = formatMoney(robot.earnings.total, robot.earnings.currency);
   $("robot-paid-tasks").textContent = robot.earnings.tasks;
+  $("robot-state").textContent = robot.state;
+  $("robot-state").dataset.state = robot.online ? "online" : robot.state;
   $("robot-seen").textContent = robot.seen_s ? formatTime(robot.seen_s * 1000) : "never";
+  const refusals = Object.entries(robot.refusals ?? {}).sort(([, a], [, b]) => b - a);
+  fillTable($("robot-refusals"), refusals.map(([reason, count]) => el("tr", { "data-reason": reason },
+    el("td", {}, reason), el("td", { class: "num" }, count))), "Nothing refused from this robot.");
   $("robot-telemetry").textContent = robot.telemetry ? JSON.stringify(robot.telemetry, null, 2) : "No telemetry yet.";
   $("robot-document").textContent = JSON.stringify(robot.document, null, 2);
   fillTable($("robot-tasks"), robot.tasks.map(taskRow), "No tasks yet: this robot has not won any.");

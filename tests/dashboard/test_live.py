@@ -22,6 +22,7 @@ from bus.frames import pack
 from bus.topics import service_topic, verified_topic
 from dao.dao import Dao
 from dashboard.live import bus_live
+from dashboard.prometheus import exposition
 from dashboard.server import DashboardServer
 from dashboard.view import FleetView
 from identity.envelope import EnvelopeSigner
@@ -52,6 +53,7 @@ def test_a_dashboard_fed_by_the_bus_shows_the_map_services_map(tmp_path: Path, r
                                                                 broker_url: str) -> None:
     published = Published(registry, clock)
     map_status = EnvelopeSigner(published.map_key, published.map_did, clock=clock)
+    robot = published.sessions[0].signer.did
     telemetry = published.sessions[0].message("telemetry", {
         "t": int(clock() * 1000), "pose": {"x": 2.5, "y": 0.0, "theta": 0.0}, "twist": {"v": 0.4, "w": 0.0},
         "battery": 0.9, "state": "idle"})
@@ -67,8 +69,13 @@ def test_a_dashboard_fed_by_the_bus_shows_the_map_services_map(tmp_path: Path, r
         assert fleet_side.wait_connected(10)
         fleet_side.publish_many([m.astuple() for m in published.messages] + [
             status("map", 0, {"trust": published.service.trust_weights()}),
-            status("sim", 0, {"robots": 2, "sim_s": 61.04}), status("sim", 1, {"robots": 3, "sim_s": 60.0}),
-            status("ingest", 0, {"refused": {"bad_signature": 2}}), status("ingest", 1, {"refused": {"replayed": 1}}),
+            status("sim", 0, {"robots": 2, "sim_s": 61.04, "dids": [robot]}),
+            status("sim", 1, {"robots": 3, "sim_s": 60.0, "dids": []}),
+            status("ingest", 0, {"refused": {"bad_signature": 2}, "refused_by_robot": {robot: {"bad_signature": 2}},
+                                 "messages_by_robot": {robot: {"telemetry": 7}}, "accepted": {"telemetry": 7},
+                                 "lag_p50_s": 0.05, "lag_p99_s": 0.2}),
+            status("ingest", 1, {"refused": {"replayed": 1}, "refused_by_robot": {robot: {"replayed": 1}},
+                                 "accepted": {"scan": 2}, "lag_p50_s": 0.1, "lag_p99_s": 0.4, "robots_left_out": 3}),
             status("market", 0, {"refused": {"over_budget": 4}})])
         assert fleet_side.wait_drained(10)
 
@@ -107,8 +114,18 @@ def test_a_dashboard_fed_by_the_bus_shows_the_map_services_map(tmp_path: Path, r
         _eventually(lambda: published.sessions[0].signer.did in live.telemetry.latest())
         assert live.telemetry.latest()[published.sessions[0].signer.did].body["battery"] == 0.9
         _eventually(lambda: len(statuses.services()) == 6)
-        assert live.counters() == {"sim_s": 60.0, "clock_s": clock(), "robots": 5,
+        assert live.counters() == {"sim_s": 60.0, "clock_s": clock(), "robots": 5, "simulated": [robot],
                                    "refused": {"bad_signature": 2, "replayed": 1},
+                                   "accepted": {"scan": 2, "telemetry": 7}, "stale": {},
+                                   "messages_by_robot": {robot: {"telemetry": 7}},
+                                   "refused_by_robot": {robot: {"bad_signature": 2, "replayed": 1}},
+                                   "robots_left_out": 3, "lag_p50_s": 0.1, "lag_p99_s": 0.4,
                                    "market_refused": {"over_budget": 4}}
+        scraped = exposition({}, live.counters(), [])  # what /metrics makes of the services' statuses
+        for line in (f'depai_ingest_refused_by_robot_total{{did="{robot}",reason="replayed"}} 1',
+                     f'depai_robot_messages_total{{did="{robot}",kind="telemetry"}} 7',
+                     'depai_ingest_refused_total{reason="bad_signature"} 2', "depai_ingest_lag_seconds 0.4",
+                     'depai_market_refused_total{reason="over_budget"} 4', "depai_ingest_robots_left_out 3"):
+            assert line in scraped.splitlines(), line
         assert live.map is not None and live.map.trust_weights() == service.trust_weights() != {}
         assert live.map.refused == {}
