@@ -259,6 +259,20 @@ def test_refused_vectors_are_refused(registry: DidRegistry, clock) -> None:
     assert verifier.verify(v["envelope"]["wire"].encode()).body == BODY
 
 
+def test_protocol_md_says_what_the_code_does() -> None:
+    """docs/protocol.md's section for makers names the same suite, codec, refusal and vectors, and the vectors'
+    message is the worked example's (same body, iat, seq) from the secp256k1 robot."""
+    protocol = (VECTORS.parents[1] / "protocol.md").read_text(encoding="utf-8")
+    text = protocol.partition("## peaqOS machine IDs (secp256k1)")[2].partition("\n## ")[0]
+    for claim in (SECP256K1_CRYPTOSUITE, "`e7 01`", "zQ3s", "eip55_checksum", "bad_signature", "malformed_did",
+                  "vectors/secp256k1.json", "e      = SHA-256(digest)", "--key-type secp256k1"):
+        assert claim in text, f"docs/protocol.md's secp256k1 section should say {claim!r}"
+    worked = protocol.partition("## Worked example")[2]
+    unsigned = json.loads(VECTORS.read_text())["envelope"]["unsigned"]
+    shared = unsigned[: unsigned.index(',"iss":')]
+    assert shared in worked and ',"seq":100,"v":1}' in unsigned
+
+
 # -- DIDs and documents ------------------------------------------------------------------------------------------
 
 
