@@ -305,7 +305,7 @@ class HttpResolver:
             raise ResolverError(f"version {number} of {did} is signed by {method!r}, not a key",
                                 code="history_invalid") from None
         if previous is None:  # genesis: self-signed by the key the DID was derived from
-            if public_key != parse_did(did).public_key or method != f"{did}#{key_id}":
+            if public_key is None or not _derives(did, public_key) or method != f"{did}#{key_id}":
                 raise ResolverError(f"the first version of {did} is not self-signed by the key it was derived from",
                                     code="history_invalid")
             key = public_key
@@ -345,6 +345,13 @@ def _parse_time(text: Any) -> tuple[int, bool]:
     seconds = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     fraction = match.group(2)
     return int(seconds) * 1000 + int((fraction or "").ljust(3, "0")[:3]), fraction is not None
+
+
+def _derives(did: str, public_key: bytes) -> bool:
+    """Whether ``did`` is the DID of ``public_key`` (a 0x did:peaq holds only its key's address)."""
+    parsed = parse_did(did)
+    derives_from = getattr(parsed, "derives_from", None)
+    return derives_from(public_key) if derives_from is not None else parsed.public_key == public_key
 
 
 def _check_succession(did: str, number: int, previous: Resolution | None, key_id: str,

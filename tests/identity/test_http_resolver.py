@@ -2,7 +2,8 @@
 
 ``ResolverServer`` is a small stand-in of the fleet's resolver (the W3C DID Resolution HTTP binding the
 dashboard serves): ``GET /1.0/identifiers/{did}`` and ``.../history`` from a real DidRegistry, over a real
-socket. ``rewrite`` lets a test make it lie. tests/robots/test_js_robot.py uses it too.
+socket. ``rewrite`` lets a test make it lie; ``routes`` serves more JSON (a fleet descriptor).
+tests/robots/test_js_robot.py uses it too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ResolverServer:
     def __init__(self, registry: DidRegistry, *, whole_seconds: bool = False) -> None:
         self.registry, self.whole_seconds = registry, whole_seconds
         self.rewrite: Callable[[str, History], History] = lambda _did, body: body
+        self.routes: dict[str, Callable[[], Any]] = {}  # more paths to serve: path -> the JSON body (200)
         self.requests: list[str] = []
         self.down = False
         server = self
@@ -76,6 +78,8 @@ class ResolverServer:
         if self.down:
             return 503, {"error": "down"}
         parts = urllib.parse.urlsplit(path)
+        if parts.path in self.routes:
+            return 200, self.routes[parts.path]()
         prefix = "/1.0/identifiers/"
         if not parts.path.startswith(prefix):
             return 404, {"error": "notFound"}

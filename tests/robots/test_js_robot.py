@@ -8,12 +8,22 @@ logged in as the fleet's services. Every message the robot signs is verified by
 the Python verifier; an accepted envelope is therefore byte-for-byte what the
 protocol says.
 
+With ``DEPAI_FLEET`` the robot gets everything from the network: the fleet
+descriptor and every DID over HTTP (tests/identity/test_http_resolver.py's
+stand-in of the dashboard's resolver, over the same registry), and takes part
+in the marketplace: here the test is the marketplace, signing a task, rotating
+its key and awarding with the new one, so the robot's own verification (key
+windows, rotation, replay, who may sign) is what is tested.
+tests/launch/test_remote_robot.py runs it against a whole fleet, paid.
+
 Without `node` these tests skip (they fail under CI, where .ci/run installs it);
 without robots/js/node_modules they run `npm ci` first, once per session.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -21,9 +31,10 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,10 +47,14 @@ from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.envelope import Envelope
 from identity.keys import Signer
-from identity.lifecycle import create_identity
+from identity.lifecycle import create_identity, current_method, rotate_key
 from identity.registry import DidRegistry
 
+from bus.client import BusClient
+from bus.topics import MARKET_AWARDS, MARKET_TASKS
+from identity.envelope import EnvelopeSigner
 from tests.conftest import JS_ROBOT as ROBOT
+from tests.identity.test_http_resolver import ResolverServer
 RUN_S = 2.6  # telemetry at 2 Hz: five or six samples
 START = (12.5, -3.25)
 
@@ -269,3 +284,155 @@ def test_the_js_canonical_json_and_signer_match_python_and_the_docs(node: str) -
     python = [canonicalize(struct.unpack(">d", bytes.fromhex(h))[0]).decode() for h in RFC8785_NUMBERS]
     assert out["numbers"] == python
     assert out["sorting"].encode() == canonicalize(SORTING)
+
+
+# --- a robot that gets everything from the network -------------------------------------------------------------
+
+
+@dataclass
+class Market:
+    """A fleet as the network shows it: a resolver and descriptor over HTTP, a broker, ingest; the test signs
+    as its marketplace (``market``) and operator."""
+
+    registry: DidRegistry
+    served: ResolverServer
+    robot: Signer
+    robot_did: str
+    password: str
+    operator: Identity
+    market: Identity
+    outsider: Identity
+    client: BusClient
+    heard: Heard
+
+    def env(self, **more: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEPAI_")}
+        env.update(DEPAI_SEED=self.robot.seed.hex(), DEPAI_FLEET=self.served.url, DEPAI_PASSWORD=self.password,
+                   DEPAI_X="0", DEPAI_Y="0", DEPAI_SECONDS="25", DEPAI_TASKS="1", **more)
+        return env
+
+    def sign(self, signer: Signer, did: str, key_id: str, kind: str, body: dict) -> bytes:
+        return EnvelopeSigner(signer, did, key_id).seal(kind, body)
+
+    def say(self, topic: str, wire: bytes) -> None:
+        self.client.publish(topic, wire)
+
+
+@dataclass
+class Identity:
+    signer: Signer
+    did: str
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[Market]:
+    registry = DidRegistry(tmp_path / "registry.sqlite3", refresh_interval_s=0.0)
+    people = {name: Signer.generate() for name in ("operator", "market", "dispatcher", "map", "dao", "outsider")}
+    dids = {name: create_identity(registry, signer).did for name, signer in people.items()}
+    robot = Signer.generate()
+    robot_did = did_peaq(robot.public_key)
+    create_identity(registry, robot, controller=dids["dao"], topic_root=topic_root(robot_did),
+                    machine=MachineProfile("courier-js", ["delivery", "gnss"], 5.0, 10.0))
+    password, service = secrets.token_urlsafe(18), secrets.token_hex(16)
+    users = [MqttUser(robot_did.rsplit(":", 1)[1], password, "robot"), MqttUser("services", service, "service")]
+    with start_broker("auto", BrokerConfig(data_dir=tmp_path / "broker", users=users)) as broker, \
+            ResolverServer(registry) as served:
+        body = {"operator": dids["operator"], "market": dids["market"], "dispatcher": dids["dispatcher"],
+                "map": dids["map"], "dao": dids["dao"], "commanders": [dids["dispatcher"], dids["market"]],
+                "broker": broker.url, "broker_tls": None, "chargers": [[0.0, 0.0]]}
+        envelope = EnvelopeSigner(people["operator"], dids["operator"]).seal("fleet.descriptor", body,
+                                                                            ttl_s=86_400.0)
+        served.routes["/api/fleet"] = lambda: {"descriptor": body, "operator": dids["operator"],
+                                               "envelope": base64.b64encode(envelope).decode()}
+        heard = Heard()
+        url = broker.url.replace("mqtt://", f"mqtt://services:{service}@")
+        client = BusClient(url, client_id="depai-test-market", outbox_path=tmp_path / "market-outbox.sqlite3").start()
+        assert client.wait_connected(10)
+        with IngestWorker(url, tmp_path / "registry.sqlite3", heard, client_id="depai-ingest-js-market") as worker:
+            yield Market(registry, served, robot, robot_did, password,
+                         Identity(people["operator"], dids["operator"]), Identity(people["market"], dids["market"]),
+                         Identity(people["outsider"], dids["outsider"]), client, heard)
+            assert worker.ingest.metrics.by("depai_ingest_refused_total", "reason") == {}, [
+                (q.reason, q.detail) for q in worker.ingest.quarantine.entries()]
+        client.close()
+    registry.close()
+
+
+def _wait(what: Callable[[], Any], timeout: float, message: Callable[[], str]) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := what()):
+        assert time.monotonic() < deadline, message()
+        time.sleep(0.05)
+    return found
+
+
+def test_a_js_robot_from_the_network_verifies_the_market_across_a_key_rotation_bids_delivers_and_proves_it(
+        node: str, market: Market) -> None:
+    robot = subprocess.Popen([node, str(ROBOT)], env=market.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(robot.stdout.readline, "")), daemon=True)
+    reader.start()
+    told = lambda: "".join(lines)[-3000:]  # noqa: E731
+    try:
+        _wait(lambda: market.heard.of("birth"), 10, lambda: f"the robot was never born:\n{told()}")
+        now_ms = int(time.time() * 1000)
+        task = {"id": "task-js-1", "customer": market.outsider.did, "pickup": {"x": 6.0, "y": 0.0},
+                "dropoff": {"x": 6.0, "y": 4.0}, "deadline": now_ms + 120_000, "max_price": 2000, "currency": "EUR",
+                "payload_kg": 1.5}
+        m = market.market
+        market.say(MARKET_TASKS, market.sign(market.outsider.signer, market.outsider.did, "key-1", "task",
+                                             {**task, "id": "task-forged"}))  # not the marketplace's
+        announced = market.sign(m.signer, m.did, "key-1", "task", task)
+        market.say(MARKET_TASKS, announced)
+        market.say(MARKET_TASKS, announced)  # the broker's redelivery, or an attacker's replay
+        (bid,) = _wait(lambda: market.heard.of("bid"), 10, lambda: f"no bid:\n{told()}")
+        assert bid.issuer == market.robot_did and bid.body["task"] == "task-js-1" and bid.body["price"] <= 2000
+
+        rotated = Signer.generate()  # the marketplace's key is rotated, then it awards with the new one
+        rotate_key(market.registry, m.did, rotated.public_key, m.signer, current_method(market.registry, m.did))
+        award = {"task": "task-js-1", "robot": market.robot_did, "price": bid.body["price"], "currency": "EUR",
+                 "task_hash": hashlib.sha256(canonicalize(task)).hexdigest(),
+                 "bid_hash": hashlib.sha256(bid.wire).hexdigest()}
+        awarded = market.sign(rotated, m.did, "key-2", "award", award)
+        market.say(MARKET_AWARDS, awarded)
+        market.say(MARKET_AWARDS, awarded)  # replayed
+        market.say(MARKET_AWARDS, market.sign(m.signer, m.did, "key-1", "award", award))  # the retired key
+
+        (receipt,) = _wait(lambda: market.heard.of("receipt"), 15, lambda: f"no receipt:\n{told()}")
+        assert robot.wait(15) == 0, told()
+    finally:
+        robot.kill()
+        robot.communicate(timeout=10)
+        reader.join(timeout=5)
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert {"event": "operator", "did": market.operator.did, "pinned": True} in events  # trust on first use, said
+    verified = [(e["kind"], e["kid"]) for e in events if e["event"] == "verified"]
+    assert verified == [("task", "key-1"), ("award", "key-2")]  # the task before the rotation, the award after it
+    refused = sorted((e["kind"], e["code"]) for e in events if e["event"] == "refused")
+    assert refused == [("award", "key_rotated"), ("award", "replayed"), ("task", "replayed"),
+                       ("task", "untrusted_sender")]
+    assert receipt.body["task"] == "task-js-1"
+    assert abs(receipt.body["pose"]["x"] - 6.0) < 0.01 and abs(receipt.body["pose"]["y"] - 4.0) < 0.01
+    types = [e.body["type"] for e in market.heard.of("event")]
+    assert types == ["task.to_pickup", "task.loaded", "task.to_dropoff", "task.delivered"]
+    trail = [(e.body["pose"]["x"], e.body["pose"]["y"], e.body.get("task")) for e in market.heard.of("telemetry")]
+    assert (6.0, 4.0, "task-js-1") in trail and any(abs(x - 6.0) < 0.01 and y == 0.0 for x, y, _ in trail)
+    assert all(e.issued_at_ms <= receipt.issued_at_ms for e in market.heard.of("telemetry")
+               if e.body["pose"] == receipt.body["pose"])  # its trail shows it there before it says so
+    (summary,) = [e for e in events if e["event"] == "summary"]
+    assert summary["delivered"] == ["task-js-1"]
+
+
+def test_a_js_robot_refuses_a_fleet_whose_descriptor_its_operator_did_not_sign(node: str, market: Market) -> None:
+    done = subprocess.run([node, str(ROBOT)], env=market.env(DEPAI_OPERATOR=market.outsider.did), capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2, done.stdout
+    assert f"not {market.outsider.did}" in done.stdout
+    served = market.served.routes["/api/fleet"]()
+    forged = json.loads(base64.b64decode(served["envelope"]))
+    forged["body"]["market"] = market.outsider.did  # the fleet (or the network) swaps the marketplace
+    market.served.routes["/api/fleet"] = lambda: {**served, "envelope": base64.b64encode(canonicalize(forged)).decode()}
+    done = subprocess.run([node, str(ROBOT)], env=market.env(), capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2 and "bad_signature" in done.stdout, done.stdout
