@@ -32,6 +32,7 @@ from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.keys import Signer
 from identity.registry import DidRegistry
+from launch.bridge_status import add_status_parser
 from launch.fleet import register
 from launch.home import Home
 from launch.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, emit
@@ -96,6 +97,7 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     run.add_argument("--broker", metavar="URL", help="the fleet's broker (default: the one depai up started)")
     run.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this long")
     run.set_defaults(handler=cmd_run)
+    add_status_parser(actions, parent)
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a robot's name in the fleet: it names its files too

@@ -571,6 +571,7 @@ class DashboardRole(Role):
         from dashboard.server import DashboardError, DashboardServer
         from dashboard.view import FleetView
         from launch.bridge_command import enrolled
+        from launch.bridge_status import dashboard_info
         from launch.statuses import StatusBoard
 
         super().__init__(ctx)
@@ -593,6 +594,7 @@ class DashboardRole(Role):
         try:
             self.dashboard = DashboardServer(view, host=host, port=int(port)).start()
             self.url = self.dashboard.url  # kept: the final status, after close(), still says where it was
+            dashboard_info(ctx.state, self.url)  # where `depai bridge status` asks
         except DashboardError as err:
             self.ledger.close()
             raise CliError(str(err), code="port_taken", hint="set DEPAI_DASHBOARD_PORT (0: any free port)",

@@ -43,6 +43,7 @@ from identity.envelope import EnvelopeVerifier
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.bridge_command import Enrollment, enrolled, fleet_info
+from launch.bridge_status import dashboard_info
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
@@ -474,6 +475,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
         raise CliError(str(err), code="port_taken", hint="pass --port 0 to take any free port",
                        exit_code=EXIT_USAGE) from None
     stack.callback(dashboard.stop)
+    dashboard_info(state, dashboard.url)  # where `depai bridge status` asks
     say(f"dashboard at {dashboard.url}  (member keys: {state / 'identities.json'}; Ctrl-C stops)")
     demand = Demand(fleet.city, seed * 1_000 + run_no, fleet.config.order_rate, prefix=f"run{run_no}-order")
     stack.callback(memory.save, run_no, clock)
