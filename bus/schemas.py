@@ -147,7 +147,7 @@ CATALOGUE: tuple[MessageSpec, ...] = (
     ),
     MessageSpec(
         "command", f"{ROBOT_ROOT}/cmd", 1, False, "service",
-        "An instruction to one machine from a fleet service (go to, charge, abort, resend).",
+        "An instruction to one machine from a fleet service (go to, deliver, charge, abort).",
         _object(
             {"to": _DID, "type": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"}},
             {"task": _ID, "args": {"type": "object"}},
