@@ -31,7 +31,7 @@ from marketplace.market import AWARDED, OPEN, MarketError, Marketplace, Task
 from marketplace.policy import MarketPolicy
 
 FAILURE_EVENTS = ("task.failed", "command.rejected")
-DECLARED_KINDS = ("birth", "telemetry", "bid", "receipt", "event")  # the robot messages the service consumes (observe)
+DECLARED_KINDS = ("birth", "death", "telemetry", "bid", "receipt", "event")  # the robot messages observe() consumes
 
 
 class MarketService:
@@ -95,6 +95,8 @@ class MarketService:
                 self._heard.add(envelope.issuer)
             if kind == "birth":
                 self._born(envelope.issuer)
+            elif kind == "death":  # a robot that signed off bids no more: it must not win a task it cannot do
+                self.market.withdraw_bids(envelope.issuer)
             elif kind == "telemetry":
                 self.market.observe(topic, envelope)
                 held = self._reborn.get(envelope.issuer)

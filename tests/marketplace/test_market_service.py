@@ -158,7 +158,7 @@ def test_the_same_signed_task_twice_is_a_replay(stage) -> None:
 
 
 def test_the_service_declares_the_robot_messages_it_consumes() -> None:
-    assert MarketService.declared_kinds == DECLARED_KINDS == ("birth", "telemetry", "bid", "receipt", "event")
+    assert MarketService.declared_kinds == DECLARED_KINDS == ("birth", "death", "telemetry", "bid", "receipt", "event")
 
 
 def test_the_marketplace_never_imports_the_simulator() -> None:
@@ -223,14 +223,16 @@ def test_an_offer_that_would_arrive_after_the_deadline_is_not_awarded(stage) -> 
     assert stage.market.task("t1").state == OPEN and stage.service.awarded == 0
 
 
-def test_a_robot_born_again_has_its_standing_bids_withdrawn_so_it_is_not_awarded_what_it_forgot(stage) -> None:
+@pytest.mark.parametrize("kind, body", [("birth", {"epoch": 2}), ("death", {"reason": "shutdown"})])
+def test_a_robot_born_again_or_dead_has_its_standing_bids_withdrawn(stage, kind: str, body: dict) -> None:
+    """Reborn, it forgot what it offered; dead, it cannot deliver: either way it is not awarded the task."""
     robot, owner = "did:peaq:robot-restarted", stage.other.did
     stage.market.fund(owner, 10_000, "EUR", key="owner", role="owner")
     stage.market.register_robot(robot, owner, 5_000, "EUR")
     stage.service.post(stage.customer.signer.seal("task", stage.body()))
     stage.service.step()
     stage.service.observe("t", envelope("bid", robot, {"task": "t1", "price": 800, "currency": "EUR", "eta_ms": 9}))
-    stage.service.observe("t", envelope("birth", robot, {"epoch": 2}))  # it restarted before the window closed
+    stage.service.observe("t", envelope(kind, robot, body))  # before the window closed
     stage.clock.advance(3.0)
     assert [m.topic for m in stage.service.step()] == [MARKET_TASKS]  # no award: announced again for a new bid
     assert stage.market.task("t1").state == OPEN and stage.market.offers("t1") == []
