@@ -21,6 +21,7 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +29,24 @@ from typing import Any
 import networkx as nx
 
 from identity import secp256k1
+from bus.client import parse_broker_url
 from identity.did import did_peaq
 from identity.document import MachineProfile
+from identity.http_resolver import HttpResolver
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.bridge_status import add_status_parser
 from launch.fleet import register
 from launch.home import Home
 from launch.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, emit
-from robots.body import BodyProfile
+from robots.body import Body, BodyProfile
 from robots.bridge.adapter import SerialAdapter, UdpAdapter
 from robots.bridge.bridge import Bridge, BridgeError, check_key
+from robots.bridge.remote import fetch_fleet
 
 FLEET_INFO = "bridge.json"  # what depai up tells bridges about the running fleet
 ROADS = "roads.json"
+PINNED = "fleet.json"  # a remote robot's own record of whose signature its fleet's descriptor carries
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,26 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     run = actions.add_parser("run", parents=[parent], help="run the bridge for an enrolled robot",
                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name", help="the enrolled robot")
-    run.add_argument("--state", help="the fleet's state directory (default: HOME/fleet)")
+    run.add_argument("--state", help="the fleet's state directory (default: HOME/fleet); with --fleet, this "
+                                     "robot's own (default: HOME/robots/NAME)")
     where = run.add_mutually_exclusive_group(required=True)
     where.add_argument("--udp", metavar="HOST:PORT", help="listen for the robot's JSON readings on this UDP address")
     where.add_argument("--serial", metavar="DEVICE", help="the robot's JSON lines on this serial device")
-    run.add_argument("--broker", metavar="URL", help="the fleet's broker (default: the one depai up started)")
+    run.add_argument("--broker", metavar="URL", help="the fleet's broker (default: the one depai up started, or "
+                                                     "the one the fleet's descriptor names)")
     run.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this long")
+    remote = run.add_argument_group("a robot on another machine (everything from the fleet's network address)")
+    remote.add_argument("--fleet", metavar="URL", help="the fleet's dashboard, http://HOST:PORT: its descriptor, "
+                                                       "road graph and DID resolver; no fleet state needed")
+    remote.add_argument("--key-file", type=Path, help="the robot's Ed25519 seed, 64 hex characters")
+    remote.add_argument("--did", help="the robot's DID (default: the login file's, else the key's did:peaq)")
+    remote.add_argument("--login-file", type=Path, help="the robot's MQTT login as enroll wrote it (its JSON "
+                                                        "record), or a file holding just the password")
+    remote.add_argument("--mqtt-password", help="the robot's MQTT password (instead of --login-file)")
+    remote.add_argument("--ca-file", type=Path, help="the CA certificate the fleet's broker's TLS certificate is "
+                                                     "checked against (the operator hands it over)")
+    remote.add_argument("--operator", metavar="DID", help="the fleet operator's DID, whose signature the "
+                                                          "descriptor must carry (default: pinned on first use)")
     run.set_defaults(handler=cmd_run)
     add_status_parser(actions, parent)
 
@@ -178,6 +197,8 @@ def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     """Run the bridge until Ctrl-C (or --for)."""
     _checked_name(args.name)
+    if args.fleet:
+        return _run_remote(args, home)
     state = _state(args, home)
     mine = next((e for e in enrolled(state) if e.name == args.name), None)
     if mine is None:
@@ -190,40 +211,113 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         except BridgeError as err:
             raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_REFUSED) from None
     info = _fleet_info(state)
+    broker = args.broker or info["broker"]
+    with DidRegistry(state / "registry.sqlite3") as registry:
+        return _drive(args, mine.did, mine.profile(), broker, lambda body: Bridge(
+            signer, mine.did, body, registry, _roads(state), broker_url=broker, username=mine.address,
+            password=mine.password, commanders=info["commanders"], map_services=info["map_services"],
+            chargers=[tuple(c) for c in info["chargers"]], state_dir=state / "bridges" / args.name))
+
+
+def _run_remote(args: argparse.Namespace, home: Home) -> int:
+    """The bridge of a robot on another machine: the fleet's descriptor, keys and roads over HTTP, MQTT over TLS."""
+    if args.key_file is None:
+        raise CliError("--fleet needs the robot's key: --key-file FILE", code="no_key", exit_code=EXIT_USAGE,
+                       hint="the key file `depai bridge enroll` made on the fleet's host, copied to this robot")
+    signer = _seed_file(args.key_file)
+    login = _login(args)
+    did = args.did or login.get("did") or did_peaq(signer.public_key)
+    local = Path(args.state).expanduser() if args.state else home.root / "robots" / args.name
+    local.mkdir(parents=True, exist_ok=True)
+    pin = local / PINNED
+    pinned = json.loads(pin.read_text()).get("operator") if pin.exists() else None
+    resolver = HttpResolver(args.fleet)
+    try:
+        fleet = fetch_fleet(args.fleet, resolver, args.operator or pinned)
+        check_key(resolver, did, signer)  # before anything connects
+        document = resolver.active(did).document
+    except BridgeError as err:
+        raise CliError(str(err), code=err.code, hint=err.hint,
+                       exit_code=EXIT_NOT_FOUND if err.code == "fleet_unreachable" else EXIT_REFUSED) from None
+    if fleet.operator != pinned:
+        pin.write_text(json.dumps({"operator": fleet.operator, "fleet": fleet.url}, indent=1))
+        if not args.json:
+            how = "as given with --operator" if args.operator else "trust on first use; check it with the operator"
+            print(f"depai bridge: pinned the fleet's operator {fleet.operator} ({how}) in {pin}", file=sys.stderr,
+                  flush=True)
+    broker = args.broker or fleet.broker
+    if args.ca_file is not None and not broker.startswith("mqtts://"):
+        raise CliError(f"--ca-file given, but the fleet's broker {broker} has no TLS", code="no_tls",
+                       exit_code=EXIT_USAGE, hint="the fleet's operator must start its broker's TLS listener")
+    if not broker.startswith("mqtts://") and not args.json:
+        print(f"depai bridge: warning: {broker} is not TLS; the robot's password crosses the network in the clear",
+              file=sys.stderr, flush=True)
+    username = login.get("username") or login.get("mqtt_username") or login.get("address") or did.rsplit(":", 1)[1]
+    return _drive(args, did, _profile(document), broker, lambda body: Bridge(
+        signer, did, body, resolver, fleet.roads, broker_url=broker, username=username, password=login["password"],
+        commanders=fleet.commanders, map_services=fleet.map_services, chargers=fleet.chargers,
+        state_dir=local, ca_file=args.ca_file))
+
+
+def _drive(args: argparse.Namespace, did: str, profile: BodyProfile, broker: str,
+           make: Callable[[Body], Bridge]) -> int:
+    """Wait for the robot's first reading, connect as it, run until Ctrl-C (or --for), say what it did."""
     adapter = UdpAdapter(_address(args.udp)) if args.udp else SerialAdapter(args.serial)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with DidRegistry(state / "registry.sqlite3") as registry:
-            bridge = Bridge(signer, mine.did, adapter.body(mine.profile()), registry, _roads(state),
-                            broker_url=args.broker or info["broker"], username=mine.address, password=mine.password,
-                            commanders=info["commanders"], map_services=info["map_services"],
-                            chargers=[tuple(c) for c in info["chargers"]], state_dir=state / "bridges" / args.name)
-            if not args.json:
-                print(f"depai bridge: {args.name} ({mine.did}) waiting for the robot's first reading on "
-                      f"{args.udp or args.serial} ...", file=sys.stderr, flush=True)
-            adapter.wait_reading(timeout=60.0)
-            bridge.start()
-            if not args.json:
-                print(f"depai bridge: {args.name} is online at {args.broker or info['broker']}; Ctrl-C stops",
-                      file=sys.stderr, flush=True)
-            if args.duration:
-                threading.Timer(args.duration, stop.set).start()
-            try:
-                bridge.run(should_stop=stop.is_set)
-            finally:
-                bridge.close()
+        bridge = make(adapter.body(profile))
+        if not args.json:
+            print(f"depai bridge: {args.name} ({did}) waiting for the robot's first reading on "
+                  f"{args.udp or args.serial} ...", file=sys.stderr, flush=True)
+        adapter.wait_reading(timeout=60.0)
+        bridge.start()
+        if not args.json:
+            print(f"depai bridge: {args.name} is online at {parse_broker_url(broker).display}; Ctrl-C stops",
+                  file=sys.stderr, flush=True)
+        if args.duration:
+            threading.Timer(args.duration, stop.set).start()
+        try:
+            bridge.run(should_stop=stop.is_set)
+        finally:
+            bridge.close()
     finally:
         adapter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     agent = bridge.agent
     delivered = sum(1 for _, reached in agent.tasks.history if reached == "delivered")
-    emit({"name": args.name, "did": mine.did, "delivered": delivered,
+    emit({"name": args.name, "did": did, "delivered": delivered,
           "refused_commands": dict(agent.refused), "adapter_refused": dict(adapter.refused)}, as_json=args.json,
          text=f"depai bridge: {args.name} stopped; {delivered} delivered; refused from the fleet "
               f"{dict(agent.refused) or 'nothing'}; refused from the robot {dict(adapter.refused) or 'nothing'}")
     return EXIT_OK
+
+
+def _login(args: argparse.Namespace) -> dict[str, Any]:
+    """The robot's MQTT login: --mqtt-password, or the login file (enroll's JSON record, or a bare password)."""
+    if args.mqtt_password:
+        return {"password": args.mqtt_password}
+    if args.login_file is None:
+        raise CliError("--fleet needs the robot's MQTT login: --login-file FILE or --mqtt-password", code="no_login",
+                       exit_code=EXIT_USAGE, hint="the operator gets it from `depai bridge enroll` on the fleet's host")
+    try:
+        text = args.login_file.read_text().strip()
+    except OSError as err:
+        raise CliError(f"cannot read {args.login_file}: {err}", code="no_login", exit_code=EXIT_USAGE) from None
+    login = json.loads(text) if text.startswith("{") else {"password": text}
+    if not isinstance(login, dict) or not isinstance(login.get("password"), str) or not login["password"]:
+        raise CliError(f"{args.login_file} holds no password", code="no_login", exit_code=EXIT_USAGE,
+                       hint="a login file is enroll's JSON record of the robot, or the password alone")
+    return login
+
+
+def _profile(document: dict[str, Any]) -> BodyProfile:
+    """The robot's datasheet from the machine profile of its DID document (energy figures: a small courier's)."""
+    machine = document.get("machine") or {}
+    return BodyProfile(str(machine.get("model", "courier")), float(machine.get("max_speed_mps", 1.5)),
+                       max_turn_rps=2.0, radius_m=0.35, payload_kg=float(machine.get("payload_kg", 10.0)),
+                       mass_kg=25.0, battery_wh=400.0, wh_per_m=0.02, idle_w=15.0)
 
 
 def _address(text: str) -> tuple[str, int]:

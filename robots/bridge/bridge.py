@@ -7,6 +7,8 @@ away), greets with a signed birth on every connection and leaves a signed death
 as its will, runs the agent at ``hz`` in real time, publishes what the agent
 says, and hands the agent what the fleet sends it (commands, tasks, awards, the
 road graph). Commands, tasks and awards are verified by the agent's own gate.
+Keys come from the fleet's registry, or over HTTP from the fleet's DID resolver
+(``HttpResolver``) on a machine of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bus.session import MachineSession, Outgoing, connection_greeting
 from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
 from identity.envelope import EnvelopeSigner
 from identity.errors import DepaiError, DidError, RegistryError
+from identity.http_resolver import HttpResolver
 from identity.keys import Signer
 from identity.registry import DidRegistry
 from robots.agent import AgentConfig, RobotAgent
@@ -45,11 +48,14 @@ class BridgeError(DepaiError, ValueError):
         return Exception.__str__(self)
 
 
-def check_key(registry: DidRegistry, did: str, signer: Signer) -> dict:
+def check_key(registry: DidRegistry | HttpResolver, did: str, signer: Signer) -> dict:
     """The robot's DID document, if ``signer`` holds its active key; BridgeError otherwise."""
     try:
         resolution = registry.active(did)
-    except (DidError, RegistryError):
+    except (DidError, RegistryError) as err:
+        if isinstance(err, RegistryError) and err.code not in ("unknown_did", "registry_error"):
+            raise BridgeError(err.code, f"cannot check {did}'s key: {Exception.__str__(err)}",
+                              err.hint or "check the fleet's address") from None
         raise BridgeError("unknown_did", f"{did} is not registered with this fleet",
                           "enroll the robot first: depai bridge enroll NAME --state FLEET_STATE") from None
     if resolution.public_key != signer.public_key:
@@ -63,15 +69,16 @@ def check_key(registry: DidRegistry, did: str, signer: Signer) -> dict:
 class Bridge:
     """One real robot in the fleet: its agent over ``body``, its key, its connection."""
 
-    def __init__(self, signer: Signer, did: str, body: Body, registry: DidRegistry, roads: nx.Graph, *,
-                 broker_url: str, username: str | None, password: str | None, commanders: Sequence[str],
+    def __init__(self, signer: Signer, did: str, body: Body, registry: DidRegistry | HttpResolver, roads: nx.Graph,
+                 *, broker_url: str, username: str | None, password: str | None, commanders: Sequence[str],
                  map_services: Sequence[str] = (), chargers: Sequence[tuple[float, float]] = (),
                  state_dir: Path | None = None, hz: float = 10.0, clock: Callable[[], float] = time.time,
-                 config: AgentConfig = AgentConfig(scan_hz=1.0)) -> None:
+                 config: AgentConfig = AgentConfig(scan_hz=1.0), ca_file: Path | None = None) -> None:
         document = check_key(registry, did, signer)
         self.did, self.hz, self.clock = did, hz, clock
         root = topic_root(did)
-        self.session = MachineSession(EnvelopeSigner(signer, did, "key-1", clock=clock), root, document,
+        key_id = registry.active(did).key_id or "key-1"  # after a rotation of the robot's key: key-N
+        self.session = MachineSession(EnvelopeSigner(signer, did, key_id, clock=clock), root, document,
                                       software="depai-bridge")
         self.map_view = MapView(registry, map_services, clock=clock)
         gate = CommandGate(did, root, registry, commanders, clock=clock)
@@ -81,7 +88,8 @@ class Bridge:
         self._arrived: deque[tuple[str, bytes]] = deque()
         self.client = BusClient(broker_url, client_id=root.rsplit("/", 1)[1],  # its address: the one id its login may use
                                 username=username, password=password, on_session=connection_greeting([self.session]),
-                                outbox_path=state_dir / "outbox.sqlite3" if state_dir else None, outbox_durable=True)
+                                outbox_path=state_dir / "outbox.sqlite3" if state_dir else None, outbox_durable=True,
+                                ca_file=ca_file)
         for topic_filter in (f"{root}/{COMMAND_CHANNEL}", MARKET_TASKS, MARKET_AWARDS, MAP_GRAPH):
             self.client.subscribe(topic_filter, self._arrive)
         self._stop = threading.Event()
@@ -93,7 +101,7 @@ class Bridge:
         """Connect; TimeoutError if the broker does not take the robot's login and subscriptions in time."""
         self.client.start()
         if not (self.client.wait_connected(timeout) and self.client.wait_subscribed(timeout)):
-            raise TimeoutError(f"the broker at {self.client.address.display()} did not accept the robot within "
+            raise TimeoutError(f"the broker at {self.client.address.display} did not accept the robot within "
                                f"{timeout:.0f} s; check the URL and the robot's MQTT login")
         return self
 

@@ -51,7 +51,7 @@ class ResolverServer:
     def __init__(self, registry: DidRegistry, *, whole_seconds: bool = False) -> None:
         self.registry, self.whole_seconds = registry, whole_seconds
         self.rewrite: Callable[[str, History], History] = lambda _did, body: body
-        self.routes: dict[str, Callable[[], Any]] = {}  # more paths to serve: path -> the JSON body (200)
+        self.routes: dict[str, Callable[[], Any]] = {}  # more paths to serve: path -> the JSON body, or bytes (200)
         self.requests: list[str] = []
         self.down = False
         server = self
@@ -60,7 +60,7 @@ class ResolverServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 server.requests.append(self.path)
                 status, body = server.answer(self.path)
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
