@@ -29,7 +29,8 @@ _SERIES = {
         "counter", "Births and deaths not newer than the session held (retained copies, old wills), by kind; "
                    "not refusals."),
     "depai_robot_messages_total": (
-        "counter", "Messages ingest verified, by robot DID and kind; rate() gives each robot's message rate."),
+        "counter", "Messages ingest verified, by issuer DID and kind (robots, and a simulator shard's gateway for "
+                   "its births and deaths); rate() gives each robot's message rate."),
     "depai_ingest_lag_seconds": (
         "gauge", "99th percentile of a message's age when ingest verified it (fleet clock minus its iat), over "
                  "the recent messages; the worst ingest worker's."),
