@@ -412,9 +412,10 @@ class Ingest:
                 "robots_left_out": len(dids) - len(kept),
                 "lag_p50_s": quantile(lags, 0.5), "lag_p99_s": quantile(lags, 0.99)}
 
-    def _is_registered(self, did: str | None) -> bool:
-        """Whether ``did`` is registered in the fleet's registry (remembered once it is)."""
-        if did is None:
+    def _is_registered(self, did: str | None, reason: str) -> bool:
+        """Whether ``did`` is registered in the fleet's registry (remembered once it is; an unknown issuer, just
+        looked up by the verifier, is not looked up again)."""
+        if did is None or reason == "unknown_issuer":
             return False
         if did not in self._registered:
             if did not in self.registry:
@@ -424,7 +425,7 @@ class Ingest:
 
     def _refuse(self, reason: str, did: str | None, topic: str, detail: str, payload: bytes) -> None:
         self.metrics.inc("depai_ingest_refused_total", reason=reason)
-        if self._is_registered(did):
+        if self._is_registered(did, reason):
             self.metrics.inc("depai_ingest_refused_by_robot_total", did=did, reason=reason)
         self.quarantine.add(int(self._clock() * 1000), reason, did, topic, detail, payload)
         log.debug("refused %s from %s on %s: %s", reason, did, topic, detail)
