@@ -30,16 +30,15 @@ from bus.client import BusClient
 from bus.topics import FLEET_DESCRIPTOR
 from dao.dao import Dao
 from dashboard.revenue import RevenueBook
-from identity.did import did_peaq
 from launch.bridge_command import fleet_info
-from launch.descriptor import FleetDescriptor
+from launch.descriptor import public_broker, roads_json
 from launch.ledger_command import auditors
 from launch.fleet import gateway_name, robot_profile
 from launch.output import EXIT_REFUSED, EXIT_USAGE, CliError, status_line
 from launch.serve import BROKER_FILE
 from launch.statuses import StatusBoard
 from launch.supervisor import ServiceSpec, Supervisor
-from launch.up import CURRENCY, Founding, UpConfig, found, open_ledger, resume_after, settle_terms
+from launch.up import CURRENCY, Founding, UpConfig, describe, found, open_ledger, resume_after, settle_terms
 from marketplace.market import Marketplace
 from sim.city import generate_city
 from sim.world import RobotSpec
@@ -88,19 +87,14 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
     stack.callback(client.close)
     if not client.wait_connected(30):
         raise CliError(f"cannot reach the broker at {where}", code="no_broker", exit_code=EXIT_USAGE)
-    descriptor = FleetDescriptor(
-        run=f.run_no, origin_fleet_s=clock_origin[0], origin_wall_s=clock_origin[1], speed=config.speed,
-        city=f.city, seed=f.seed, robots=f.robots, shards=shards, scan_hz=config.scan_hz,
-        orders_per_min=config.orders_per_min if config.orders_per_min is not None else f.robots / 4.0,
-        currency=CURRENCY, bond=config.bond, operator=f.operator.did, dao=f.dao.did,
-        market=f.services["market"].did, map=f.services["map"].did, dispatcher=f.services["dispatcher"].did,
-        ledger=did_peaq(f.ledger_key.public_key))
+    city = generate_city(f.seed, f.city)  # what a robot needs to join: the broker, whose commands count, the roads
+    roads, chargers = city.road_graph(), [(p.x, p.y) for p in city.places_of("charger")]
+    descriptor = describe(f, config, origin=(clock_origin[0], clock_origin[1]), shards=shards,
+                          broker=public_broker(url), chargers=chargers, roads=roads_json(roads))
     client.publish(FLEET_DESCRIPTOR, descriptor.seal(f.operator.envelope_signer(clock)), qos=1, retain=True)
     board = StatusBoard(f.registry, run=f.run_no).subscribe(client)
-    city = generate_city(f.seed, f.city)  # what a bridge needs to join: the broker, whose commands count, the roads
-    fleet_info(state, broker=_without_login(url), commanders=descriptor.commanders,
-               map_services=[descriptor.map], chargers=[(p.x, p.y) for p in city.places_of("charger")],
-               roads=city.road_graph())
+    fleet_info(state, broker=_without_login(url), commanders=descriptor.commanders,  # bridge.json, for local bridges
+               map_services=[descriptor.map], chargers=chargers, roads=roads)
 
     supervisor = Supervisor(say=lambda text: print(text, file=sys.stderr, flush=True))
     stack.callback(supervisor.stop)

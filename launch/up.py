@@ -47,6 +47,7 @@ from launch.bridge_status import dashboard_info
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
+from launch.descriptor import FleetDescriptor, roads_digest
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, run
 from launch.home import Home
 from launch.identities import IdentityStore
@@ -378,6 +379,20 @@ def found(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     city, seed = memory.place(config.city, config.seed)
     return Founding(state, memory, run_no, registry, store, operator, dao_id, services, customers, members,
                     ledger_url, ledger_key, robots, city, seed, enrolled(state))
+
+
+def describe(f: Founding, config: UpConfig, *, origin: tuple[float, float], shards: int, broker: str | None,
+             chargers: list[tuple[float, float]], roads: bytes, broker_tls: str | None = None) -> FleetDescriptor:
+    """The run's descriptor: its clock from ``origin`` (fleet time, wall time), its city, its services' DIDs, the
+    ``broker`` (and ``broker_tls``) robots on other hosts use (no login), the chargers and the road graph's served
+    bytes."""
+    return FleetDescriptor(
+        run=f.run_no, origin_fleet_s=origin[0], origin_wall_s=origin[1], speed=config.speed, city=f.city, seed=f.seed,
+        robots=f.robots, shards=shards, scan_hz=config.scan_hz,
+        orders_per_min=config.orders_per_min if config.orders_per_min is not None else f.robots / 4.0,
+        currency=CURRENCY, bond=config.bond, operator=f.operator.did, dao=f.dao.did, market=f.services["market"].did,
+        map=f.services["map"].did, dispatcher=f.services["dispatcher"].did, ledger=did_peaq(f.ledger_key.public_key),
+        broker=broker, broker_tls=broker_tls, chargers=tuple(chargers), roads_sha256=roads_digest(roads))
 
 
 def open_ledger(url: str, key: Signer | None, clock: Callable[[], float]) -> Ledger:
