@@ -3,7 +3,9 @@
 Everything is served from this process (pages, scripts, styles: no CDN). Reads
 go through a ``LedgerView`` or ``FleetView``; the only writes are a member's
 vote and proposal, each a signed envelope the view verifies before the DAO
-sees it, so nothing a browser sends unsigned changes state.
+sees it, so nothing a browser sends unsigned changes state. A ``ResolverView``
+(dashboard/resolver.py) also resolves the fleet's DIDs (``/1.0/identifiers/...``,
+the W3C DID Resolution HTTP binding) and serves its signed descriptor (``/api/fleet``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from dashboard.prometheus import CONTENT_TYPE
+from dashboard import resolver
 from dashboard.view import FleetView, LedgerView, ViewError
 
 HERE = Path(__file__).parent
@@ -138,6 +141,40 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
         of ``old`` entries: how a browser or witness checks a new checkpoint against one it kept."""
         return view.consistency(old, new)
 
+    @app.get("/api/fleet", tags=["fleet"])
+    def fleet_descriptor() -> dict[str, Any]:
+        """The fleet descriptor: the broker, which DID is the marketplace, the map, the dispatcher, the ledger, the DAO
+        and the operator, whose commands count, the chargers, the roads' URL and schema, the clock and the city; with
+        the operator's signed envelope of it (base64), to verify against the operator's key before trusting it."""
+        signed = _resolver(view).descriptor()
+        if signed is None:
+            raise ViewError(404, "no_descriptor", "the fleet has not signed its descriptor yet")
+        return signed.served()
+
+    @app.get("/api/fleet/roads", tags=["fleet"], response_class=Response)
+    def fleet_roads() -> Response:
+        """The road graph (node-link JSON, the descriptor's ``roads_schema``); its SHA-256 is the descriptor's
+        ``roads_sha256``."""
+        signed = _resolver(view).descriptor()
+        if signed is None:
+            raise ViewError(404, "no_descriptor", "the fleet has not signed its descriptor yet")
+        return Response(signed.roads, media_type="application/json", headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/1.0/identifiers/{did}", tags=["identity"], response_class=Response)
+    def identifier(did: str, request: Request) -> Response:
+        """Resolve a DID (W3C DID Resolution, HTTP(S) binding): the DID resolution result, its document and metadata
+        (``versionId``, ``versionTime``, ...); ``?versionId=N`` or ``?versionTime=2026-05-01T12:00:00Z`` for an older
+        version. 404 unknown, 400 invalid, 410 deactivated (docs/protocol.md, "Resolving DIDs over HTTP")."""
+        answer = resolver.resolve(_resolver(view).registry, did, request.query_params.multi_items(),
+                                  request.headers.get("accept"))
+        return _answer(answer)
+
+    @app.get("/1.0/identifiers/{did}/history", tags=["identity"], response_class=Response)
+    def identifier_history(did: str) -> Response:
+        """Every version of a DID, oldest first, each with its ``versionId``, ``versionTime`` (to the millisecond) and
+        signed document, so a signature made before a rotation can be verified (a project extension of the binding)."""
+        return _answer(resolver.history(_resolver(view).registry, did))
+
     @app.get("/api/events", tags=["fleet"])
     async def events(request: Request) -> StreamingResponse:
         """Server-sent events: ``status`` and ``robots`` every second, ``map`` when the road graph changes."""
@@ -165,6 +202,18 @@ def _fleet(view: LedgerView) -> FleetView:
         raise ViewError(404, "not_running", "this dashboard shows a ledger, not a running fleet",
                         "start the fleet with `depai up` to see it live")
     return view
+
+
+def _resolver(view: LedgerView) -> resolver.ResolverView:
+    if not isinstance(view, resolver.ResolverView):
+        raise ViewError(404, "not_running", "this dashboard does not serve a fleet's DIDs or descriptor",
+                        "start the fleet with `depai up` to resolve its DIDs here")
+    return view
+
+
+def _answer(answer: resolver.Answer) -> Response:
+    body = b"" if answer.body is None else orjson.dumps(answer.body)
+    return Response(body, status_code=answer.status, media_type=answer.content_type)
 
 
 async def _signed_body(request: Request) -> bytes:

@@ -44,7 +44,7 @@ from identity.errors import DepaiError
 from identity.registry import DidRegistry
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
-from launch.descriptor import FleetDescriptor, await_descriptor
+from launch.descriptor import FleetDescriptor, await_descriptor, await_signed_descriptor, roads_digest, roads_json
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, gateway_name, robot_profile
 from launch.home import Home, registry_target
 from launch.identities import IdentityStore
@@ -568,8 +568,8 @@ class DashboardRole(Role):
     def __init__(self, ctx: Context) -> None:
         # Imported here: the web stack (uvicorn, FastAPI) is loaded only by the process that serves it.
         from dashboard.live import bus_live, city_layout
+        from dashboard.resolver import ResolverView, SignedDescriptor
         from dashboard.server import DashboardError, DashboardServer
-        from dashboard.view import FleetView
         from launch.bridge_command import enrolled
         from launch.bridge_status import dashboard_info
         from launch.statuses import StatusBoard
@@ -577,6 +577,13 @@ class DashboardRole(Role):
         super().__init__(ctx)
         d = ctx.descriptor
         city = generate_city(d.seed, d.city)
+        roads = roads_json(city.road_graph())  # served at d.roads_url: the bytes whose SHA-256 the operator signed
+        if roads_digest(roads) != d.roads_sha256:
+            raise CliError("this host's road graph is not the one the fleet descriptor pins (roads_sha256)",
+                           code="other_roads", hint="run the same depai version as the supervisor",
+                           exit_code=EXIT_USAGE)
+        _, wire = await_signed_descriptor(ctx.client, ctx.registry, d.operator, run=d.run)
+        signed = SignedDescriptor.of(wire, d.operator, roads)
         self.statuses = StatusBoard(ctx.registry, run=d.run).subscribe(ctx.client)
         live = bus_live(ctx.client, ctx.registry, self.statuses, map_did=d.map, clock=ctx.clock,
                         map_layout=city_layout(city, city.road_graph()), ledger_did=d.ledger)
@@ -584,8 +591,9 @@ class DashboardRole(Role):
         self._names: dict[str, str] = {}
         self._names_at = -float("inf")
         self._enrolled = enrolled
-        view = FleetView(self.ledger, Dao(self.ledger, d.dao, currency=d.currency, clock=ctx.clock),
-                         Marketplace(self.ledger, None), live, names=self.names)
+        view = ResolverView(self.ledger, Dao(self.ledger, d.dao, currency=d.currency, clock=ctx.clock),
+                            Marketplace(self.ledger, None), live, names=self.names, registry=ctx.registry,
+                            descriptor=lambda: signed)
         host, port = os.environ.get("DEPAI_DASHBOARD_HOST", "127.0.0.1"), os.environ.get("DEPAI_DASHBOARD_PORT", "8080")
         if not port.isdigit() or int(port) > 65_535:
             self.ledger.close()

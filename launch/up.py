@@ -37,7 +37,8 @@ from dashboard.revenue import RevenueBook
 from dashboard.server import DashboardError, DashboardServer
 from dashboard.live import city_layout
 from dashboard.telemetry import TelemetryBoard
-from dashboard.view import FleetView, Live
+from dashboard.resolver import ResolverView, SignedDescriptor
+from dashboard.view import Live
 from identity.did import did_peaq
 from identity.envelope import EnvelopeVerifier
 from identity.keys import Signer
@@ -47,7 +48,7 @@ from launch.bridge_status import dashboard_info
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
-from launch.descriptor import FleetDescriptor, roads_digest
+from launch.descriptor import FleetDescriptor, public_broker, roads_digest, roads_json
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, run
 from launch.home import Home
 from launch.identities import IdentityStore
@@ -481,9 +482,14 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                 documents=lambda did: registry.active(did).document,
                 counters=lambda: _counters(fleet, ingest, market_service), map=shared_map,
                 map_layout=city_layout(fleet.city, roads), ledger_did=did_peaq(f.ledger_key.public_key))
-    view = FleetView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
-                     Marketplace(view_ledger, None), live,
-                     names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}})
+    served_roads = roads_json(roads)  # the descriptor, signed by the operator, for the dashboard to serve
+    descriptor = describe(f, config, origin=(clock(), time.time()), shards=1, chargers=fleet.chargers,
+                          broker=public_broker(link.url) if isinstance(link, MqttLink) else None, roads=served_roads)
+    signed = SignedDescriptor.of(descriptor.seal(operator.envelope_signer(clock)), operator.did, served_roads)
+    view = ResolverView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
+                        Marketplace(view_ledger, None), live,
+                        names=lambda: {**store.directory(), **{robot.did: robot.name for robot in bridged}},
+                        registry=registry, descriptor=lambda: signed)
     try:
         dashboard = DashboardServer(view, host=config.host, port=config.port).start()
     except DashboardError as err:
