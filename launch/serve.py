@@ -572,6 +572,7 @@ class DashboardRole(Role):
         from dashboard.server import DashboardError, DashboardServer
         from launch.bridge_command import enrolled
         from launch.bridge_status import dashboard_info
+        from launch.identity_publisher import IdentityPublisher
         from launch.statuses import StatusBoard
 
         super().__init__(ctx)
@@ -584,6 +585,7 @@ class DashboardRole(Role):
                            exit_code=EXIT_USAGE)
         _, wire = await_signed_descriptor(ctx.client, ctx.registry, d.operator, run=d.run)
         signed = SignedDescriptor.of(wire, d.operator, roads)
+        self.identities = IdentityPublisher(ctx.registry)  # every DID's newest version, retained on the bus
         self.statuses = StatusBoard(ctx.registry, run=d.run).subscribe(ctx.client)
         live = bus_live(ctx.client, ctx.registry, self.statuses, map_did=d.map, clock=ctx.clock,
                         map_layout=city_layout(city, city.road_graph()), ledger_did=d.ledger)
@@ -616,8 +618,11 @@ class DashboardRole(Role):
                            **{robot.did: robot.name for robot in self._enrolled(self.ctx.state)}}
         return self._names
 
+    def turn(self) -> None:
+        self.ctx.publish(self.identities.step())
+
     def counters(self) -> dict[str, Any]:
-        return {"url": self.url}
+        return {"url": self.url, "identities_published": self.identities.published}
 
     def close(self) -> None:
         self.dashboard.stop()
