@@ -16,7 +16,13 @@ ACL that mirrors the topic tree (bus/topics.py):
   may publish only on its own robot channels ``depai/v1/robots/+/<address>/{birth,death,telemetry,…}``
   (never on its own ``cmd``, which only services write) and subscribe only to
   its own ``.../<address>/cmd``, ``depai/v1/market/#`` and ``depai/v1/map/#``;
-- a ``service`` may publish and subscribe anywhere under ``depai/v1/#``.
+- a ``service`` may publish and subscribe anywhere under ``depai/v1/#``;
+- an ``admin`` may only use Mosquitto's dynamic-security control topic, through which
+  ``admit_login`` and ``remove_login`` give a robot its login, or take it away and end its
+  session, while the broker runs.
+
+``BrokerConfig.tls`` (a ``TlsListener``) adds a second listener, MQTT over TLS, with the
+same logins and ACL.
 
 Signatures are still checked on ingest: the ACL only stops a machine from
 speaking in another's name on the wire. The partition level stays ``+`` because
@@ -44,6 +50,10 @@ sessions per login         not counted (2.0 has no such    at most SESSIONS_PER_
                            (MqttUser.client_id) allows
                            one (dynamic-security only)
 pinned client id           dynamic-security ``clientid``   AmqttLimits
+logins added or removed    at once, on the control topic   no: at the next start
+while running              (``admit_login``; removing one
+                           disconnects its sessions)
+TLS client certificates    required or off                 optional or off
 =========================  ==============================  ==============================
 
 A broker dies with the process that started it (see ``RunningBroker.start``), and
@@ -68,6 +78,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections import Counter
@@ -113,7 +124,7 @@ MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + (64 << 10)
 # At most this many open connections per login, by role, where the broker can count them (amqtt; Mosquitto 2.0
 # cannot without a plugin of its own: there, pin a robot's client id, see MqttUser). A robot is one machine;
 # the shared logins of gateways, services and ingest workers serve several processes each.
-SESSIONS_PER_LOGIN = {"robot": 1, "gateway": 256, "service": 256, "ingest": 256}
+SESSIONS_PER_LOGIN = {"robot": 1, "gateway": 256, "service": 256, "ingest": 256, "admin": 8}
 # How long a connection amqtt let in counts before amqtt says it is connected (see AmqttLimits).
 _PENDING_S = 300.0
 # Descriptors Mosquitto keeps for itself (its database, log and listeners) below the limit it inherits.
@@ -131,14 +142,18 @@ class BrokerKind(StrEnum):
     AMQTT = "amqtt"
 
 
-ROLES = ("robot", "gateway", "service", "ingest")
+ROLES = ("robot", "gateway", "service", "ingest", "admin")
+# Where Mosquitto's dynamic-security plugin takes commands (JSON) and answers them (on .../response).
+DYNSEC_CONTROL = "$CONTROL/dynamic-security/v1"
+CLIENT_CERTS = ("off", "optional", "required")
 
 
 @dataclass(frozen=True)
 class MqttUser:
     """An MQTT login: a robot (username = its SS58 address), a gateway that speaks for many machines
-    on one connection (a simulator, a site bridge), a fleet service, or an ingest worker (the only one
-    that may write the verified channel).
+    on one connection (a simulator, a site bridge), a fleet service, an ingest worker (the only one
+    that may write the verified channel), or the admin that changes the other logins while the broker runs
+    (Mosquitto's dynamic-security control topic only, see ``dynsec_command``).
 
     ``client_id``, when given, is the only client id the login may connect with (Mosquitto's
     dynamic-security plugin and amqtt refuse any other). On Mosquitto, which cannot count a login's
@@ -150,13 +165,34 @@ class MqttUser:
 
     username: str
     password: str
-    role: Literal["robot", "gateway", "service", "ingest"]
+    role: Literal["robot", "gateway", "service", "ingest", "admin"]
     client_id: str | None = None
     max_sessions: int | None = None
 
     @property
     def session_limit(self) -> int:
         return self.max_sessions if self.max_sessions is not None else SESSIONS_PER_LOGIN[self.role]
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """A second listener, MQTT over TLS, on the broker's host: the server's certificate chain and key (PEM), the
+    CA that signs the clients' certificates, and whether clients must show one (``client_certs``):
+
+    - ``off``: the server does not ask (Mosquitto) or never demands one (amqtt asks, and checks only what it is
+      shown); a client verifies the server and logs in with its password;
+    - ``optional``: a certificate shown is checked against ``cafile``, none is fine. amqtt only: Mosquitto 2.0
+      either requires a certificate or does not ask for one (``require_certificate``);
+    - ``required``: no connection without a certificate signed by ``cafile``; the password is checked too.
+      Mosquitto only: amqtt 0.12 has no setting for it.
+
+    ``port`` 0 picks a free one."""
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+    port: int = 0
+    client_certs: Literal["off", "optional", "required"] = "off"
 
 
 @dataclass
@@ -169,6 +205,31 @@ class BrokerConfig:
     users: list[MqttUser] = field(default_factory=list)  # empty: anonymous access, no ACL
     persistence: bool = True  # Mosquitto only; amqtt never persists
     max_connections: int | None = None  # all logins together; None: what the descriptor limit leaves room for
+    tls: TlsListener | None = None  # a second listener, over TLS
+
+
+def check_tls_mode(kind: BrokerKind, client_certs: str) -> None:
+    """Refuse a client certificate mode the broker of ``kind`` cannot run, saying what it can do instead."""
+    if client_certs not in CLIENT_CERTS:
+        raise BrokerError(f"unknown client certificate mode {client_certs!r}", code="bad_tls",
+                          hint=f"use one of {', '.join(CLIENT_CERTS)}")
+    if kind == BrokerKind.MOSQUITTO and client_certs == "optional":
+        raise BrokerError("Mosquitto 2.0 cannot check a client certificate only when one is shown", code="bad_tls",
+                          hint="use client certificates required (every TLS client shows one) or off (passwords "
+                               "only), or the amqtt broker")
+    if kind == BrokerKind.AMQTT and client_certs == "required":
+        raise BrokerError("the amqtt broker cannot require client certificates", code="bad_tls",
+                          hint="use Mosquitto (apt-get install mosquitto) to require them, or client certificates "
+                               "optional or off")
+
+
+def check_tls(kind: BrokerKind, tls: TlsListener) -> None:
+    """Refuse a TLS listener the broker of ``kind`` cannot run as asked, or whose files are missing."""
+    check_tls_mode(kind, tls.client_certs)
+    for path in (tls.certfile, tls.keyfile, tls.cafile):
+        if not Path(path).is_file():
+            raise BrokerError(f"no TLS file at {path}", code="bad_tls",
+                              hint="give the PEM files of the server's certificate, its key and the CA")
 
 
 def max_connections(config: BrokerConfig) -> int:
@@ -228,6 +289,8 @@ def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
     Only the ingest role writes the verified channel, so a service may act on what arrives there
     without verifying it again; services write everything else of the fleet's own.
     """
+    if user.role == "admin":  # changes logins through the plugin's control topic, and hears its answers
+        return [f"{DYNSEC_CONTROL}/#"], [f"{DYNSEC_CONTROL}/#"]
     if user.role == "ingest":
         return [f"{VERIFIED}/#", f"{FLEET_SERVICES}/#"], [f"{ROBOTS}/#", f"{GATEWAYS}/#", f"{FLEET}/#"]
     if user.role == "service":
@@ -280,25 +343,31 @@ def dynsec_plugin() -> str | None:
     return None
 
 
+def dynsec_role(user: MqttUser) -> dict[str, Any]:
+    """The user's dynamic-security role: its name (``{role}-{username}``, one per login) and its ACL (``_acl``)."""
+    writes, reads = _acl(user)
+    acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True} for topic in writes]
+    acls += [{"acltype": acltype, "topic": topic, "allow": True}
+             for topic in reads for acltype in ("subscribePattern", "publishClientReceive")]
+    if user.role in ("service", "ingest"):  # Mosquitto 2.0 checks a shared subscription with its $share/group/ prefix
+        acls.append({"acltype": "subscribePattern", "topic": f"$share/+/{PROTOCOL_ROOT}/#", "allow": True})
+    return {"rolename": f"{user.role}-{user.username}", "acls": acls}
+
+
 def _write_dynsec(users: list[MqttUser], data_dir: Path) -> Path:
     """The dynamic-security plugin's users and roles. Unlike an acl_file, it refuses a forbidden
-    SUBSCRIBE with SUBACK 0x80, so a robot learns at once that it may not listen there."""
+    SUBSCRIBE with SUBACK 0x80, so a robot learns at once that it may not listen there. The plugin saves
+    what the control topic changes to the same file; every start writes it afresh from ``users``."""
     clients, roles = [], []
     for user in users:
-        writes, reads = _acl(user)
         salt_b64, hash_b64 = _pbkdf2(user.password, None, PBKDF2_ROUNDS)
-        role = f"{user.role}-{user.username}"
+        role = dynsec_role(user)
         client = {"username": user.username, "password": hash_b64, "salt": salt_b64,
-                  "iterations": PBKDF2_ROUNDS, "roles": [{"rolename": role}]}
+                  "iterations": PBKDF2_ROUNDS, "roles": [{"rolename": role["rolename"]}]}
         if user.client_id is not None:  # the only client id this login may connect with
             client["clientid"] = user.client_id
         clients.append(client)
-        acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True} for topic in writes]
-        acls += [{"acltype": acltype, "topic": topic, "allow": True}
-                 for topic in reads for acltype in ("subscribePattern", "publishClientReceive")]
-        if user.role in ("service", "ingest"):  # Mosquitto 2.0 checks a shared subscription with its $share/group/ prefix
-            acls.append({"acltype": "subscribePattern", "topic": f"$share/+/{PROTOCOL_ROOT}/#", "allow": True})
-        roles.append({"rolename": role, "acls": acls})
+        roles.append(role)
     path = data_dir / "dynamic-security.json"
     _write_private(path, json.dumps({
         "clients": clients, "roles": roles, "groups": [],
@@ -324,7 +393,14 @@ def _write_acl_file(users: list[MqttUser], data_dir: Path) -> list[str]:
     return [f"password_file {data_dir / 'passwords'}", f"acl_file {data_dir / 'acl'}"]
 
 
-def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int) -> str:
+def _mosquitto_tls(config: BrokerConfig, tls: TlsListener, tls_port: int) -> list[str]:
+    """The TLS listener: its own port on the same host, the same logins and ACL (they are global settings)."""
+    return [f"listener {tls_port} {config.host}", f"certfile {tls.certfile}", f"keyfile {tls.keyfile}",
+            f"cafile {tls.cafile}", f"require_certificate {'true' if tls.client_certs == 'required' else 'false'}",
+            f"max_connections {max_connections(config)}"]
+
+
+def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int, tls_port: int = 0) -> str:
     lines = [
         "# Written by depai (bus/broker.py) on every start: change BrokerConfig, not this file.",
         f"listener {port} {config.host}",
@@ -343,6 +419,7 @@ def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int) -> str:
         # its body is read; connections past the cap are refused.
         f"max_packet_size {MAX_PACKET_BYTES}",
         f"max_connections {max_connections(config)}",
+        *(_mosquitto_tls(config, config.tls, tls_port) if config.tls else []),
     ]
     if os.geteuid() == 0:
         # Started as root, Mosquitto would switch to the `mosquitto` user, who cannot write our data dir.
@@ -375,10 +452,14 @@ def _mosquitto_conf(config: BrokerConfig, data_dir: Path, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _amqtt_conf(config: BrokerConfig, data_dir: Path, port: int) -> dict:
+def _amqtt_conf(config: BrokerConfig, data_dir: Path, port: int, tls_port: int = 0) -> dict:
     host = f"[{config.host}]" if ":" in config.host else config.host
     conf: dict = {"listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}",
                                             "max_connections": max_connections(config)}}}
+    if config.tls is not None:  # amqtt asks every TLS client for a certificate and checks one it is shown
+        conf["listeners"]["tls"] = {"type": "tcp", "bind": f"{host}:{tls_port}", "ssl": True,
+                                    "certfile": str(config.tls.certfile), "keyfile": str(config.tls.keyfile),
+                                    "cafile": str(config.tls.cafile), "max_connections": max_connections(config)}
     # amqtt 0.12 has no setting for either limit: our plugin (AmqttLimits, below) adds them.
     plugin = f"{__name__}.AmqttLimits"
     if not config.users:
@@ -527,6 +608,131 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# --- changing logins while the broker runs ---------------------------------------------------------
+
+def dynsec_command(url: str, admin: tuple[str, str], commands: list[dict[str, Any]], *,
+                   timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Send ``commands`` to Mosquitto's dynamic-security plugin on its control topic as the ``admin`` login
+    (username, password) and wait for its answers; they come back in order, each with ``error`` when it failed.
+
+    ``url`` is the broker's plain listener (``mqtt://host:port``; the admin login lives on the fleet's own
+    machine). The plugin applies each command at once and saves its configuration file; a deleted or disabled
+    client is disconnected. A BrokerError says when the broker cannot be reached, refuses the login, or does
+    not answer within ``timeout`` seconds."""
+    import paho.mqtt.client as mqtt  # only the commands that change logins need paho here
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = _host_port(url)
+    token = secrets.token_hex(6)
+    tagged = [{**command, "correlationData": f"{token}-{i}"} for i, command in enumerate(commands)]
+    answers: dict[str, dict[str, Any]] = {}
+    state: dict[str, Any] = {}
+    changed = threading.Condition()
+
+    def note(key: str, value: Any) -> None:
+        with changed:
+            state[key] = value
+            changed.notify_all()
+
+    def received(_client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            responses = json.loads(message.payload)["responses"]
+        except (ValueError, KeyError, TypeError):
+            return
+        with changed:
+            for response in responses:
+                if str(response.get("correlationData", "")).startswith(f"{token}-"):
+                    answers[response["correlationData"]] = response
+            changed.notify_all()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"depai-admin-{token}")
+    client.username_pw_set(*admin)
+    client.on_connect = lambda _c, _u, _f, reason, _p: note("connack", reason)
+    client.on_subscribe = lambda _c, _u, _mid, reasons, _p: note("suback", reasons[0])
+    client.on_message = received
+    deadline = time.monotonic() + timeout
+
+    def wait(key: str, what: str) -> Any:
+        with changed:
+            if not changed.wait_for(lambda: key in state, max(0.0, deadline - time.monotonic())):
+                raise BrokerError(f"the broker at {url} did not {what} within {timeout:g} s", code="broker_timeout",
+                                  hint=f"check that the fleet's broker runs; its log is broker.log in its data dir")
+            return state[key]
+
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as err:
+        raise BrokerError(f"cannot reach the broker at {url}: {err.strerror or err}", code="broker_unreachable",
+                          hint="start the fleet (depai up), or check its address in STATE/broker.json") from None
+    client.loop_start()
+    try:
+        reason = wait("connack", "answer the admin login")
+        if reason.is_failure:
+            raise BrokerError(f"the broker at {url} refused the admin login: {reason}", code="admin_refused",
+                              hint="the admin login in STATE/broker.json is the running fleet's only: restart "
+                                   "depai up if the file was changed")
+        client.subscribe(f"{DYNSEC_CONTROL}/response", qos=1)
+        if wait("suback", "grant the admin its answers").is_failure:
+            raise BrokerError(f"the broker at {url} does not let the admin hear the dynamic-security answers",
+                              code="admin_refused", hint="the broker needs Mosquitto's dynamic-security plugin")
+        client.publish(DYNSEC_CONTROL, json.dumps({"commands": tagged}), qos=1)
+        with changed:
+            if not changed.wait_for(lambda: len(answers) == len(tagged), max(0.0, deadline - time.monotonic())):
+                raise BrokerError(f"the broker at {url} did not answer {len(tagged) - len(answers)} of "
+                                  f"{len(tagged)} dynamic-security commands within {timeout:g} s",
+                                  code="broker_timeout", hint="is its dynamic-security plugin loaded? see broker.log")
+        return [answers[command["correlationData"]] for command in tagged]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def admit_login(url: str, admin: tuple[str, str], user: MqttUser, *, timeout: float = 10.0) -> None:
+    """Give ``user`` its login and role (``dynsec_role``) on the running broker at ``url``, at once."""
+    _check_users([user])
+    role = dynsec_role(user)
+    client: dict[str, Any] = {"command": "createClient", "username": user.username, "password": user.password,
+                              "roles": [{"rolename": role["rolename"]}]}
+    if user.client_id is not None:
+        client["clientid"] = user.client_id
+    made_role, made_client = dynsec_command(url, admin, [{"command": "createRole", **role}, client], timeout=timeout)
+    if made_role.get("error") and "exists" not in made_role["error"]:  # a role left behind is the same role
+        raise BrokerError(f"the broker refused {user.username}'s role: {made_role['error']}", code="admit_failed",
+                          hint="read the broker's log (broker.log in its data dir)")
+    if made_client.get("error"):
+        raise BrokerError(f"the broker refused the login {user.username}: {made_client['error']}",
+                          code="login_exists" if "exists" in made_client["error"] else "admit_failed",
+                          hint="a login of that name is on the broker already" if "exists" in made_client["error"]
+                          else "read the broker's log (broker.log in its data dir)")
+
+
+def remove_login(url: str, admin: tuple[str, str], user: MqttUser, *, timeout: float = 10.0) -> bool:
+    """Delete ``user``'s login and role on the running broker at ``url``; the broker disconnects every session
+    of that username at once, and refuses its next CONNECT. False when the broker had no such login."""
+    deleted, _ = dynsec_command(url, admin, [{"command": "deleteClient", "username": user.username},
+                                             {"command": "deleteRole", "rolename": dynsec_role(user)["rolename"]}],
+                                timeout=timeout)
+    error = deleted.get("error")
+    if error and "not found" not in error.lower():
+        raise BrokerError(f"the broker did not remove the login {user.username}: {error}", code="revoke_failed",
+                          hint="read the broker's log (broker.log in its data dir)")
+    return not error
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """Where to connect for a broker ``url`` (a wildcard bind address is this host's loopback)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(parts.hostname or "", parts.hostname or "")
+    return host, parts.port or 1883
+
+
+def broker_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when the broker at ``url`` (``mqtt://host:port``) answers an MQTT CONNECT (accepted or refused)."""
+    return _mqtt_answers(*_host_port(url), timeout=timeout)
+
+
 # --- readiness -----------------------------------------------------------------------------------
 
 def _mqtt_answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -549,6 +755,15 @@ def _mqtt_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def _listens(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when ``host:port`` takes a TCP connection (a TLS listener: its handshake is not tried)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _reap(processes: list[subprocess.Popen], temp_dir: str | None) -> None:
     """Last-resort cleanup when a RunningBroker is collected or the interpreter exits."""
     for proc in processes:
@@ -563,12 +778,37 @@ def _reap(processes: list[subprocess.Popen], temp_dir: str | None) -> None:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def leftover_broker(data_dir: Path) -> int | None:
+    """The pid of a broker running on ``data_dir`` as its ``broker.pid`` says, or None. It counts only if the
+    process is alive, started when the pid file says (not a later process that got the same pid), and runs the
+    same command line, whose configuration file is in this data dir. A start ends such a broker (an earlier,
+    killed owner's) before it claims its ports."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    try:
+        record = json.loads((data_dir / _PID).read_text())
+        pid, argv, started = int(record["pid"]), [str(a) for a in record["argv"]], record.get("started")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: stale
+    if pid == os.getpid() or not argv or Path(argv[-1]).parent != data_dir:
+        return None
+    running = command_line(pid)
+    if running is None or " ".join(running) != " ".join(argv):
+        return None
+    if started is not None and start_time(pid) != started:
+        return None
+    return pid
+
+
 class RunningBroker:
     """A broker child process. ``restart()`` reuses its port and data dir; see the module docstring
     for what survives a restart (everything saved, for Mosquitto; nothing but the port, for amqtt)."""
 
     def __init__(self, kind: BrokerKind, config: BrokerConfig, *, ready_timeout: float = 15) -> None:
         _check_users(config.users)
+        if config.tls is not None:
+            check_tls(kind, config.tls)
         self.kind, self.host, self.ready_timeout = kind, config.host, ready_timeout
         self._config = config
         temp_dir = None
@@ -579,6 +819,7 @@ class RunningBroker:
             self.data_dir = Path(config.data_dir).expanduser().resolve()
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = config.port  # 0 until the first start picks one; kept by every restart
+        self.tls_port = config.tls.port if config.tls is not None else None  # likewise, for the TLS listener
         self._procs: list[subprocess.Popen] = []
         self._lock: IO[bytes] | None = None
         self._finalizer = weakref.finalize(self, _reap, self._procs, temp_dir)
@@ -591,6 +832,19 @@ class RunningBroker:
     @property
     def url(self) -> str:
         return f"mqtt://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        """``mqtts://host:port`` of the TLS listener, or None without one."""
+        if self.tls_port is None:
+            return None
+        return f"mqtts://{f'[{self.host}]' if ':' in self.host else self.host}:{self.tls_port}"
+
+    @property
+    def live_admission(self) -> bool:
+        """Whether logins can be added and removed while the broker runs (``dynsec_command``): Mosquitto with its
+        dynamic-security plugin, and logins (an anonymous broker has nothing to admit)."""
+        return self.kind == BrokerKind.MOSQUITTO and bool(self._config.users) and dynsec_plugin() is not None
 
     @property
     def running(self) -> bool:
@@ -606,10 +860,11 @@ class RunningBroker:
             if binary is None:
                 raise BrokerError("Mosquitto is not installed", code="mosquitto_missing", hint=MOSQUITTO_HINT)
             path = self.data_dir / "mosquitto.conf"
-            _write_private(path, _mosquitto_conf(self._config, self.data_dir, self.port))
+            _write_private(path, _mosquitto_conf(self._config, self.data_dir, self.port, self.tls_port or 0))
             return [binary, "-c", str(path)]
         path = self.data_dir / "amqtt.yaml"  # JSON is YAML, and needs no YAML writer
-        _write_private(path, json.dumps(_amqtt_conf(self._config, self.data_dir, self.port), indent=2))
+        _write_private(path, json.dumps(_amqtt_conf(self._config, self.data_dir, self.port, self.tls_port or 0),
+                                        indent=2))
         return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(path)]
 
     def _take_lock(self) -> None:
@@ -671,24 +926,8 @@ class RunningBroker:
 
     def _orphan(self) -> int | None:
         """The pid of a broker still running on this data dir from an earlier owner (who held the lock, so it
-        cannot be running now), or None. It is ours only if the process is alive, started when the pid file
-        says (not a later process that got the same pid), and runs the same command line, whose configuration
-        file is in this data dir."""
-        try:
-            record = json.loads(self.pid_path.read_text())
-            pid, argv, started = int(record["pid"]), [str(a) for a in record["argv"]], record.get("started")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # unreadable: stale
-        if pid == os.getpid() or not argv or Path(argv[-1]).parent != self.data_dir:
-            return None
-        running = command_line(pid)
-        if running is None or " ".join(running) != " ".join(argv):
-            return None
-        if started is not None and start_time(pid) != started:
-            return None
-        return pid
+        cannot be running now), or None: see ``leftover_broker``."""
+        return leftover_broker(self.data_dir)
 
     def _end_orphan(self, timeout: float = 10) -> None:
         """End a broker an earlier owner left running on this data dir (SIGTERM: Mosquitto saves its state;
@@ -714,26 +953,39 @@ class RunningBroker:
 
     def _claim_port(self) -> None:
         """Pick a free port if none was given (another process may take it before the broker does,
-        rarely); fail fast and clearly if ours is taken (amqtt would keep running without a listener)."""
-        with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((self.host, self.port))
-                self.port = sock.getsockname()[1]
-            except OSError as err:
-                message = f"cannot listen on {self.host}:{self.port}: {err.strerror}"
-                if err.errno == errno.EADDRINUSE:
-                    raise BrokerError(message, code="port_in_use", hint=f"stop whatever uses port {self.port}, "
-                                      "choose another port, or 0 for a free one") from None
-                raise BrokerError(message, code="bad_address",
-                                  hint="listen on an address of this host: 127.0.0.1, or 0.0.0.0 for all") from None
+        rarely); fail fast and clearly if ours is taken (amqtt would keep running without a listener).
+        Likewise for the TLS listener's port."""
+        self.port = self._claim(self.port)
+        if self.tls_port is not None:
+            self.tls_port = self._claim(self.tls_port, avoid=self.port)
+
+    def _claim(self, port: int, avoid: int | None = None) -> int:
+        """``port`` if this host can listen there (0: a free port, never ``avoid``), else a BrokerError."""
+        for _ in range(8):
+            with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    if port and port == avoid:
+                        raise OSError(errno.EADDRINUSE, "the broker's other listener has it")
+                    sock.bind((self.host, port))
+                except OSError as err:
+                    message = f"cannot listen on {self.host}:{port}: {err.strerror}"
+                    if err.errno == errno.EADDRINUSE:
+                        raise BrokerError(message, code="port_in_use", hint=f"stop whatever uses port {port}, "
+                                          "choose another port, or 0 for a free one") from None
+                    raise BrokerError(message, code="bad_address", hint="listen on an address of this host: "
+                                      "127.0.0.1, or 0.0.0.0 for all") from None
+                if sock.getsockname()[1] != avoid:
+                    return sock.getsockname()[1]
+        raise BrokerError("no free port for the TLS listener", code="port_in_use", hint="give its port")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         while True:
             status = self._procs[-1].poll()
-            if status is None and _mqtt_answers(probe_host, self.port):
+            if status is None and _mqtt_answers(probe_host, self.port) and (
+                    self.tls_port is None or _listens(probe_host, self.tls_port)):
                 return
             if status is not None or time.monotonic() > deadline:
                 break
