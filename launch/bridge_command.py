@@ -287,7 +287,7 @@ def _drive(args: argparse.Namespace, did: str, profile: BodyProfile, broker: str
             signal.signal(sig, handler)
     agent = bridge.agent
     delivered = sum(1 for _, reached in agent.tasks.history if reached == "delivered")
-    emit({"name": args.name, "did": did, "delivered": delivered,
+    emit({"name": args.name, "did": did, "delivered": delivered, "market_verified": dict(bridge.gate.market_verified),
           "refused_commands": dict(agent.refused), "adapter_refused": dict(adapter.refused)}, as_json=args.json,
          text=f"depai bridge: {args.name} stopped; {delivered} delivered; refused from the fleet "
               f"{dict(agent.refused) or 'nothing'}; refused from the robot {dict(adapter.refused) or 'nothing'}")

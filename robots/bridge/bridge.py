@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import networkx as nx
 from bus.client import BusClient
 from bus.session import MachineSession, Outgoing, connection_greeting
 from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
-from identity.envelope import EnvelopeSigner
+from identity.envelope import Envelope, EnvelopeSigner
 from identity.errors import DepaiError, DidError, RegistryError
 from identity.http_resolver import HttpResolver
 from identity.keys import Signer
@@ -66,6 +66,20 @@ def check_key(registry: DidRegistry | HttpResolver, did: str, signer: Signer) ->
     return resolution.document
 
 
+class _CountingGate(CommandGate):
+    """The agent's gate, counting the market messages it let in by kind and signing key (``task key-2``): which of
+    the marketplace's keys the robot has verified, across a rotation."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.market_verified: Counter[str] = Counter()
+
+    def admit_market(self, topic: str, payload: bytes) -> Envelope:
+        envelope = super().admit_market(topic, payload)
+        self.market_verified[f"{envelope.kind} {envelope.key_id}"] += 1
+        return envelope
+
+
 class Bridge:
     """One real robot in the fleet: its agent over ``body``, its key, its connection."""
 
@@ -81,7 +95,7 @@ class Bridge:
         self.session = MachineSession(EnvelopeSigner(signer, did, key_id, clock=clock), root, document,
                                       software="depai-bridge")
         self.map_view = MapView(registry, map_services, clock=clock)
-        gate = CommandGate(did, root, registry, commanders, clock=clock)
+        gate = self.gate = _CountingGate(did, root, registry, commanders, clock=clock)
         self._said: list[Outgoing] = []
         self.agent = RobotAgent(body, self.session, RoadPlanner(roads), send=self._said.append, clock=clock,
                                 chargers=chargers, gate=gate, config=config, map_view=self.map_view)

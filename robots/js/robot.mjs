@@ -515,7 +515,8 @@ function minimalDocument(did, publicKey, topicRoot) {
 
 const MARKET_TASKS = "depai/v1/market/tasks";
 const MARKET_AWARDS = "depai/v1/market/awards";
-const BID_PATIENCE_MS = 15000; // no award (to anyone) for a bid this long: bid for something else
+const MAX_OPEN_OFFERS = 4; // bids standing at once (an award while busy is declined, which costs nothing)
+const OFFER_LIFE_MS = 60000; // a bid with no award (to anyone) this long is forgotten
 const HANDLING_MS = 4000; // in the ETA: loading and unloading
 const ACCEL_MPS2 = 2.5; // speeding up and braking
 const MIN_SPEED_MPS = 0.3; // the crawl at the very end of a leg
@@ -529,7 +530,7 @@ class Courier {
     this.v = 0;
     this.load = 0;
     this.task = null; // the task under way: {body, legs: [{x, y, state}]}
-    this.offer = null; // {body, bidHash, at}: the one task bid for, kept for its award
+    this.offers = new Map(); // task id -> {body, bidHash, at}: the tasks bid for, kept for their awards
     this.seen = new Set(); // task ids already considered
     this.delivered = [];
     this.arrived = null; // the state of the leg it just finished, until settle()
@@ -542,30 +543,29 @@ class Courier {
 
   consider(task) {
     if (this.task || this.seen.has(task.id)) return;
-    if (this.offer && Date.now() - this.offer.at < BID_PATIENCE_MS) return; // one open bid at a time
+    const now = Date.now();
+    for (const [id, offer] of this.offers) if (now - offer.at > OFFER_LIFE_MS) this.offers.delete(id);
+    if (this.offers.size >= MAX_OPEN_OFFERS) return; // considered again when it is announced again
     this.seen.add(task.id);
     const metres = Math.hypot(task.pickup.x - this.x, task.pickup.y - this.y)
       + Math.hypot(task.dropoff.x - task.pickup.x, task.dropoff.y - task.pickup.y);
     const etaMs = Math.ceil((metres / this.speed + (2 * this.speed) / ACCEL_MPS2) * 1000) + HANDLING_MS;
     const price = 150 + Math.ceil(250 * (metres / 1000) + 10 * task.payload_kg * (metres / 1000));
-    if (task.payload_kg > this.capacity || price > task.max_price || Date.now() + etaMs > task.deadline) {
+    if (task.payload_kg > this.capacity || price > task.max_price || now + etaMs > task.deadline) {
       say({ event: "pass", task: task.id });
       return;
     }
     const wire = this.publish("bid", { task: task.id, price, currency: task.currency, eta_ms: etaMs });
-    this.offer = { body: task, bidHash: sha256(wire).toString("hex"), at: Date.now() };
+    this.offers.set(task.id, { body: task, bidHash: sha256(wire).toString("hex"), at: now });
     say({ event: "bid", task: task.id, price, eta_ms: etaMs });
   }
 
   awarded(award) {
-    if (award.robot !== this.did) {
-      if (this.offer?.body.id === award.task) this.offer = null; // someone else won it
-      return;
-    }
-    const offer = this.offer;
-    this.offer = null;
+    const offer = this.offers.get(award.task);
+    this.offers.delete(award.task); // won by this robot or another: the bid is spent either way
+    if (award.robot !== this.did) return;
     let why = null;
-    if (!offer || offer.body.id !== award.task) why = "no open bid of this robot for it (or the award was used)";
+    if (!offer) why = "no open bid of this robot for it (or the award was used)";
     else if (sha256(jcs(offer.body)).toString("hex") !== award.task_hash) why = "task_hash is not the task bid for";
     else if (offer.bidHash !== award.bid_hash) why = "bid_hash is not this robot's bid";
     else if (this.task) why = "busy";
@@ -577,6 +577,7 @@ class Courier {
     }
     const { pickup, dropoff } = offer.body;
     this.task = { body: offer.body, legs: [{ ...pickup, state: "to_pickup" }, { ...dropoff, state: "to_dropoff" }] };
+    this.offers.clear(); // a robot at work is not awarded more (the market skips busy robots' bids)
     this.publish("event", { t: Date.now(), type: "task.to_pickup", task: award.task });
     say({ event: "award", task: award.task, taken: true, price: award.price });
   }
@@ -638,6 +639,15 @@ class Courier {
     this.delivered.push(id);
     this.task = null;
     say({ event: "delivered", task: id });
+  }
+}
+
+// The task id an announcement claims (unverified: only to skip what needs no decision).
+function peekId(payload) {
+  try {
+    return JSON.parse(payload.toString("utf8"))?.body?.id ?? null;
+  } catch {
+    return null;
   }
 }
 
@@ -752,9 +762,10 @@ async function run(config) {
     try {
       const envelope = await openEnvelope(payload, fleet.resolver, { kinds: [kind], replay });
       if (envelope.iss !== fleet.market) throw new Refused("untrusted_sender", `${envelope.iss} is not the market`);
+      const task = envelope.body.id ?? envelope.body.task;
+      if (kind === "award" || !courier.seen.has(task)) say({ event: "verified", kind, kid: envelope.kid, task });
       if (kind === "task") courier.consider(envelope.body);
       else courier.awarded(envelope.body);
-      say({ event: "verified", kind, kid: envelope.kid, task: envelope.body.id ?? envelope.body.task });
     } catch (err) {
       refused[err.code ?? "error"] = (refused[err.code ?? "error"] ?? 0) + 1;
       say({ event: "refused", kind, code: err.code ?? "error", message: err.message });
@@ -769,6 +780,10 @@ async function run(config) {
   client.on("error", (err) => say({ event: "error", message: err.message }));
   client.on("message", (topic, payload) => {
     if (fleet && (topic === MARKET_TASKS || topic === MARKET_AWARDS)) {
+      // The marketplace announces every open task again every few seconds: one this robot has decided
+      // on already, or any while it is at work, is dropped unread (nothing is done with it, so there is
+      // nothing to verify), which keeps a busy market from starving the robot's own clock.
+      if (topic === MARKET_TASKS && (courier.task || courier.seen.has(peekId(payload)))) return;
       queue = queue.then(() => hear(topic, payload));
       return;
     }

@@ -385,7 +385,7 @@ def test_a_js_robot_from_the_network_verifies_the_market_across_a_key_rotation_b
                                              {**task, "id": "task-forged"}))  # not the marketplace's
         announced = market.sign(m.signer, m.did, "key-1", "task", task)
         market.say(MARKET_TASKS, announced)
-        market.say(MARKET_TASKS, announced)  # the broker's redelivery, or an attacker's replay
+        market.say(MARKET_TASKS, announced)  # the broker's redelivery, or a replay: never acted on twice
         (bid,) = _wait(lambda: market.heard.of("bid"), 10, lambda: f"no bid:\n{told()}")
         assert bid.issuer == market.robot_did and bid.body["task"] == "task-js-1" and bid.body["price"] <= 2000
 
@@ -410,8 +410,9 @@ def test_a_js_robot_from_the_network_verifies_the_market_across_a_key_rotation_b
     verified = [(e["kind"], e["kid"]) for e in events if e["event"] == "verified"]
     assert verified == [("task", "key-1"), ("award", "key-2")]  # the task before the rotation, the award after it
     refused = sorted((e["kind"], e["code"]) for e in events if e["event"] == "refused")
-    assert refused == [("award", "key_rotated"), ("award", "replayed"), ("task", "replayed"),
-                       ("task", "untrusted_sender")]
+    if ("task", "replayed") in refused:  # else the copy came after the robot had decided, and was dropped unread
+        refused.remove(("task", "replayed"))
+    assert refused == [("award", "key_rotated"), ("award", "replayed"), ("task", "untrusted_sender")]
     assert receipt.body["task"] == "task-js-1"
     assert abs(receipt.body["pose"]["x"] - 6.0) < 0.01 and abs(receipt.body["pose"]["y"] - 4.0) < 0.01
     types = [e.body["type"] for e in market.heard.of("event")]
