@@ -239,7 +239,8 @@ def _run_remote(args: argparse.Namespace, home: Home) -> int:
     except BridgeError as err:
         raise CliError(str(err), code=err.code, hint=err.hint,
                        exit_code=EXIT_NOT_FOUND if err.code == "fleet_unreachable" else EXIT_REFUSED) from None
-    if fleet.operator != pinned:
+    newly_pinned = fleet.operator != pinned
+    if newly_pinned:
         pin.write_text(json.dumps({"operator": fleet.operator, "fleet": fleet.url}, indent=1))
         if not args.json:
             how = "as given with --operator" if args.operator else "trust on first use; check it with the operator"
@@ -256,12 +257,15 @@ def _run_remote(args: argparse.Namespace, home: Home) -> int:
     return _drive(args, did, _profile(document), broker, lambda body: Bridge(
         signer, did, body, resolver, fleet.roads, broker_url=broker, username=username, password=login["password"],
         commanders=fleet.commanders, map_services=fleet.map_services, chargers=fleet.chargers,
-        state_dir=local, ca_file=args.ca_file))
+        state_dir=local, ca_file=args.ca_file),
+        said={"fleet": fleet.url, "operator": fleet.operator, "pinned": newly_pinned,
+              "broker": parse_broker_url(broker).display})
 
 
 def _drive(args: argparse.Namespace, did: str, profile: BodyProfile, broker: str,
-           make: Callable[[Body], Bridge]) -> int:
-    """Wait for the robot's first reading, connect as it, run until Ctrl-C (or --for), say what it did."""
+           make: Callable[[Body], Bridge], said: dict[str, Any] | None = None) -> int:
+    """Wait for the robot's first reading, connect as it, run until Ctrl-C (or --for), say what it did (and
+    ``said``, in the JSON summary)."""
     adapter = UdpAdapter(_address(args.udp)) if args.udp else SerialAdapter(args.serial)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -287,7 +291,8 @@ def _drive(args: argparse.Namespace, did: str, profile: BodyProfile, broker: str
             signal.signal(sig, handler)
     agent = bridge.agent
     delivered = sum(1 for _, reached in agent.tasks.history if reached == "delivered")
-    emit({"name": args.name, "did": did, "delivered": delivered, "market_verified": dict(bridge.gate.market_verified),
+    emit({"name": args.name, "did": did, **(said or {}), "delivered": delivered,
+          "market_verified": dict(bridge.gate.market_verified),
           "refused_commands": dict(agent.refused), "adapter_refused": dict(adapter.refused)}, as_json=args.json,
          text=f"depai bridge: {args.name} stopped; {delivered} delivered; refused from the fleet "
               f"{dict(agent.refused) or 'nothing'}; refused from the robot {dict(adapter.refused) or 'nothing'}")

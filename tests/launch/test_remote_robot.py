@@ -18,17 +18,23 @@ acceptance test, against ``depai up`` as a real process.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -46,8 +52,10 @@ from identity.lifecycle import create_identity
 from identity.registry import DidRegistry
 from robots.bridge.bridge import BridgeError
 from robots.bridge.remote import _broker, fetch_fleet
+from tests.bus.conftest import require_mosquitto
+from tests.conftest import JS_ROBOT
 from tests.identity.test_http_resolver import ResolverServer
-from tests.launch.up_process import ROOT
+from tests.launch.up_process import ROOT, UpProcess
 
 ROLES = ("operator", "market", "dispatcher", "map", "dao", "outsider")
 
@@ -103,7 +111,7 @@ def face(tmp_path: Path) -> Iterator[NetworkFace]:
         body = {"operator": dids["operator"], "market": dids["market"], "dispatcher": dids["dispatcher"],
                 "map": dids["map"], "dao": dids["dao"], "commanders": [dids["dispatcher"], dids["market"]],
                 "broker": broker.url, "broker_tls": None, "chargers": [[20.0, 0.0]],
-                "roads_url": "/api/fleet/roads", "roads_sha256": __import__("hashlib").sha256(roads).hexdigest()}
+                "roads_url": "/api/fleet/roads", "roads_sha256": hashlib.sha256(roads).hexdigest()}
         served.routes["/api/fleet/roads"] = lambda: roads
         url = broker.url.replace("mqtt://", f"mqtt://services:{service}@")
         with IngestWorker(url, registry.path, lambda _topic, envelope: heard.append(envelope),
@@ -209,3 +217,127 @@ def test_the_remote_bridge_pins_the_operator_comes_online_and_refuses_another_op
     assert third.returncode == 1 and f"is not {face.robot_did}'s key" in third.stderr, third.stderr
     no_login = depai(robot_host / "home", *args[:7], "--udp", f"127.0.0.1:{port}")
     assert no_login.returncode == 2 and "--login-file" in no_login.stderr
+
+
+# --- the acceptance test: depai up as a real process, robots on "another machine" -----------------------------
+
+FOUND = ["--robots", "1", "--city", "2", "--seed", "3", "--orders-per-min", "30", "--port", "0"]
+SPEED = "5"  # m/s: the robots' datasheet, so a delivery across the small city takes seconds, not minutes
+
+
+def api(url: str, path: str) -> Any:
+    with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def seen(url: str, robot: str) -> bool:
+    """Whether the dashboard shows ``robot``'s telemetry (404 until the fleet has heard of it)."""
+    try:
+        return bool(api(url, f"/api/robots/{robot}").get("telemetry"))
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code == 404:
+            return False
+        raise
+
+
+def releases(url: str, robot: str, after_ms: int = 0) -> list[dict]:
+    """The ledger's escrow.release entries paying for ``robot``'s deliveries (from the dashboard's ledger API)."""
+    size = api(url, "/api/ledger/checkpoint")["size"]
+    found = []
+    for seq in range(size, 0, -1):
+        entry = api(url, f"/api/ledger/entries/{seq}")
+        if entry["kind"] == "escrow.release" and entry["content"]["refs"].get("robot") == robot \
+                and entry["at_ms"] >= after_ms:
+            found.append(entry)
+    return found
+
+
+def test_a_robot_on_another_machine_joins_from_the_network_follows_a_market_key_rotation_and_is_paid(
+        node: str, tmp_path: Path) -> None:
+    require_mosquitto()  # the running broker admits an enrolled robot at once only on Mosquitto
+    fleet_home, robot_host = tmp_path / "fleet-host", tmp_path / "robot-host"
+    founded = depai(fleet_home, "up", *FOUND, "--broker", "none", "--for", "1", "--json")
+    assert founded.returncode == 0, founded.stderr
+    with UpProcess(["--speed", "1", "--port", "0", "--broker", "mosquitto", "--broker-tls", "--orders-per-min", "30"],
+                   fleet_home) as up:
+        url = up.dashboard_url
+        # On the fleet's host, the operator enrolls both robots while the fleet runs, and hands over to the robot's
+        # host its key, its login and the broker's CA file: nothing else of the fleet's.
+        handed: dict[str, dict[str, Any]] = {}
+        for name in ("courier-r", "js-r"):
+            enrolled = depai(fleet_home, "bridge", "enroll", name, "--max-speed", SPEED, "--json")
+            assert enrolled.returncode == 0, enrolled.stderr
+            record = json.loads(enrolled.stdout)
+            assert record["admitted"] == "now", record  # admitted by the running broker: no restart
+            folder = robot_host / name
+            folder.mkdir(parents=True)
+            shutil.copy(record["key_file"], folder / "robot.key")
+            shutil.copy(record["record"], folder / "login.json")
+            shutil.copy(fleet_home / "fleet" / "tls" / "ca.crt", folder / "ca.crt")  # never ca.key
+            handed[name] = {"did": record["did"], "folder": folder}
+        described = api(url, "/api/fleet")["descriptor"]
+        assert (described.get("broker_tls") or "").startswith("mqtts://"), (
+            "the fleet descriptor names no broker_tls although depai up runs a TLS listener: a robot on another "
+            f"machine cannot find it ({described.get('broker')}, {described.get('broker_tls')})")
+        roads = api(url, "/api/fleet/roads")  # where to put them: the depots, as the network says
+        depots = [node["pos"] for node in roads["nodes"] if node["kind"] == "depot"]
+
+        # The Python bridge, its robot's motors a stand-in, from its own home on the robot's host.
+        py = handed["courier-r"]
+        port = free_udp_port()
+        motors = standin(port, *depots[0], max_speed=float(SPEED))
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "launch.cli", "bridge", "run", "courier-r", "--fleet", url,
+             "--key-file", str(py["folder"] / "robot.key"), "--login-file", str(py["folder"] / "login.json"),
+             "--ca-file", str(py["folder"] / "ca.crt"), "--udp", f"127.0.0.1:{port}", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "DEPAI_HOME": str(py["folder"] / "home")})
+        # The JavaScript robot, from docs/protocol.md alone.
+        js = handed["js-r"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEPAI_")}
+        env.update(DEPAI_FLEET=url, DEPAI_SEED=(js["folder"] / "robot.key").read_text().strip(),
+                   DEPAI_PASSWORD=json.loads((js["folder"] / "login.json").read_text())["password"],
+                   DEPAI_CA_FILE=str(js["folder"] / "ca.crt"), DEPAI_X=str(depots[-1][0]), DEPAI_Y=str(depots[-1][1]),
+                   DEPAI_SECONDS="120")
+        robot_js = subprocess.Popen([node, str(JS_ROBOT)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        js_lines: list[str] = []
+        threading.Thread(target=lambda: js_lines.extend(iter(robot_js.stdout.readline, "")), daemon=True).start()
+        try:
+            deadline = time.monotonic() + 30
+            while not all(seen(url, r["did"]) for r in handed.values()):
+                assert time.monotonic() < deadline, f"not both online:\n{''.join(js_lines)[-2000:]}"
+                assert bridge.poll() is None, bridge.communicate()[1]
+                time.sleep(0.5)
+            # The marketplace's key is rotated on the fleet's host while everything runs.
+            rotated = depai(fleet_home, "id", "rotate", "market", "--state", str(fleet_home / "fleet"), "--json")
+            assert rotated.returncode == 0, rotated.stderr
+            assert json.loads(rotated.stdout)["didDocumentMetadata"]["versionId"] == "2"
+            rotated_at = int(time.time() * 1000)
+            deadline = time.monotonic() + 60
+            while not (releases(url, py["did"], rotated_at) and releases(url, js["did"], rotated_at)):
+                assert time.monotonic() < deadline, (
+                    f"not both paid after the rotation: python {len(releases(url, py['did']))}, javascript "
+                    f"{len(releases(url, js['did']))}; the JavaScript robot said:\n{''.join(js_lines)[-3000:]}")
+                assert bridge.poll() is None and robot_js.poll() is None, "a robot died"
+                time.sleep(1)
+        finally:
+            for process in (bridge, robot_js, motors):
+                process.send_signal(signal.SIGINT)
+            bridge_out, bridge_err = bridge.communicate(timeout=30)
+            robot_js.communicate(timeout=30)
+            motors.communicate(timeout=10)
+        assert up.stop() == 0
+
+    assert bridge.returncode == 0, bridge_err
+    summary = json.loads(bridge_out)
+    assert summary["operator"] == described["operator"] and summary["pinned"] is True  # trust on first use
+    assert summary["broker"] == described["broker_tls"] and summary["delivered"] >= 1
+    assert summary["market_verified"].get("task key-2", 0) >= 1 and summary["market_verified"].get("award key-2", 0) >= 1
+    events = [json.loads(line) for line in js_lines if line.startswith("{")]
+    assert next(e for e in events if e["event"] == "fleet")["tls"] is True
+    assert {"event": "connected", "tls": True} in events
+    assert any(e["event"] == "award" and e.get("taken") for e in events)
+    kids = {(e["kind"], e["kid"]) for e in events if e["event"] == "verified"}
+    assert {("award", "key-2")} <= kids
