@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +54,7 @@ from robots.bridge.remote import _broker, fetch_fleet
 from tests.bus.conftest import require_mosquitto
 from tests.conftest import JS_ROBOT
 from tests.identity.test_http_resolver import ResolverServer
+from tests.launch.test_bridge import depai, free_udp_port
 from tests.launch.up_process import ROOT, UpProcess
 
 ROLES = ("operator", "market", "dispatcher", "map", "dao", "outsider")
@@ -160,17 +160,6 @@ def test_a_loopback_broker_means_the_fleets_own_host() -> None:
     assert _broker({"broker": "mqtt://0.0.0.0:1883", "broker_tls": "mqtts://localhost:8883"},
                    "http://fleet.example:8080") == ("mqtts://fleet.example:8883", True)
     assert _broker({"broker": "mqtt://127.0.0.1:1883"}, "http://127.0.0.1:8080") == ("mqtt://127.0.0.1:1883", False)
-
-
-def depai(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "DEPAI_HOME": str(home)})
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def standin(port: int, x: float = 0.0, y: float = 0.0, max_speed: float = 1.5) -> subprocess.Popen[str]:
