@@ -2,9 +2,11 @@
 
 ``depai bridge enroll NAME --state DIR`` gives the robot a key (or takes yours,
 ``--key-file``), registers its DID document in the fleet's registry with the
-fleet's DAO as controller, and makes its MQTT login; the next ``depai up`` on
-that state admits it (a broker login limited to its own topics, a marketplace
-registration with the DAO's bond). ``depai bridge run NAME --state DIR`` then
+fleet's DAO as controller, and makes its MQTT login (a broker login limited to
+its own topics). A fleet running now on Mosquitto admits it at once; otherwise
+the next ``depai up`` on that state does. ``depai bridge revoke NAME`` takes the
+login away (ending the robot's session on a running Mosquitto fleet) and keeps
+the record, marked revoked, so no later start admits it. ``depai bridge run NAME --state DIR`` then
 runs the fleet's robot agent for it: the robot's motors and sensors answer over
 the JSON adapter (``--udp HOST:PORT``, or ``--serial /dev/tty...``), see
 docs/hardware.md. The fleet should run in real time (``depai up --speed 1``):
@@ -21,6 +23,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,17 +31,20 @@ from typing import Any
 
 import networkx as nx
 
-from identity import secp256k1
+from bus.broker import BrokerError, MqttUser, admit_login, dynsec_command, remove_login
 from bus.client import parse_broker_url
+from identity import secp256k1
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.http_resolver import HttpResolver
 from identity.keys import Signer
 from identity.registry import DidRegistry
+from launch.broker_info import LiveBroker, broker_addresses, live_broker
+from launch.broker_tls import TlsError, client_cert
 from launch.bridge_status import add_status_parser
 from launch.fleet import register
 from launch.home import Home
-from launch.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, emit
+from launch.output import EXIT_IO, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, emit
 from robots.body import Body, BodyProfile
 from robots.bridge.adapter import SerialAdapter, UdpAdapter
 from robots.bridge.bridge import Bridge, BridgeError, check_key
@@ -61,6 +67,11 @@ class Enrollment:
     model: str
     max_speed_mps: float
     payload_kg: float
+    revoked_at: float | None = None  # wall time of `depai bridge revoke`: the record stays, no start admits it
+
+    def mqtt_user(self) -> MqttUser:
+        """The robot's broker login: its address, confined to its own topics, pinned to its address as client id."""
+        return MqttUser(self.address, self.password, "robot", client_id=self.address)
 
     def profile(self) -> BodyProfile:
         """The robot's datasheet as the agent reads it (energy figures: a small courier's)."""
@@ -68,15 +79,16 @@ class Enrollment:
                            payload_kg=self.payload_kg, mass_kg=25.0, battery_wh=400.0, wh_per_m=0.02, idle_w=15.0)
 
 
-def enrolled(state: Path) -> list[Enrollment]:
-    """Every robot enrolled in the fleet at ``state``."""
+def enrolled(state: Path, *, revoked: bool = False) -> list[Enrollment]:
+    """Every robot enrolled in the fleet at ``state`` and not revoked (``revoked``: those revoked too)."""
     folder = state / "bridges"
     records = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".document.json"))
-    return [Enrollment(**json.loads(path.read_text())) for path in records]
+    robots = [Enrollment(**json.loads(path.read_text())) for path in records]
+    return [robot for robot in robots if revoked or robot.revoked_at is None]
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    """Register ``depai bridge enroll | run``."""
+    """Register ``depai bridge enroll | revoke | run``."""
     bridge = commands.add_parser("bridge", help="put a real robot into a depai up fleet")
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     enroll = actions.add_parser("enroll", parents=[parent], help="register a robot with a fleet",
@@ -92,6 +104,11 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     enroll.add_argument("--max-speed", type=float, default=1.5, metavar="M/S")
     enroll.add_argument("--payload", type=float, default=10.0, metavar="KG")
     enroll.set_defaults(handler=cmd_enroll)
+    revoke = actions.add_parser("revoke", parents=[parent], help="take an enrolled robot's login away",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    revoke.add_argument("name", help="the enrolled robot")
+    revoke.add_argument("--state", help="the fleet's state directory (default: HOME/fleet)")
+    revoke.set_defaults(handler=cmd_revoke)
     run = actions.add_parser("run", parents=[parent], help="run the bridge for an enrolled robot",
                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name", help="the enrolled robot")
@@ -161,8 +178,11 @@ def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
     state = _state(args, home)
     record = state / "bridges" / f"{args.name}.json"
     if record.exists():
-        raise CliError(f"a robot named {args.name!r} is enrolled already", code="exists", exit_code=EXIT_REFUSED,
-                       hint=f"its record is {record}")
+        revoked = json.loads(record.read_text()).get("revoked_at") is not None
+        raise CliError(f"a robot named {args.name!r} is enrolled already{' (and revoked)' * revoked}", code="exists",
+                       exit_code=EXIT_REFUSED, hint=f"its record is {record}" + (
+                           "; a revoked robot's record is kept: enroll it again under another name" if revoked else ""))
+    live = _live_for_enroll(state)  # before anything is written: a broker that should answer and does not stops it
     key_file = args.key_file or state / "bridges" / f"{args.name}.key"
     kind = secp256k1.Signer if args.key_type == "secp256k1" else Signer  # did_peaq gives 0x... for a secp256k1 key
     if args.key_file is None:
@@ -183,14 +203,117 @@ def cmd_enroll(args: argparse.Namespace, home: Home) -> int:
     enrollment = Enrollment(args.name, did, did.rsplit(":", 1)[1], secrets.token_urlsafe(18), str(key_file.resolve()),
                             args.model, args.max_speed, args.payload)
     _write_secret(record, json.dumps(asdict(enrollment), indent=1))
+    certificate = _client_cert(state, enrollment)
+    admitted, why = _admit(state, live, enrollment)
+    addresses = broker_addresses(state) if admitted == "now" else {}
     out = {"name": args.name, "did": did, "controller": dao, "mqtt_username": enrollment.address,
-           "key_file": enrollment.key_file, "record": str(record), "document": str(document)}
+           "key_file": enrollment.key_file, "record": str(record), "document": str(document), "admitted": admitted,
+           "note": why, **addresses, "client_cert": [str(p) for p in certificate] if certificate else None}
+    where = (f"the running fleet's broker ({addresses['broker']}"
+             f"{', TLS ' + addresses['broker_tls'] if addresses.get('broker_tls') else ''}) admitted it now"
+             if admitted == "now" else f"{why}: (re)start `depai up --speed 1` so the fleet admits it")
     emit(out, as_json=args.json, text="\n".join([
         f"enrolled {args.name}: {did}, controlled by the DAO {dao}",
         f"  key: {enrollment.key_file} (keep it on the robot; never share it)",
         f"  MQTT login: {enrollment.address} (password in {record}); DID document: {document}",
-        "  next: (re)start `depai up --speed 1` so the fleet admits it, then "
-        f"`depai bridge run {args.name} --udp 127.0.0.1:7700`"]))
+        *([f"  TLS client certificate: {certificate[0]} (key {certificate[1]})"] if certificate else []),
+        f"  {where}",
+        f"  next: `depai bridge run {args.name} --udp 127.0.0.1:7700`"]))
+    return EXIT_OK
+
+
+def _live_for_enroll(state: Path) -> LiveBroker | str:
+    """The running fleet's broker, checked to take the admin login (a BrokerError here changes nothing), or why
+    the robot waits for the next start (``live_broker``'s reason)."""
+    live = live_broker(state)
+    if live == "unreachable":
+        raise CliError(f"the fleet in {state} is running, but its broker does not answer", code="broker_unreachable",
+                       exit_code=EXIT_IO, hint="wait until depai up says its robots are online and enroll again; or "
+                                               "stop the fleet, enroll, and start it (it admits the robot then)")
+    if isinstance(live, LiveBroker) and live.admin is not None:
+        try:
+            dynsec_command(live.url, live.admin, [{"command": "getDefaultACLAccess"}], timeout=10.0)
+        except BrokerError as err:
+            raise CliError(f"cannot admit a robot on the running fleet's broker: {err}", code=err.code,
+                           exit_code=EXIT_IO, hint=err.hint) from None
+    return live
+
+
+def _admit(state: Path, live: LiveBroker | str, robot: Enrollment) -> tuple[str, str]:
+    """Give the robot its login on the running fleet's broker now, when there is one that can: ("now", "") or
+    ("next_start", why not)."""
+    if live == "not_running":
+        return "next_start", f"the fleet in {state} is not running"
+    if live == "no_broker" or not isinstance(live, LiveBroker):
+        return "next_start", ("the running fleet has no broker of its own (depai up --broker none or URL), or has not "
+                              "started it yet")
+    if live.admin is None:
+        return "next_start", (f"the running fleet's {live.kind or 'broker'} cannot admit a robot while it runs "
+                              "(only Mosquitto with its dynamic-security plugin can)")
+    try:
+        admit_login(live.url, live.admin, robot.mqtt_user())
+    except BrokerError as err:
+        raise CliError(f"enrolled {robot.name}, but the running fleet's broker did not admit it: {err}",
+                       code=err.code, exit_code=EXIT_IO,
+                       hint="restart depai up: it admits every enrolled robot when it starts") from None
+    return "now", ""
+
+
+def _client_cert(state: Path, robot: Enrollment) -> tuple[Path, Path] | None:
+    """The robot's TLS client certificate from the fleet's own CA, when the fleet has one (STATE/tls/)."""
+    try:
+        return client_cert(state, robot.name, robot.address)
+    except TlsError as err:
+        raise CliError(f"enrolled {robot.name}, but no client certificate was made: {err}", code=err.code,
+                       exit_code=EXIT_IO, hint=err.hint) from None
+
+
+def cmd_revoke(args: argparse.Namespace, home: Home) -> int:
+    """Mark the robot's enrollment revoked (its record and key stay), and end its login on the running broker."""
+    _checked_name(args.name)
+    state = _state(args, home)
+    record = state / "bridges" / f"{args.name}.json"
+    if not record.exists():
+        names = ", ".join(robot.name for robot in enrolled(state)) or "none"
+        raise CliError(f"no robot named {args.name!r} is enrolled in {state}", code="not_enrolled",
+                       exit_code=EXIT_NOT_FOUND, hint=f"the enrolled robots: {names}")
+    robot = Enrollment(**json.loads(record.read_text()))
+    if robot.revoked_at is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(robot.revoked_at))
+        raise CliError(f"{args.name} was revoked already, at {when}", code="revoked", exit_code=EXIT_REFUSED,
+                       hint="nothing to do: no start admits it; enroll the robot again under another name")
+    live = live_broker(state)
+    revoked = Enrollment(**{**asdict(robot), "revoked_at": time.time()})
+    temp = record.with_suffix(".revoking")
+    _write_secret(temp, json.dumps(asdict(revoked), indent=1))
+    os.replace(temp, record)  # from now on no start admits it
+    out: dict[str, Any] = {"name": args.name, "did": robot.did, "mqtt_username": robot.address,
+                           "record": str(record), "revoked_at": revoked.revoked_at, "session": "none"}
+    if isinstance(live, LiveBroker) and live.admin is not None:
+        try:
+            had = remove_login(live.url, live.admin, robot.mqtt_user())
+        except BrokerError as err:
+            raise CliError(f"revoked {args.name} (no start admits it), but the running fleet's broker did not remove "
+                           f"its login: {err}", code=err.code, exit_code=EXIT_IO,
+                           hint="restart depai up now to end its session") from None
+        out["session"] = "ended" if had else "none"
+        note = ("the running fleet's broker removed its login and ended its session" if had
+                else "the running fleet's broker had no login of it")
+    elif isinstance(live, LiveBroker) or live == "unreachable":
+        what = f"the running fleet's {live.kind} broker" if isinstance(live, LiveBroker) else \
+            "the running fleet's broker does not answer, and"
+        raise CliError(f"revoked {args.name} (no start admits it), but {what} cannot end its session now",
+                       code="session_not_ended", exit_code=EXIT_REFUSED,
+                       hint="restart depai up now: the robot stays connected until then (Mosquitto, with its "
+                            "dynamic-security plugin, ends a revoked robot's session at once)")
+    elif live == "no_broker":
+        note = ("the running fleet has no broker of its own: on a broker you gave it (--broker URL), remove the "
+                f"login {robot.address} yourself")
+    else:
+        note = f"the fleet in {state} is not running; no start admits it"
+    out["note"] = note
+    emit(out, as_json=args.json, text=f"revoked {args.name} ({robot.did}): {note}; its record and key are kept "
+                                      f"({record})")
     return EXIT_OK
 
 

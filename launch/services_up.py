@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sys
 import threading
 import time
@@ -25,12 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bus.broker import BrokerConfig, BrokerError, MqttUser, choose_kind, start_broker
+from bus.broker import BrokerError, choose_kind
 from bus.client import BusClient
 from bus.topics import FLEET_DESCRIPTOR
 from dao.dao import Dao
 from dashboard.revenue import RevenueBook
 from launch.bridge_command import fleet_info
+from launch.broker_info import start_fleet_broker
+from launch.broker_tls import TlsError, client_cert, fleet_tls, server_names
 from launch.descriptor import public_broker, roads_json
 from launch.ledger_command import auditors
 from launch.fleet import gateway_name, robot_profile
@@ -170,25 +171,32 @@ def _login(state: Path, role: str) -> str:
 
 
 def _broker(config: UpConfig, f: Founding, stack: contextlib.ExitStack) -> tuple[str, str]:
-    """Start the fleet's broker with a login per role (or take the one at --broker URL); (URL, a phrase)."""
+    """Start the fleet's broker with a login per role, and a TLS listener when asked (or take the one at --broker
+    URL); (URL, a phrase). Its logins and addresses are in STATE/broker.json (launch/broker_info.py)."""
     if "://" in config.broker:
         return config.broker, f"broker {_without_login(config.broker)}"
     try:
         kind, _ = choose_kind(config.broker)
-    except BrokerError as err:
+        tls = None
+        if config.tls:
+            tls = fleet_tls(f.state, server_names(config.broker_host), cert=_path(config.tls_cert),
+                            key=_path(config.tls_key), ca=_path(config.tls_ca))
+            if tls.generated and config.tls_client_certs != "off":  # each robot's, from the fleet's CA
+                for robot in f.bridged:
+                    client_cert(f.state, robot.name, robot.address)
+        broker, _ = start_fleet_broker(stack, f.state, kind, host=config.broker_host, port=config.broker_port,
+                                       robots=[robot.mqtt_user() for robot in f.bridged], tls=tls,
+                                       tls_port=config.tls_port, client_certs=config.tls_client_certs)
+    except (BrokerError, TlsError) as err:
         raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
-    logins = {role: MqttUser(name, secrets.token_urlsafe(18), role)
-              for role, name in (("ingest", "ingest"), ("service", "services"), ("gateway", "simulator"))}
-    robots = [MqttUser(robot.address, robot.password, "robot", client_id=robot.address) for robot in f.bridged]
-    broker = stack.enter_context(start_broker(kind, BrokerConfig(host=config.broker_host, port=config.broker_port,
-                                                                 data_dir=f.state / "broker",
-                                                                 users=[*logins.values(), *robots])))
-    path = f.state / BROKER_FILE
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"url": broker.url, "logins": {role: [u.username, u.password] for role, u in logins.items()}}, out)
-    os.replace(path.with_suffix(".tmp"), path)
-    return broker.url, f"{kind} broker at {broker.url} with the topic ACL"
+    where = f"{kind} broker at {broker.url} with the topic ACL"
+    if broker.tls_url:
+        where += f", TLS at {broker.tls_url} (robots check it against {tls.cafile})"
+    return broker.url, where
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text).expanduser() if text else None
 
 
 def _without_login(url: str) -> str:

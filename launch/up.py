@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import os
 import signal
 import socket
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 
-from bus.broker import MqttUser
+from bus.broker import CLIENT_CERTS, BrokerError, check_tls_mode, choose_kind, leftover_broker
 from bus.ingest import Ingest
 from dao.dao import Dao
 from dao.lifecycle import Params
@@ -45,6 +46,8 @@ from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.bridge_command import Enrollment, enrolled, fleet_info
 from launch.bridge_status import dashboard_info
+from launch.broker_info import DEFAULT_BROKER_PORT, FLEET_LOCK
+from launch.broker_tls import loopback
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
@@ -54,7 +57,7 @@ from launch.home import Home
 from launch.identities import IdentityStore
 from bus.router import Router
 from launch.links import MqttLink, fleet_router, open_link
-from launch.serve import registry_target
+from launch.serve import BROKER_FILE, registry_target
 from launch.witness_command import CheckpointPublisher
 from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError, open_database
@@ -104,7 +107,25 @@ class UpConfig:
     sim_shards: int = 0  # 0: likewise
     ingest_of: int = 0  # ingest workers in all, with those other hosts run (0: only this host's)
     broker_host: str = "127.0.0.1"  # where the broker depai up starts listens (0.0.0.0: for other hosts too)
-    broker_port: int = 0  # 0: any free port
+    broker_port: int = DEFAULT_BROKER_PORT  # 0: any free port ($DEPAI_BROKER_PORT changes the default)
+    broker_tls: bool | None = None  # a TLS listener too; None: when broker_host is not loopback
+    broker_tls_port: int | None = None  # None: broker_port + 1 (any free port when broker_port is 0)
+    tls_cert: str | None = None  # the TLS listener's certificate chain, key and CA (PEM), all three or none:
+    tls_key: str | None = None  # none, and the fleet makes its own CA and server certificate in STATE/tls/
+    tls_ca: str | None = None
+    tls_client_certs: str = "off"  # off, optional (amqtt) or required (Mosquitto): see bus.broker.TlsListener
+
+    @property
+    def tls(self) -> bool:
+        """Whether the broker depai up starts gets a TLS listener."""
+        return self.broker_tls if self.broker_tls is not None else not loopback(self.broker_host)
+
+    @property
+    def tls_port(self) -> int:
+        """The TLS listener's port (0: any free one)."""
+        if self.broker_tls_port is not None:
+            return self.broker_tls_port
+        return self.broker_port + 1 if self.broker_port else 0
 
     def check(self) -> None:
         """Refuse settings that cannot run, saying which and why."""
@@ -132,8 +153,36 @@ class UpConfig:
                            hint="leave them out to size them by the fleet", exit_code=EXIT_USAGE)
         if not 0 <= self.broker_port <= 65_535:
             raise CliError(f"--broker-port {self.broker_port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
+        self._check_tls()
         if not 0 <= self.port <= 65_535:
             raise CliError(f"--port {self.port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
+
+    def _check_tls(self) -> None:
+        """The TLS options: a port, a client certificate mode, and your files all three or none, each there."""
+        if self.broker_tls is not None and not isinstance(self.broker_tls, bool):
+            raise CliError(f"broker-tls must be true or false, not {self.broker_tls!r}", code="bad_config",
+                           hint="check the option or the --config file", exit_code=EXIT_USAGE)
+        if self.tls and (not 0 <= self.tls_port <= 65_535 or (self.tls_port and self.tls_port == self.broker_port)):
+            raise CliError(f"--broker-tls-port {self.tls_port} is not a TCP port apart from --broker-port",
+                           code="bad_port", hint="give another port, or 0 for any free one", exit_code=EXIT_USAGE)
+        if self.tls_client_certs not in CLIENT_CERTS:
+            raise CliError(f"--tls-client-certs {self.tls_client_certs!r} is not one of {', '.join(CLIENT_CERTS)}",
+                           code="bad_tls", exit_code=EXIT_USAGE)
+        given = {option: path for option, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key),
+                                                   ("--tls-ca", self.tls_ca)) if path is not None}
+        missing = [option for option in ("--tls-cert", "--tls-key", "--tls-ca") if option not in given]
+        if given and missing:
+            raise CliError(f"{', '.join(given)} given without {', '.join(missing)}", code="bad_tls",
+                           hint="give the server's certificate chain, its key and the CA robots check it against "
+                                "(PEM files) together, or none: the fleet makes its own", exit_code=EXIT_USAGE)
+        for option, path in given.items():
+            if not Path(path).expanduser().is_file():
+                raise CliError(f"{option} {path}: no such file", code="bad_tls", exit_code=EXIT_USAGE)
+        if (given or self.broker_tls or self.tls_client_certs != "off") and (self.broker == "none"
+                                                                              or "://" in self.broker):
+            raise CliError("the TLS options are for the broker depai up starts", code="bad_tls",
+                           hint="drop them with --broker none or --broker URL (give your broker its own TLS)",
+                           exit_code=EXIT_USAGE)
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -149,8 +198,24 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
                                                              "an mqtt:// URL to use yours; none: in process")
     up.add_argument("--broker-host", metavar="ADDRESS", help="where the broker it starts listens (default "
                                                              "127.0.0.1; 0.0.0.0 lets other hosts join)")
-    up.add_argument("--broker-port", type=int, metavar="PORT", help="the port of the broker it starts (default: any "
-                                                                  "free port)")
+    up.add_argument("--broker-port", type=int, metavar="PORT", help=f"the port of the broker it starts (default "
+                                                                  f"{DEFAULT_BROKER_PORT}, or $DEPAI_BROKER_PORT; "
+                                                                  "0: any free port)")
+    up.add_argument("--broker-tls", action=argparse.BooleanOptionalAction, default=None,
+                    help="a second, TLS listener for robots on other hosts (default: on when --broker-host is not "
+                         "loopback)")
+    up.add_argument("--broker-tls-port", type=int, metavar="PORT", help="the TLS listener's port (default: "
+                                                                      "--broker-port + 1)")
+    up.add_argument("--tls-cert", metavar="PEM", help="the TLS listener's certificate chain (with --tls-key and "
+                                                      "--tls-ca; default: made once in STATE/tls/ by a CA of the "
+                                                      "fleet's own)")
+    up.add_argument("--tls-key", metavar="PEM", help="the key of --tls-cert")
+    up.add_argument("--tls-ca", metavar="PEM", help="the CA robots check --tls-cert against (and that signs client "
+                                                    "certificates)")
+    up.add_argument("--tls-client-certs", choices=CLIENT_CERTS, help="off (default): robots log in with their "
+                                                                     "password; required: and a certificate from the "
+                                                                     "CA (Mosquitto); optional: checked when shown "
+                                                                     "(amqtt)")
     up.add_argument("--db", metavar="URL", help="the ledger: a postgresql:// URL (default: SQLite in the state dir)")
     up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out, in one "
                                                      "process with --broker none)")
@@ -175,6 +240,12 @@ def load_config(args: argparse.Namespace) -> UpConfig:
     """Defaults, overridden by the TOML file, overridden by the options given."""
     values: dict[str, Any] = {}
     names = {f.name for f in fields(UpConfig)} - {"governance"}
+    if os.environ.get("DEPAI_BROKER_PORT"):  # a default of this machine's (options and the file override it)
+        try:
+            values["broker_port"] = int(os.environ["DEPAI_BROKER_PORT"])
+        except ValueError:
+            raise CliError(f"DEPAI_BROKER_PORT={os.environ['DEPAI_BROKER_PORT']!r} is not a port", code="bad_port",
+                           hint="set it to a TCP port, or 0 for any free one", exit_code=EXIT_USAGE) from None
     if args.config is not None:
         try:
             text = args.config.read_text()
@@ -220,11 +291,12 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     default_state = config.state is None
     say = _Steps(quiet=args.json)
     stop = _Stop()
-    preflight(config)
+    preflight(config, state)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
             lock_state(state, stack)
+            (state / BROKER_FILE).unlink(missing_ok=True)  # the last run's broker: this run writes its own
             if config.broker == "none":
                 fleet_up = start(config, state, stack, say)
                 fleet_up.default_state = default_state
@@ -240,8 +312,9 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
-def preflight(config: UpConfig) -> None:
-    """Check what can be checked before anything is written: the database answers, the ports are free."""
+def preflight(config: UpConfig, state: Path | None = None) -> None:
+    """Check what can be checked before anything is written: the database answers, the ports are free (those a
+    broker this state's last, killed run left behind holds are: the broker's start ends it first)."""
     if config.db:
         try:
             open_database(config.db, create=False).close()
@@ -249,22 +322,34 @@ def preflight(config: UpConfig) -> None:
             raise CliError(f"cannot open the ledger: {err}", code="bad_db",
                            hint="check --db (a postgresql:// URL of a server that runs)",
                            exit_code=EXIT_USAGE) from None
-    for what, host, port, option in (("the dashboard", config.host, config.port, "--port"),
-                                     ("the broker", config.broker_host, config.broker_port, "--broker-port")):
+    ports = [("the dashboard", config.host, config.port, "--port")]
+    if config.broker != "none" and "://" not in config.broker:
+        if config.tls:
+            try:
+                kind, _ = choose_kind(config.broker)
+                check_tls_mode(kind, config.tls_client_certs)
+            except BrokerError as err:
+                raise CliError(str(err), code=err.code, hint=err.hint, exit_code=EXIT_USAGE) from None
+        if state is None or leftover_broker(state / "broker") is None:
+            ports.append(("the broker", config.broker_host, config.broker_port, "--broker-port"))
+            if config.tls:
+                ports.append(("the broker's TLS listener", config.broker_host, config.tls_port, "--broker-tls-port"))
+    for what, host, port, option in ports:
         if port:
-            with socket.socket() as probe:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a last run's closed connections
                 try:
                     probe.bind((host, port))
                 except OSError as err:
                     raise CliError(f"{what}'s port {host}:{port} cannot be used: {err.strerror}", code="port_taken",
-                                   hint=f"pass {option} 0 to take any free port, or stop what holds it",
-                                   exit_code=EXIT_USAGE) from None
+                                   hint=f"pass {option} 0 to take any free port (or {option} PORT for another), "
+                                        "or stop what holds it (another depai up?)", exit_code=EXIT_USAGE) from None
 
 
 def lock_state(state: Path, stack: contextlib.ExitStack) -> None:
     """Hold the fleet's state for this run: a second ``depai up`` on it is refused before it changes anything."""
     state.mkdir(parents=True, exist_ok=True)
-    handle = open(state / "fleet.lock", "a+b")  # noqa: SIM115 - held until the run ends
+    handle = open(state / FLEET_LOCK, "a+b")  # noqa: SIM115 - held until the run ends
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -468,8 +553,7 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
     tally = fleet_router(dispatcher, shared_map, market_service).declare(TelemetryBoard.KINDS, board.observe)
     ingest = Ingest(registry, tally, clock=clock)
     link, where = open_link(config.broker, fleet, ingest, state, stack,
-                            robots=[MqttUser(robot.address, robot.password, "robot", client_id=robot.address)
-                                    for robot in bridged])
+                            robots=[robot.mqtt_user() for robot in bridged])
     if isinstance(link, MqttLink):  # what a bridge needs to join: the broker, whose commands count, the roads
         fleet_info(state, broker=link.url, commanders=commanders, map_services=[services["map"].did],
                    chargers=fleet.chargers, roads=roads)
