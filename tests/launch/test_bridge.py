@@ -103,6 +103,7 @@ def test_a_javascript_robot_joins_the_fleet_and_its_tampered_and_replayed_messag
             assert time.monotonic() < deadline, f"{mode}: no {reason} refusal counted"
             time.sleep(0.5)
         assert refused(api)[reason] == before + 1
+        assert api.get(f"/api/robots/{did}").json()["refusals"].get(reason, 0) >= 1  # under its own DID too
 
 
 def test_a_bridged_robot_joins_bids_delivers_and_is_paid(home: Path, fleet: tuple[UpProcess, httpx.Client]) -> None:
@@ -133,6 +134,9 @@ def test_a_bridged_robot_joins_bids_delivers_and_is_paid(home: Path, fleet: tupl
             time.sleep(2)
         assert seen is not None and seen["document"]["controller"] == api.get("/api/dao").json()["did"]
         assert any(t["robot"] == robot["did"] and t["state"] == "settled" for t in paid["tasks"])
+        status = api.get("/api/status").json()  # the bridged robot and the JavaScript one are real robots
+        assert (status["robots"], status["robots_simulated"], status["robots_real"]) == (3, 1, 2), status
+        assert api.get(f"/api/robots/{robot['did']}").json()["online"] is True
     finally:
         for process in (bridge, standin):
             process.send_signal(signal.SIGINT)
@@ -140,6 +144,14 @@ def test_a_bridged_robot_joins_bids_delivers_and_is_paid(home: Path, fleet: tupl
         standin.communicate(timeout=30)
     assert bridge.returncode == 0, bridge_err
     assert "delivered" in bridge_out
+    # The bridge's clean stop sent its signed death: the fleet shows it offline well before 10 s of silence would.
+    deadline = time.monotonic() + 6
+    while api.get(f"/api/robots/{robot['did']}").json()["state"] != "offline":
+        assert time.monotonic() < deadline, "the bridged robot's death did not make it offline"
+        time.sleep(0.5)
+    told = depai(home, "bridge", "status", "courier-7", "--json", timeout=60)
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["state"] == "offline" and json.loads(told.stdout)["messages"]["death"] == 1
 
 
 def test_a_robot_claiming_another_robots_did_without_its_key_is_refused_before_connecting(home: Path,
