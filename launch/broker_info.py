@@ -30,15 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bus.broker import BrokerConfig, BrokerKind, MqttUser, TlsListener, broker_answers, start_broker
-from launch.broker_tls import TlsFiles, advertised_host
+from launch.broker_tls import TlsFiles
+from launch.descriptor import public_broker
 from launch.serve import BROKER_FILE
 FLEET_LOCK = "fleet.lock"  # held by the depai up that runs the fleet (launch.up.lock_state)
 DEFAULT_BROKER_PORT = 18830  # not 1883: a system Mosquitto may have that one
 ADMIN = "depai-admin"
-
-
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def start_fleet_broker(stack: contextlib.ExitStack, state: Path, kind: BrokerKind, *, host: str, port: int,
@@ -55,12 +52,11 @@ def start_fleet_broker(stack: contextlib.ExitStack, state: Path, kind: BrokerKin
     users = [*logins.values(), *([admin] if admin else []), *robots]
     broker = stack.enter_context(start_broker(kind, BrokerConfig(host=host, port=port, data_dir=state / "broker",
                                                                  users=users, tls=listener)))
-    shown = advertised_host(host)
     record = {"url": broker.url, "kind": str(broker.kind),
               "logins": {role: [u.username, u.password] for role, u in logins.items()},
               "admin": [admin.username, admin.password] if admin and broker.live_admission else None,
-              "broker": _url("mqtt", shown, broker.port),
-              "broker_tls": _url("mqtts", shown, broker.tls_port) if broker.tls_port is not None else None,
+              "broker": public_broker(broker.url),  # as the fleet descriptor names it
+              "broker_tls": public_broker(broker.tls_url) if broker.tls_url else None,
               "ca_file": str(tls.cafile) if tls is not None else None,
               "client_certs": client_certs if tls is not None else None}
     path = state / BROKER_FILE

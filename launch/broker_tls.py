@@ -25,10 +25,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from identity.errors import DepaiError
+from launch.descriptor import public_broker
 
 TLS_DIR = "tls"
 CA_DAYS = 3650
@@ -65,22 +67,15 @@ def loopback(host: str) -> bool:
         return False
 
 
-def advertised_host(host: str) -> str:
-    """The address other machines use for a listener bound to ``host``: itself, or for a wildcard (0.0.0.0, ::)
-    this machine's address on the network it reaches others by (its host name when it has none)."""
-    if host not in _WILDCARDS:
-        return host
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # a documentation address: no packet is sent, the route is looked up
-            return probe.getsockname()[0]
-        except OSError:
-            return socket.gethostname()
-
-
 def server_names(host: str) -> list[str]:
-    """The names and addresses a server certificate for a listener on ``host`` must cover."""
-    names = [host] if host not in _WILDCARDS else [socket.gethostname(), socket.getfqdn(), advertised_host(host)]
+    """The names and addresses a server certificate for a listener on ``host`` must cover: ``host``, or for a
+    wildcard (0.0.0.0, ::) this machine's names and addresses, among them the one the fleet descriptor names
+    (``launch.descriptor.public_broker``); and always loopback."""
+    if host in _WILDCARDS:
+        shown = urllib.parse.urlsplit(public_broker(f"mqtt://{host if ':' not in host else f'[{host}]'}")).hostname
+        names = [socket.gethostname(), socket.getfqdn(), shown or ""]
+    else:
+        names = [host]
     if host in _WILDCARDS:
         try:
             names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
