@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from dashboard.prometheus import CONTENT_TYPE
 from dashboard import resolver
+from dashboard.prometheus import CONTENT_TYPE
 from dashboard.view import FleetView, LedgerView, ViewError
 
 HERE = Path(__file__).parent
