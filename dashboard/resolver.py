@@ -34,7 +34,7 @@ import orjson
 
 from dashboard.view import FleetView
 from identity.did import parse_did
-from identity.errors import DidError, RegistryError
+from identity.errors import DepaiError, DidError, RegistryError
 from identity.proof import timestamp
 from identity.registry import DidRegistry, Resolution
 
@@ -65,11 +65,13 @@ class Answer:
     content_type: str
 
 
-class ResolutionFailed(Exception):
+class ResolutionFailed(DepaiError, ValueError):
     """A resolution that ends in an error of ``kind`` (a key of ``STATUS``)."""
 
+    code = "resolution_failed"
+
     def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(detail, code=kind)
         self.kind, self.detail = kind, detail
 
 
