@@ -96,6 +96,7 @@ from bus.topics import (
     FLEET_SERVICES,
     FLEET_SPAWN,
     GATEWAYS,
+    IDENTITIES,
     LEDGER_CHECKPOINT,
     PROTOCOL_ROOT,
     ROBOT_CHANNELS,
@@ -294,14 +295,14 @@ def _acl(user: MqttUser) -> tuple[list[str], list[str]]:
     if user.role == "ingest":
         return [f"{VERIFIED}/#", f"{FLEET_SERVICES}/#"], [f"{ROBOTS}/#", f"{GATEWAYS}/#", f"{FLEET}/#"]
     if user.role == "service":
-        writes = [f"{PROTOCOL_ROOT}/{area}/#" for area in ("market", "map", "fleet", "ledger")]
+        writes = [f"{PROTOCOL_ROOT}/{area}/#" for area in ("market", "map", "fleet", "ledger", "identities")]
         return [*writes, f"{ROBOTS}/+/+/{COMMAND_CHANNEL}"], [f"{PROTOCOL_ROOT}/#"]
     # A gateway may write any machine's channels (each message is still signed by that machine, and
     # ingest checks the signer against the topic) and hear every machine's commands.
     own = f"{ROBOTS}/+/+" if user.role == "gateway" else f"{ROBOTS}/+/{user.username}"
     sent = [f"{own}/{channel}" for channel in ROBOT_CHANNELS.values()]
     heard = [f"{own}/{COMMAND_CHANNEL}", f"{PROTOCOL_ROOT}/market/#", f"{PROTOCOL_ROOT}/map/#", FLEET_DESCRIPTOR,
-             LEDGER_CHECKPOINT]  # a robot may witness the ledger
+             f"{IDENTITIES}/#", LEDGER_CHECKPOINT]  # a robot resolves DIDs and may witness the ledger
     if user.role == "gateway":
         return [*sent, f"{GATEWAYS}/#", f"{FLEET_SERVICES}/#"], [*heard, FLEET_SPAWN]
     return sent, heard

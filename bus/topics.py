@@ -66,6 +66,7 @@ FLEET = f"{PROTOCOL_ROOT}/fleet"
 FLEET_DESCRIPTOR = f"{FLEET}/descriptor"
 FLEET_SERVICES = f"{FLEET}/services"
 FLEET_SPAWN = f"{FLEET}/spawn"
+IDENTITIES = f"{PROTOCOL_ROOT}/identities"  # every DID's newest signed version, retained: IDENTITIES/{method-specific id}
 LEDGER_CHECKPOINT = f"{PROTOCOL_ROOT}/ledger/checkpoint"  # the ledger's newest signed checkpoint note, retained
 
 

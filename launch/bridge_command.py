@@ -165,6 +165,11 @@ def _seed_file(path: Path, kind: type[Signer] | type[secp256k1.Signer] = Signer)
                             "secp256k1 private key) as 64 hex characters") from None
 
 
+def _signer_kind(did: str) -> type[Signer] | type[secp256k1.Signer]:
+    """The key type a robot's DID says its key file holds: secp256k1 for a peaqOS ``did:peaq:0x...``."""
+    return secp256k1.Signer if did.startswith("did:peaq:0x") else Signer
+
+
 def _write_secret(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -327,7 +332,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     if mine is None:
         raise CliError(f"no robot named {args.name!r} is enrolled in {state}", code="not_enrolled",
                        exit_code=EXIT_NOT_FOUND, hint=f"depai bridge enroll {args.name} --state {state}")
-    signer = _seed_file(Path(mine.key_file))
+    signer = _seed_file(Path(mine.key_file), _signer_kind(mine.did))
     with DidRegistry(state / "registry.sqlite3") as registry:
         try:
             check_key(registry, mine.did, signer)  # before anything connects
@@ -347,9 +352,10 @@ def _run_remote(args: argparse.Namespace, home: Home) -> int:
     if args.key_file is None:
         raise CliError("--fleet needs the robot's key: --key-file FILE", code="no_key", exit_code=EXIT_USAGE,
                        hint="the key file `depai bridge enroll` made on the fleet's host, copied to this robot")
-    signer = _seed_file(args.key_file)
     login = _login(args)
-    did = args.did or login.get("did") or did_peaq(signer.public_key)
+    named = args.did or login.get("did")
+    signer = _seed_file(args.key_file, _signer_kind(named or ""))
+    did = named or did_peaq(signer.public_key)
     local = Path(args.state).expanduser() if args.state else home.root / "robots" / args.name
     local.mkdir(parents=True, exist_ok=True)
     pin = local / PINNED

@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable
 
 from bus.session import Outgoing
-from bus.topics import PROTOCOL_ROOT
+from bus.topics import IDENTITIES
 from identity.canonical import canonicalize
 from identity.did import parse_did
 from identity.registry import DidRegistry
 
-IDENTITIES = f"{PROTOCOL_ROOT}/identities"
 
 
 def identity_topic(did: str) -> str:

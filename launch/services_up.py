@@ -30,7 +30,7 @@ from bus.topics import FLEET_DESCRIPTOR
 from dao.dao import Dao
 from dashboard.revenue import RevenueBook
 from launch.bridge_command import fleet_info
-from launch.broker_info import start_fleet_broker
+from launch.broker_info import broker_addresses, start_fleet_broker
 from launch.broker_tls import TlsError, client_cert, fleet_tls, server_names
 from launch.descriptor import public_broker, roads_json
 from launch.ledger_command import auditors
@@ -90,8 +90,10 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
         raise CliError(f"cannot reach the broker at {where}", code="no_broker", exit_code=EXIT_USAGE)
     city = generate_city(f.seed, f.city)  # what a robot needs to join: the broker, whose commands count, the roads
     roads, chargers = city.road_graph(), [(p.x, p.y) for p in city.places_of("charger")]
+    own = broker_addresses(state) if not external else {"broker": None, "broker_tls": None}  # ours, with TLS
     descriptor = describe(f, config, origin=(clock_origin[0], clock_origin[1]), shards=shards,
-                          broker=public_broker(url), chargers=chargers, roads=roads_json(roads))
+                          broker=own["broker"] or public_broker(url), broker_tls=own["broker_tls"], chargers=chargers,
+                          roads=roads_json(roads))
     client.publish(FLEET_DESCRIPTOR, descriptor.seal(f.operator.envelope_signer(clock)), qos=1, retain=True)
     board = StatusBoard(f.registry, run=f.run_no).subscribe(client)
     fleet_info(state, broker=_without_login(url), commanders=descriptor.commanders,  # bridge.json, for local bridges

@@ -46,7 +46,7 @@ from identity.keys import Signer
 from identity.registry import DidRegistry
 from launch.bridge_command import Enrollment, enrolled, fleet_info
 from launch.bridge_status import dashboard_info
-from launch.broker_info import DEFAULT_BROKER_PORT, FLEET_LOCK
+from launch.broker_info import DEFAULT_BROKER_PORT, FLEET_LOCK, broker_addresses
 from launch.broker_tls import loopback
 from launch.dao_command import DEFAULT_SPLIT
 from launch.dao_hooks import FleetHooks
@@ -567,8 +567,10 @@ def start(config: UpConfig, state: Path, stack: contextlib.ExitStack, say: Calla
                 counters=lambda: _counters(fleet, ingest, market_service), map=shared_map,
                 map_layout=city_layout(fleet.city, roads), ledger_did=did_peaq(f.ledger_key.public_key))
     served_roads = roads_json(roads)  # the descriptor, signed by the operator, for the dashboard to serve
+    own = broker_addresses(state) if isinstance(link, MqttLink) else {"broker": None, "broker_tls": None}
     descriptor = describe(f, config, origin=(clock(), time.time()), shards=1, chargers=fleet.chargers,
-                          broker=public_broker(link.url) if isinstance(link, MqttLink) else None, roads=served_roads)
+                          broker=own["broker"] or (public_broker(link.url) if isinstance(link, MqttLink) else None),
+                          broker_tls=own["broker_tls"], roads=served_roads)
     signed = SignedDescriptor.of(descriptor.seal(operator.envelope_signer(clock)), operator.did, served_roads)
     view = ResolverView(view_ledger, Dao(view_ledger, dao_id.did, currency=CURRENCY, clock=clock),
                         Marketplace(view_ledger, None), live,
