@@ -12,7 +12,10 @@ The first tests run against a stand-in of the fleet's network face (the
 resolver stand-in of tests/identity/test_http_resolver.py serving a descriptor
 and roads, a real broker, an ingest worker): what the remote bridge refuses,
 and that it pins the operator and comes online. The last one is the issue's
-acceptance test, against ``depai up`` as a real process.
+acceptance test, against ``depai up`` as a real process: the Python bridge's
+robot is a peaqOS machine (``did:peaq:0x...``, a secp256k1 key), the
+JavaScript robot an Ed25519 one; both are enrolled while the fleet runs,
+admitted at once, follow a rotation of the marketplace's key and are paid.
 """
 
 from __future__ import annotations
@@ -254,8 +257,9 @@ def test_a_robot_on_another_machine_joins_from_the_network_follows_a_market_key_
         # On the fleet's host, the operator enrolls both robots while the fleet runs, and hands over to the robot's
         # host its key, its login and the broker's CA file: nothing else of the fleet's.
         handed: dict[str, dict[str, Any]] = {}
-        for name in ("courier-r", "js-r"):
-            enrolled = depai(fleet_home, "bridge", "enroll", name, "--max-speed", SPEED, "--json")
+        for name, key_type in (("courier-r", "secp256k1"), ("js-r", "ed25519")):  # a peaqOS did:peaq:0x robot too
+            enrolled = depai(fleet_home, "bridge", "enroll", name, "--max-speed", SPEED, "--key-type", key_type,
+                             "--json")
             assert enrolled.returncode == 0, enrolled.stderr
             record = json.loads(enrolled.stdout)
             assert record["admitted"] == "now", record  # admitted by the running broker: no restart
@@ -265,6 +269,7 @@ def test_a_robot_on_another_machine_joins_from_the_network_follows_a_market_key_
             shutil.copy(record["record"], folder / "login.json")
             shutil.copy(fleet_home / "fleet" / "tls" / "ca.crt", folder / "ca.crt")  # never ca.key
             handed[name] = {"did": record["did"], "folder": folder}
+        assert handed["courier-r"]["did"].startswith("did:peaq:0x")
         described = api(url, "/api/fleet")["descriptor"]
         assert (described.get("broker_tls") or "").startswith("mqtts://"), (
             "the fleet descriptor names no broker_tls although depai up runs a TLS listener: a robot on another "
