@@ -328,10 +328,14 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     if args.fleet:
         return _run_remote(args, home)
     state = _state(args, home)
-    mine = next((e for e in enrolled(state) if e.name == args.name), None)
+    mine = next((e for e in enrolled(state, revoked=True) if e.name == args.name), None)
     if mine is None:
         raise CliError(f"no robot named {args.name!r} is enrolled in {state}", code="not_enrolled",
                        exit_code=EXIT_NOT_FOUND, hint=f"depai bridge enroll {args.name} --state {state}")
+    if mine.revoked_at is not None:
+        raise CliError(f"{args.name} was revoked: the fleet no longer admits it", code="revoked",
+                       exit_code=EXIT_REFUSED, hint=f"enroll it again under a new name (depai bridge enroll NAME "
+                                                    f"--state {state}); a revoked name stays taken")
     signer = _seed_file(Path(mine.key_file), _signer_kind(mine.did))
     with DidRegistry(state / "registry.sqlite3") as registry:
         try:
