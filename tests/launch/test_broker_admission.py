@@ -220,7 +220,7 @@ def test_with_no_fleet_running_enroll_waits_for_the_next_start_and_revoke_keeps_
     assert cli(home, "bridge", "enroll", "courier-8").returncode == 0
     revoked = cli(home, "bridge", "revoke", "courier-8", "--json")
     assert revoked.returncode == 0 and "not running" in json.loads(revoked.stdout)["note"]
-    refused = cli(home, "bridge", "run", "courier-8")  # its own bridge says so, not "not enrolled"
+    refused = cli(home, "bridge", "run", "courier-8", "--udp", "127.0.0.1:9")  # says so, not "not enrolled"
     assert refused.returncode == 1 and "courier-8 was revoked" in refused.stderr
     with contextlib.ExitStack() as stack:
         lock_state(state, stack)
