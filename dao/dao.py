@@ -52,6 +52,12 @@ _SCHEMA = [
         nonce BIGINT NOT NULL, PRIMARY KEY (proposal, member))""",
     "CREATE TABLE IF NOT EXISTS dao_nonces (member TEXT PRIMARY KEY, used BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dao_robots (robot TEXT PRIMARY KEY, origin TEXT NOT NULL, retired INTEGER NOT NULL)",
+    # Why a queued proposal's execution was refused, the last time it was tried (kept until it executes).
+    """CREATE TABLE IF NOT EXISTS dao_execution_failures (
+        proposal TEXT PRIMARY KEY, code TEXT NOT NULL, message TEXT NOT NULL, at_s DOUBLE PRECISION NOT NULL,
+        attempts BIGINT NOT NULL)""",
+    # Terms the fleet's keeper states for every reader of the DAO (the dashboard has no hooks): the robot bond.
+    "CREATE TABLE IF NOT EXISTS dao_terms (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
 ]
 
 
@@ -97,6 +103,38 @@ class Proposal:
     canceled: bool
     tally: Tally
     state: State
+    execution_error: ExecutionFailure | None = None  # why its last execution was refused (while not executed)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFailure:
+    """A queued proposal's refused execution: the typed reason, what it says, when last tried and how often."""
+
+    code: str
+    message: str
+    at_s: float
+    attempts: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "at_s": self.at_s, "attempts": self.attempts}
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What executing a proposal takes from the treasury: each action's price and bond, against the balance."""
+
+    currency: str
+    lines: tuple[dict[str, Any], ...]  # {index, kind, price, bond, total} for each action that costs money
+    total: int
+    treasury: int
+
+    @property
+    def covered(self) -> bool:
+        return self.total <= self.treasury
+
+    def to_json(self) -> dict[str, Any]:
+        return {"currency": self.currency, "lines": [dict(line) for line in self.lines], "total": self.total,
+                "treasury": self.treasury, "covered": self.covered, "shortfall": max(0, self.total - self.treasury)}
 
 
 class Dao:
@@ -108,6 +146,10 @@ class Dao:
         self.db = ledger.db
         self.db.script(_SCHEMA)
         self.shares = Shares(ledger, clock=clock)
+        if hooks is not None and hooks.bond != self._stated_bond():
+            bond = int(hooks.bond)
+            self.db.run(lambda c: (c.execute("DELETE FROM dao_terms WHERE name = 'robot_bond'"),
+                                   c.execute("INSERT INTO dao_terms (name, value) VALUES ('robot_bond', ?)", (bond,))))
 
     # --- creation and membership ---------------------------------------------------------------------
 
@@ -276,12 +318,49 @@ class Dao:
                                         (proposal_id,)))
         return self.proposal(proposal_id)
 
+    def robot_bond(self) -> int:
+        """What each robot the DAO buys posts as its marketplace bond: the hooks' own, else what the keeper stated."""
+        return int(self.hooks.bond) if self.hooks is not None else self._stated_bond()
+
+    def _stated_bond(self) -> int:
+        rows = self.db.read("SELECT value FROM dao_terms WHERE name = 'robot_bond'")
+        return int(rows[0][0]) if rows else 0
+
+    def cost(self, actions: tuple[act.Action, ...]) -> Cost:
+        """What ``actions`` take from the treasury (a robot's price plus its bond; a spend), against its balance."""
+        bond, lines = self.robot_bond(), []
+        for index, action in enumerate(actions):
+            if isinstance(action, act.BuyRobot):
+                lines.append({"index": index, "kind": action.kind, "price": action.price, "bond": bond,
+                              "total": action.price + bond})
+            elif isinstance(action, act.Spend):
+                lines.append({"index": index, "kind": action.kind, "price": action.amount, "bond": 0,
+                              "total": action.amount})
+        treasury = int(self.db.read("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
+                                    (self._name("treasury"),))[0][0])  # 0 before the account is opened
+        return Cost(self.currency, tuple(lines), sum(line["total"] for line in lines), treasury)
+
     def execute(self, proposal_id: str) -> Proposal:
-        """Execute a queued proposal whose timelock has passed: every action in one transaction, exactly once."""
+        """Execute a queued proposal whose timelock has passed: every action in one transaction, exactly once.
+
+        A refusal (the treasury cannot pay for it, the ledger or an action's rules refuse it) changes nothing but
+        the proposal's ``execution_error``: the typed reason stays visible while the proposal stays queued, and
+        the DaoError raised names it. The next attempt may succeed (the treasury filled up in between).
+        """
         proposal = self.proposal(proposal_id)
         if not can_execute(proposal.state, self.clock(), proposal.eta_s):
             raise DaoError("not_ready", f"proposal {proposal_id} is {proposal.state}"
                                         + (f" until {proposal.eta_s}" if proposal.state == State.QUEUED else ""))
+        cost = self.cost(proposal.actions)
+        if not cost.covered:
+            parts = ", ".join(f"{line['kind']} {_money(line['price'], cost.currency)}"
+                              + (f" + bond {_money(line['bond'], cost.currency)}" if line["bond"] else "")
+                              for line in cost.lines)
+            self._refused(proposal_id, DaoError(
+                "insufficient_treasury",
+                f"proposal {proposal_id} needs {_money(cost.total, cost.currency)} from the treasury ({parts}) but "
+                f"it holds {_money(cost.treasury, cost.currency)}: {_money(cost.total - cost.treasury, cost.currency)}"
+                " short", hint="it executes once the treasury can pay, until it expires"))
         after_commit: list[Callable[[], None]] = []
 
         def work(c: Cursor) -> None:
@@ -294,8 +373,15 @@ class Dao:
 
         try:
             self.db.run(work)
+        except DaoError as err:
+            if err.code == "already_executed":
+                raise
+            self._refused(proposal_id, err)
         except LedgerError as err:
-            raise DaoError("refused", f"proposal {proposal_id} cannot execute: {err}") from None
+            self._refused(proposal_id, DaoError("ledger_refused", f"proposal {proposal_id} cannot execute: {err}"))
+        except ValueError as err:  # an action's rules (e.g. burning more shares than held, a parameter set invalid)
+            self._refused(proposal_id, DaoError("invalid_action", f"proposal {proposal_id} cannot execute: {err}"))
+        self.db.run(lambda c: c.execute("DELETE FROM dao_execution_failures WHERE proposal = ?", (proposal_id,)))
         for effect in after_commit:
             effect()
         return self.proposal(proposal_id)
@@ -364,6 +450,26 @@ class Dao:
         c.execute("INSERT INTO dao_config (version, params, rules, fee_bps, at_s, by_proposal) VALUES (?, ?, ?, ?, ?, ?)",
                   (int(row[0]) + 1, json.dumps(params), json.dumps(rules), fee, self.clock(), proposal_id))
 
+    def _refused(self, proposal_id: str, err: DaoError) -> None:
+        """Record why ``proposal_id``'s execution was refused (nothing else changed), then raise ``err``."""
+        message, at = str(err), self.clock()
+
+        def work(c: Cursor) -> None:
+            row = c.execute("SELECT attempts FROM dao_execution_failures WHERE proposal = ?", (proposal_id,)).fetchone()
+            attempts = 1 if row is None else int(row[0]) + 1
+            c.execute("DELETE FROM dao_execution_failures WHERE proposal = ?", (proposal_id,))
+            c.execute("INSERT INTO dao_execution_failures (proposal, code, message, at_s, attempts) "
+                      "VALUES (?, ?, ?, ?, ?)", (proposal_id, err.code, message, at, attempts))
+
+        self.db.run(work)
+        raise err from None
+
+    def execution_error(self, proposal_id: str) -> ExecutionFailure | None:
+        """Why ``proposal_id``'s last execution was refused, if it was and it has not executed since."""
+        rows = self.db.read("SELECT code, message, at_s, attempts FROM dao_execution_failures WHERE proposal = ?",
+                            (proposal_id,))
+        return None if not rows else ExecutionFailure(rows[0][0], rows[0][1], float(rows[0][2]), int(rows[0][3]))
+
     def proposal(self, proposal_id: str) -> Proposal:
         """The proposal with its tally and its state now."""
         rows = self.db.read("SELECT id, proposer, actions, description, created_s, snapshot_s, deadline_s, params, "
@@ -381,8 +487,9 @@ class Dao:
         now_state = state(now=self.clock(), timeline=line, tally=tally,
                           total_at_snapshot=self.shares.total_at(line.snapshot_s), quorum_bps=params.quorum_bps,
                           eta_s=eta, grace_period_s=params.grace_period_s, executed=bool(r[9]), canceled=bool(r[10]))
+        failure = None if r[9] else self.execution_error(proposal_id)
         return Proposal(r[0], r[1], act.parse_actions(json.loads(r[2])), r[3], line, params, eta, bool(r[9]),
-                        bool(r[10]), tally, now_state)
+                        bool(r[10]), tally, now_state, failure)
 
     def votes(self, proposal_id: str) -> list[tuple[str, str, int]]:
         """The votes cast on a proposal: (member, support, weight), by member."""
@@ -408,6 +515,10 @@ class Dao:
     def _claimable(self, member: str, c: Cursor) -> str:
         return self.ledger.open_account(f"claimable:{self.did}:{member}", self.currency, "claimable", owner=member,
                                         cursor=c).id
+
+
+def _money(minor: int, currency: str) -> str:
+    return f"{minor / 100:.2f} {currency}"
 
 
 def _parse(actions: list[dict[str, Any]]) -> tuple[act.Action, ...]:

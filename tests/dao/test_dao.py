@@ -163,6 +163,6 @@ def test_spending_from_the_treasury_executes_in_one_transaction_or_not_at_all(wo
     world.clock.advance(600)
     world.dao.queue("p1")
     world.clock.advance(121)
-    _refused("refused", world.dao.execute, "p1")
+    _refused("insufficient_treasury", world.dao.execute, "p1")  # 5,000 asked, 1,000 held
     assert world.dao.proposal("p1").state == State.QUEUED and world.carol.did not in world.dao.members()
     assert world.ledger.balance(f"treasury:{DAO_DID}") == 1_000
