@@ -10,8 +10,10 @@ tests/conftest.py use this module:
   with ``CHROMIUM_ARGS``; on leaving, the browser, then the driver, are closed.
 - ``open_page(browser)``: a context manager: a fresh context (1280x800) and a page whose
   ``page.problems`` lists what went wrong in it, as text: console errors, uncaught
-  exceptions and failed requests. On leaving, a full-page screenshot of its last state
-  goes to the artifacts directory, then the context is closed.
+  exceptions and failed requests. Every request to a host other than 127.0.0.1/localhost
+  is blocked and recorded (tests/browser_offline.py: ``assert_offline(page)``, and axe-core's
+  ``assert_accessible(page)``). On leaving, a full-page screenshot of its last state goes to
+  the artifacts directory, then the context is closed.
 - ``screenshot(page, name)``: save ``<artifacts>/<test name>-<name>.png``; returns the path.
 - ``artifacts_dir()``: ``$DEPAI_ARTIFACTS``, else tests/artifacts/ (git ignores it); created.
 
@@ -106,11 +108,16 @@ def start_browser(executable: str) -> Iterator[Browser]:
 
 @contextmanager
 def open_page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh 1280x800 context, with ``page.problems``; screenshot and close on leaving."""
+    """A page in a fresh 1280x800 context, with ``page.problems`` and outside requests blocked (and
+    recorded in ``page.outside_requests``); screenshot and close on leaving."""
+    from tests.browser_offline import block_outside  # it imports this module
+
     context = browser.new_context(viewport=VIEWPORT)
     try:
         context.set_default_timeout(TIMEOUT_MS)
+        outside = block_outside(context)
         page = context.new_page()
+        page.outside_requests = outside  # type: ignore[attr-defined]
         problems: list[str] = []
         page.problems = problems  # type: ignore[attr-defined]
 
