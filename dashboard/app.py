@@ -69,6 +69,12 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
         """One robot: DID document, trust and reputation, telemetry, earnings and tasks."""
         return view.robot(did)
 
+    @app.get("/api/robots/{did}/rating", tags=["fleet"])
+    def rating(did: str) -> dict[str, Any]:
+        """A robot's credit rating (0-100 and a letter, in the spirit of peaq's Machine Credit Rating) with what it is
+        made of, and its profit and loss: recomputed from the ledger's signed entries (docs/dashboard.md)."""
+        return view.rating(did)
+
     @app.get("/api/map", tags=["map"])
     def shared_map() -> dict[str, Any]:
         """The shared map: tiles (with PNG links), road states and places."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
 from dashboard.prometheus import exposition
+from dashboard.rating import RatingBook
 from dashboard.revenue import RevenueBook
 from dashboard.telemetry import OFFLINE_AFTER_S, TelemetryBoard, presence
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
@@ -51,6 +52,7 @@ class LedgerView:
         """``names()`` maps DIDs to the short names the fleet gave them (robot-0, member-1, ...)."""
         self.ledger, self.dao, self.market, self.names = ledger, dao, market, names
         self.book = RevenueBook(ledger, dao.did, currency=dao.currency)
+        self.ratings = RatingBook(ledger)
 
     @classmethod
     def open(cls, ledger_url: str, dao_did: str, *, currency: str = "EUR") -> LedgerView:
@@ -105,6 +107,14 @@ class LedgerView:
         return {**record, "earnings": {"currency": self.dao.currency, "total": earned["earned"],
                                        "tasks": earned["tasks"]},
                 "tasks": self.tasks(robot=did, limit=100)}
+
+    def rating(self, did: str, battery: float | None = None) -> dict[str, Any]:
+        """The robot's credit rating and profit and loss (dashboard/rating.py), from the ledger's entries alone but
+        for the energy line (from ``battery``, its last verified charge); ViewError 404 if no entry names it."""
+        rated = self.ratings.rating(did, battery)
+        if rated is None:
+            raise ViewError(404, "unknown_robot", f"no ledger entry names a robot {did}")
+        return rated
 
     def status(self) -> dict[str, Any]:
         """Counts of robots and tasks, and the money earned, as the ledger has them."""
@@ -301,6 +311,13 @@ class FleetView(LedgerView):
                 "offline_after_s": OFFLINE_AFTER_S,
                 "messages": counters.get("messages_by_robot", {}).get(did, {}),
                 "refusals": counters.get("refused_by_robot", {}).get(did, {})}
+
+    def rating(self, did: str, battery: float | None = None) -> dict[str, Any]:
+        """The robot's rating, its energy priced from its last verified telemetry's battery."""
+        heard = self.live.telemetry.latest().get(did)
+        if battery is None and heard is not None and isinstance(heard.body.get("battery"), (int, float)):
+            battery = heard.body["battery"]
+        return super().rating(did, battery)
 
     def metrics(self) -> str:
         """The fleet's numbers in the Prometheus text format 0.0.4 (see docs/dashboard.md for each series)."""
