@@ -93,14 +93,27 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
 
     @app.get("/api/revenue", tags=["dao"])
     def revenue() -> dict[str, Any]:
-        """The DAO's revenue by day, robot and member; its accounts."""
+        """The DAO's revenue by fleet hour and day, by robot (those that earned nothing too) and by member, with
+        names; its accounts (docs/dashboard.md, "Revenue")."""
         return view.revenue()
+
+    @app.get("/api/revenue/tasks", tags=["dao"])
+    def revenue_tasks(limit: int = 1000) -> dict[str, Any]:
+        """The newest settlements that paid the DAO, newest first: task, robot and its name, price, fee, earned
+        and when (fleet time)."""
+        return view.revenue_tasks(limit)
 
     @app.get("/api/revenue.csv", tags=["dao"], response_class=Response)
     def revenue_csv() -> Response:
-        """Every task that paid the DAO, as CSV."""
+        """Every task that paid the DAO, as CSV, naming each robot."""
         return Response(view.revenue_csv(), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="revenue.csv"'})
+
+    @app.get("/api/revenue/members.csv", tags=["dao"], response_class=Response)
+    def revenue_members_csv() -> Response:
+        """Every member's name, DID, shares and payouts, as CSV."""
+        return Response(view.revenue_members_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="revenue-members.csv"'})
 
     @app.get("/api/dao", tags=["dao"])
     def dao() -> dict[str, Any]:

@@ -1,16 +1,18 @@
 """The DAO's revenue as an incremental read model of the ledger: folded once, answered from memory.
 
 ``RevenueBook`` reads each journal entry once, in order, and keeps running totals
-(revenue by day, robot and task; fees; what the split paid each member and what
-each claimed; the DAO's account balances), so ``/api/revenue`` costs the same
+(revenue by hour, day, robot and task; fees; what the split paid each member and
+what each claimed; the DAO's account balances), so ``/api/revenue`` costs the same
 on a ledger of a hundred entries or of millions. ``refresh()`` folds only the
 entries written since the last call.
 
 What counts, by account (the names dao/dao.py and marketplace/market.py give them):
 
-- revenue: a settlement's (``escrow.release``) posting to ``owner:<dao>``; the day is
-  the UTC date of the entry; the task and the robot are the settlement's signed
-  refs (``task``, ``robot``), never parsed out of its memo or key;
+- revenue: a settlement's (``escrow.release``) posting to ``owner:<dao>``; its hour and
+  day are the UTC hour and date of the entry's ``at``, which is fleet time (the
+  simulation's clock, not the wall clock); the task, the robot and the price are
+  the settlement's signed refs (``task``, ``robot``, ``price``), never parsed out of
+  its memo or key; its fee is the entry's posting to ``fees:<currency>``;
 - a ``reversal`` counts as the negation of the entry it reverses (a reversed
   settlement takes its revenue and its task back, on the reversal's own day);
 - the balances of ``owner:<dao>`` (``undistributed``), ``<role>:<dao>`` (treasury,
@@ -29,16 +31,19 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ledger.journal import Entry, Ledger
 
 RELEASE, CLAIM, REVERSAL = "escrow.release", "dao.claim", "reversal"
 ROLES = ("treasury", "reserve", "operator")  # the DAO's accounts every summary shows
-_DAY_MS = 86_400_000
+_HOUR_MS, _DAY_MS = 3_600_000, 86_400_000
 _EPOCH = date(1970, 1, 1)
-_CSV_HEADER = ("seq", "day", "task", "robot", "earned", "currency")
+# the task CSV: one row per settlement (or reversal of one); ``robot`` is the robot's name, ``robot_did`` its DID
+CSV_HEADER = ("seq", "settled_at", "day", "task", "robot", "robot_did", "price", "fee", "earned", "currency")
+MEMBERS_CSV_HEADER = ("member", "member_did", "shares", "distributed", "claimed", "claimable", "currency")
+Origin = tuple[str, str | None, str | None, int | None]  # kind, and for revenue: task, robot, price
 
 
 class RevenueBook:
@@ -56,15 +61,18 @@ class RevenueBook:
         self._lock = threading.Lock()  # the totals below change and are read only under it
         self._folded = 0  # entries 1.._folded are in the totals
         self._earned = 0
+        self._by_hour: dict[int, list[int]] = {}  # hour number since the epoch -> [earned, tasks]
         self._by_day: dict[int, list[int]] = {}  # day number -> [earned, tasks]
         self._by_robot: dict[str | None, list[int]] = {}  # robot DID (None: a settlement without refs) -> [earned, tasks]
         self._balances: dict[str, int] = {}  # role (owner, treasury, ...) -> balance of <role>:<dao>
         self._fee_total = 0
         self._members: dict[str, list[int]] = {}  # member -> [distributed, claimed]
-        # one row per entry that moved revenue, in seq order (the CSV), kept as columns: about 100 bytes a row
+        # one row per entry that moved revenue, in seq order (the CSV), kept as columns: about 125 bytes a row
         self._row_seq = array("q")  # sorted: how a reversal finds what it reverses
-        self._row_day = array("i")  # day number since the epoch
+        self._row_at = array("q")  # the entry's fleet time, ms since the epoch
         self._row_earned = array("q")
+        self._row_price = array("q")  # what the customer paid for the task (negative: a reversal)
+        self._row_fee = array("q")  # the marketplace's fee out of it
         self._row_robot = array("i")  # index into _robots; -1: none named
         self._row_task: list[str] = []
         self._robots: list[str] = []
@@ -75,6 +83,11 @@ class RevenueBook:
     def as_of(self) -> int:
         """How many entries the totals include (entries 1..as_of)."""
         return self._folded
+
+    @property
+    def settlements(self) -> int:
+        """How many entries moved the DAO's revenue: settlements, and reversals of them."""
+        return len(self._row_seq)
 
     # --- folding -------------------------------------------------------------------------------------
 
@@ -107,7 +120,7 @@ class RevenueBook:
     def _fold(self, entry: Entry) -> None:
         """Add one entry to the totals (under the lock)."""
         owner, fees, suffix, claimable = self._owner, self._fees, self._role_suffix, self._claimable
-        origin: tuple[str, str | None, str | None] | None = None
+        origin: Origin | None = None
         for account, _, amount in entry.postings:
             if account == owner:
                 self._balances["owner"] = self._balances.get("owner", 0) + amount
@@ -130,28 +143,34 @@ class RevenueBook:
                 if ":" not in role:
                     self._balances[role] = self._balances.get(role, 0) + amount
 
-    def _origin(self, entry: Entry) -> tuple[str, str | None, str | None]:
+    def _origin(self, entry: Entry) -> Origin:
         """What the entry counts as (its kind, or for a reversal the kind of what it reverses) and, for
-        revenue, the task and robot it is for."""
-        if entry.kind == RELEASE:  # the settlement's signed refs name its task and robot
-            return RELEASE, entry.refs.get("task", entry.key), entry.refs.get("robot")
+        revenue, the task, robot and price it is for (a reversal's price is the reversed one's, negated)."""
+        if entry.kind == RELEASE:  # the settlement's signed refs name its task, robot and price
+            price = entry.refs.get("price")
+            return (RELEASE, entry.refs.get("task", entry.key), entry.refs.get("robot"),
+                    price if isinstance(price, int) and not isinstance(price, bool) else None)
         if entry.kind == REVERSAL and entry.reverses is not None:
             index = bisect_left(self._row_seq, entry.reverses)
             if index < len(self._row_seq) and self._row_seq[index] == entry.reverses:
                 robot_index = self._row_robot[index]
-                return RELEASE, self._row_task[index], None if robot_index < 0 else self._robots[robot_index]
+                return (RELEASE, self._row_task[index], None if robot_index < 0 else self._robots[robot_index],
+                        -self._row_price[index])
             if entry.reverses in self._claims:
-                return CLAIM, None, None
-            return REVERSAL, None, None
-        return entry.kind, None, None
+                return CLAIM, None, None, None
+            return REVERSAL, None, None, None
+        return entry.kind, None, None, None
 
-    def _earn(self, entry: Entry, origin: tuple[str, str | None, str | None], amount: int) -> None:
-        """Revenue of ``amount`` (negative: taken back) for the origin's task and robot, on the entry's day."""
-        _, task, robot = origin
-        day = entry.at_ms // _DAY_MS
+    def _earn(self, entry: Entry, origin: Origin, amount: int) -> None:
+        """Revenue of ``amount`` (negative: taken back) for the origin's task and robot, in the entry's hour."""
+        _, task, robot, price = origin
+        hour = entry.at_ms // _HOUR_MS
+        fee = sum(n for account, _, n in entry.postings if account == self._fees)
         tasks = 1 if amount > 0 else -1
         self._earned += amount
-        for totals in (self._by_day.setdefault(day, [0, 0]), self._by_robot.setdefault(robot, [0, 0])):
+        day = entry.at_ms // _DAY_MS
+        for totals in (self._by_hour.setdefault(hour, [0, 0]), self._by_day.setdefault(day, [0, 0]),
+                       self._by_robot.setdefault(robot, [0, 0])):
             totals[0] += amount
             totals[1] += tasks
         if robot is None:
@@ -162,8 +181,10 @@ class RevenueBook:
                 robot_index = self._robot_index[robot] = len(self._robots)
                 self._robots.append(robot)
         self._row_seq.append(entry.seq)
-        self._row_day.append(day)
+        self._row_at.append(entry.at_ms)
         self._row_earned.append(amount)
+        self._row_price.append(amount + fee if price is None else price)  # older settlements carry no price
+        self._row_fee.append(fee)
         self._row_robot.append(robot_index)
         self._row_task.append(task or "")
 
@@ -176,7 +197,9 @@ class RevenueBook:
         shares = dict(shares or {})
         split = dict(split or {})
         with self._lock:
-            by_day = [{"day": _day(day), "earned": earned, "tasks": tasks}
+            by_hour = [{"hour": _hour(hour), "at_ms": hour * _HOUR_MS, "earned": earned, "tasks": tasks}
+                       for hour, (earned, tasks) in sorted(self._by_hour.items())]
+            by_day = [{"day": _day(day), "at_ms": day * _DAY_MS, "earned": earned, "tasks": tasks}
                       for day, (earned, tasks) in sorted(self._by_day.items())]
             by_robot = [{"robot": robot, "earned": earned, "tasks": tasks} for robot, (earned, tasks) in
                         sorted(self._by_robot.items(), key=lambda item: (-item[1][0], item[0] or ""))]
@@ -190,28 +213,56 @@ class RevenueBook:
             accounts = {role: self._balances.get(role, 0) for role in roles}
             accounts["undistributed"] = self._balances.get("owner", 0)
             return {"currency": self.currency, "as_of": self._folded, "earned": self._earned, "fees": self._fee_total,
-                    "by_day": by_day, "by_robot": by_robot, "by_member": by_member, "split": split,
-                    "accounts": accounts}
+                    "settlements": len(self._row_seq), "by_hour": by_hour, "by_day": by_day, "by_robot": by_robot,
+                    "by_member": by_member, "split": split, "accounts": accounts}
 
-    def rows(self) -> list[tuple[int, str, str, str | None, int]]:
-        """Every entry that moved the DAO's revenue: (seq, day, task, robot, earned), in seq order."""
+    def rows(self, newest: int | None = None) -> list[tuple[int, int, str, str | None, int, int, int]]:
+        """Every entry that moved the DAO's revenue, in seq order, as (seq, at_ms, task, robot, price, fee,
+        earned); only the last ``newest`` of them when given."""
         with self._lock:
             count = len(self._row_seq)
-            seqs, days, tasks = self._row_seq[:count], self._row_day[:count], self._row_task[:count]
-            robots, earned = self._row_robot[:count], self._row_earned[:count]
+            first = 0 if newest is None else max(0, count - max(0, newest))
+            columns = (self._row_seq[first:count], self._row_at[first:count], self._row_task[first:count],
+                       self._row_robot[first:count], self._row_price[first:count], self._row_fee[first:count],
+                       self._row_earned[first:count])
             names = self._robots[:]
-        return [(seqs[n], _day(days[n]), tasks[n], None if robots[n] < 0 else names[robots[n]], earned[n])
-                for n in range(count)]
+        seqs, ats, tasks, robots, prices, fees, earned = columns
+        return [(seqs[n], ats[n], tasks[n], None if robots[n] < 0 else names[robots[n]], prices[n], fees[n], earned[n])
+                for n in range(len(seqs))]
 
-    def csv(self) -> str:
-        """The ``/api/revenue.csv`` text: a header, then one row per settlement that paid the DAO (and per
-        reversal of one, with a negative amount), in ledger order; a task or robot cell that a spreadsheet would
-        take for a formula (starting with = + - @) gets a leading apostrophe."""
+    def tasks(self, limit: int, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` settlements (and reversals of them), newest first, as the revenue page's task
+        table shows them: ``settled_at_ms`` is fleet time; ``name`` the robot's name (``""``: none known)."""
+        names = names or {}
+        return [{"seq": seq, "task": task, "robot": robot, "name": names.get(robot or "", ""), "price": price,
+                 "fee": fee, "earned": earned, "settled_at_ms": at}
+                for seq, at, task, robot, price, fee, earned in reversed(self.rows(limit))]
+
+    def csv(self, names: Mapping[str, str] | None = None) -> str:
+        """The ``/api/revenue.csv`` text: a header (``CSV_HEADER``), then one row per settlement that paid the
+        DAO (and per reversal of one, with negative amounts), in ledger order; ``robot`` is the robot's name
+        from ``names`` (its DID when it has none), ``settled_at`` the fleet time in ISO 8601. A text cell that a
+        spreadsheet would take for a formula (starting with = + - @) gets a leading apostrophe."""
+        names = names or {}
         out = io.StringIO()
         writer = _csv.writer(out, lineterminator="\n")
-        writer.writerow(_CSV_HEADER)
-        writer.writerows(_csv_rows(self.rows(), self.currency))
+        writer.writerow(CSV_HEADER)
+        writer.writerows((seq, _instant(at), _day(at // _DAY_MS), _cell(task),
+                          _cell(names.get(robot or "") or robot or ""), _cell(robot or ""), price, fee, earned,
+                          self.currency)
+                         for seq, at, task, robot, price, fee, earned in self.rows())
         return out.getvalue()
+
+
+def members_csv(by_member: Iterable[Mapping[str, Any]], currency: str) -> str:
+    """The ``/api/revenue/members.csv`` text from the summary's ``by_member`` rows (in their order): ``member``
+    is the member's name (its DID when it has none), ``member_did`` its DID; cells guarded like ``csv()``'s."""
+    out = io.StringIO()
+    writer = _csv.writer(out, lineterminator="\n")
+    writer.writerow(MEMBERS_CSV_HEADER)
+    writer.writerows((_cell(row.get("name") or row["member"]), _cell(row["member"]), row["shares"],
+                      row["distributed"], row["claimed"], row["claimable"], currency) for row in by_member)
+    return out.getvalue()
 
 
 def _contiguous(entries: list[Entry], start: int) -> list[Entry]:
@@ -222,17 +273,13 @@ def _contiguous(entries: list[Entry], start: int) -> list[Entry]:
     return entries
 
 
-def _csv_rows(rows: Iterable[tuple[int, str, str, str | None, int]], currency: str
-              ) -> Iterable[tuple[int, str, str, str, int, str]]:
-    return ((seq, day, _cell(task), _cell(robot or ""), earned, currency) for seq, day, task, robot, earned in rows)
-
-
 def _cell(text: str) -> str:
     """A text cell a spreadsheet will not run as a formula: task ids come from customers (OWASP CSV injection)."""
     return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 _DAYS: dict[int, str] = {}
+_HOURS: dict[int, str] = {}
 
 
 def _day(number: int) -> str:
@@ -243,4 +290,18 @@ def _day(number: int) -> str:
     return text
 
 
-__all__ = ["RevenueBook"]
+def _hour(number: int) -> str:
+    """Hour ``number`` since the Unix epoch as "2026-09-21T14:00Z" (cached like ``_day``)."""
+    text = _HOURS.get(number)
+    if text is None:
+        text = _HOURS[number] = datetime.fromtimestamp(number * 3600, UTC).strftime("%Y-%m-%dT%H:00Z")
+    return text
+
+
+def _instant(ms: int) -> str:
+    """Milliseconds since the epoch as "2026-09-21T14:03:05.123Z"."""
+    seconds, milli = divmod(ms, 1000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{milli:03d}Z"
+
+
+__all__ = ["CSV_HEADER", "MEMBERS_CSV_HEADER", "RevenueBook", "members_csv"]

@@ -11,6 +11,7 @@ verifies it like every other receiver does, and hands it to the DAO.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from dao.dao import VOTE_KIND, Dao, DaoError, Proposal
 from dashboard.prometheus import exposition
 from dashboard.rating import RatingBook
-from dashboard.revenue import RevenueBook
+from dashboard.revenue import RevenueBook, members_csv
 from dashboard.telemetry import OFFLINE_AFTER_S, TelemetryBoard, presence
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier, Refusal
 from identity.errors import DepaiError, DidError
@@ -67,20 +68,40 @@ class LedgerView:
     # --- money -----------------------------------------------------------------------------------------
 
     def revenue(self) -> dict[str, Any]:
-        """The DAO's revenue by day, robot and member, as of the newest entry."""
+        """The DAO's revenue by fleet hour and day, by robot (every robot the DAO has on the marketplace, those
+        that earned nothing too) and by member, as of the newest entry; robots and members carry their names and
+        come most-earning first (then by name), the order the revenue page's charts and tables both use."""
         self.book.refresh()
         _, rules, _ = self.dao.params()
         summary = self.book.summary(self.dao.members(), rules.as_dict())
         names = self.names()
-        for key, rows in (("robot", summary["by_robot"]), ("member", summary["by_member"])):
+        listed = {row["robot"] for row in summary["by_robot"]}
+        summary["by_robot"] += [{"robot": did, "earned": 0, "tasks": 0} for did, record in self.market.records().items()
+                                if record["owner"] == self.dao.did and did not in listed]
+        for key, amount in (("robot", "earned"), ("member", "distributed")):
+            rows = summary[f"by_{key}"]
             for row in rows:
                 row["name"] = names.get(row[key] or "", "")
+            rows.sort(key=lambda row, amount=amount, key=key: (-row[amount], _natural(row["name"] or row[key] or "")))
         return summary
 
-    def revenue_csv(self) -> str:
-        """One CSV row per task that paid the DAO."""
+    def revenue_tasks(self, limit: int = 1000) -> dict[str, Any]:
+        """The newest settlements that paid the DAO (``limit`` of them, at most 10,000), newest first, with
+        each robot's name; ``total`` counts them all."""
         self.book.refresh()
-        return self.book.csv()
+        rows = self.book.tasks(max(1, min(limit, 10_000)), self.names())
+        return {"currency": self.dao.currency, "as_of": self.book.as_of, "total": self.book.settlements,
+                "tasks": rows}
+
+    def revenue_csv(self) -> str:
+        """One CSV row per task that paid the DAO, naming its robot."""
+        self.book.refresh()
+        return self.book.csv(self.names())
+
+    def revenue_members_csv(self) -> str:
+        """One CSV row per member: name, DID, shares and what the split paid it, in the revenue page's order."""
+        summary = self.revenue()
+        return members_csv(summary["by_member"], summary["currency"])
 
     def tasks(self, state: str | None = None, limit: int = 200, robot: str | None = None) -> list[dict[str, Any]]:
         """The newest tasks, in one state when given."""
@@ -397,6 +418,11 @@ def _task(task: Task) -> dict[str, Any]:
     return {"id": task.id, "state": task.state, "customer": task.customer, "robot": task.robot, "price": task.price,
             "max_price": task.max_price, "currency": task.currency, "deadline_ms": task.deadline_ms,
             "dropoff": list(task.dropoff), "outcome": task.outcome}
+
+
+def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that puts robot-2 before robot-10."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
 
 
 def _public(params: Any) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dao.dao import Dao
-from dashboard.revenue import RevenueBook
+from dashboard.revenue import CSV_HEADER, MEMBERS_CSV_HEADER, RevenueBook, members_csv
+from dashboard.view import LedgerView
 from identity.keys import Signer
 from ledger.journal import Ledger
 from marketplace.market import SETTLED, Marketplace
@@ -106,15 +107,22 @@ def _check_against_ledger(book: RevenueBook, ledger: Ledger, shares: dict[str, i
     assert sum(r["tasks"] for r in summary["by_day"]) == sum(r["tasks"] for r in summary["by_robot"]) \
         == sum(1 if amount > 0 else -1 for _, amount in moved)
     assert [r["day"] for r in summary["by_day"]] == sorted({r["day"] for r in summary["by_day"]})
+    assert sum(r["earned"] for r in summary["by_hour"]) == summary["earned"]
+    assert sum(r["tasks"] for r in summary["by_hour"]) == sum(r["tasks"] for r in summary["by_day"])
+    assert [r["at_ms"] for r in summary["by_hour"]] == sorted({r["at_ms"] for r in summary["by_hour"]})
+    assert all(r["at_ms"] % 3_600_000 == 0 for r in summary["by_hour"])
+    assert summary["settlements"] == len(moved) == book.settlements
     assert [(-r["earned"], r["robot"] or "") for r in summary["by_robot"]] == sorted(
         (-r["earned"], r["robot"] or "") for r in summary["by_robot"])
     rows = list(csv.reader(io.StringIO(book.csv())))
-    assert rows[0] == ["seq", "day", "task", "robot", "earned", "currency"]
-    assert [(int(r[0]), int(r[4])) for r in rows[1:]] == moved
-    assert {r[5] for r in rows[1:]} <= {"EUR"}
+    assert rows[0] == ["seq", "settled_at", "day", "task", "robot", "robot_did", "price", "fee", "earned", "currency"]
+    assert [(int(r[0]), int(r[8])) for r in rows[1:]] == moved
+    assert {r[9] for r in rows[1:]} <= {"EUR"}
+    assert all(int(r[6]) == int(r[7]) + int(r[8]) for r in rows[1:])  # the price is the fee plus what the DAO got
+    assert all(r[1].startswith(r[2]) and r[1].endswith("Z") for r in rows[1:])
     by_day: dict[str, int] = {}
     for row in rows[1:]:
-        by_day[row[1]] = by_day.get(row[1], 0) + int(row[4])
+        by_day[row[2]] = by_day.get(row[2], 0) + int(row[8])
     assert by_day == {r["day"]: r["earned"] for r in summary["by_day"]}
     return summary
 
@@ -171,10 +179,10 @@ def test_the_summary_is_what_the_ledger_says_through_settling_splitting_claiming
     assert members[world.alice.did]["claimed"] > 0
     assert {r["robot"]: r["tasks"] for r in summary["by_robot"]}[c] == 0  # settled, then taken back
     rows = list(csv.reader(io.StringIO(book.csv())))[1:]
-    taken_back = [r for r in rows if int(r[4]) < 0]
-    assert [(int(r[0]), r[2], r[3], int(r[4])) for r in taken_back] == [
-        (reversal.seq, reversed_task, c, -_owner_pay(500))]
-    assert sum(int(r[4]) for r in rows) == summary["earned"]
+    taken_back = [r for r in rows if int(r[8]) < 0]
+    assert [(int(r[0]), r[3], r[5], int(r[6]), int(r[8])) for r in taken_back] == [
+        (reversal.seq, reversed_task, c, -500, -_owner_pay(500))]
+    assert sum(int(r[8]) for r in rows) == summary["earned"]
 
     fresh = _fresh(book)
     assert fresh.summary(shares, RULES.as_dict()) == summary and fresh.csv() == book.csv()
@@ -311,4 +319,75 @@ def test_a_task_id_a_spreadsheet_would_run_is_written_as_text(world) -> None:
     book.refresh()
     assert book.rows()[0][2:4] == ("=HYPERLINK(\"http://evil\"),x", "@robot")  # the figures keep the id as it is
     [_, row] = list(csv.reader(io.StringIO(book.csv())))
-    assert row[2:5] == ["'=HYPERLINK(\"http://evil\"),x", "'@robot", "100"]
+    assert row[3:] == ["'=HYPERLINK(\"http://evil\"),x", "'@robot", "'@robot", "100", "0", "100", "EUR"]
+    [_, named] = list(csv.reader(io.StringIO(book.csv({"@robot": "+robot-0"}))))  # names are guarded too
+    assert named[4:6] == ["'+robot-0", "'@robot"]
+    members = members_csv([{"member": "-m", "name": "=SUM(A1)", "shares": 1, "distributed": 2, "claimed": 0,
+                            "claimable": 2}], "EUR")
+    assert list(csv.reader(io.StringIO(members)))[1] == ["'=SUM(A1)", "'-m", "1", "2", "0", "2", "EUR"]
+
+
+HOUR_MS = 3_600_000
+START_HOUR_MS = 1_789_999_200_000  # 2026-09-21T14:00Z: the hour the tests' clock starts in (14:13:20)
+
+
+def test_revenue_is_bucketed_by_fleet_hour_and_day_and_listed_per_task(world) -> None:
+    """Hand-checked: two settlements in the first hour, one an hour later, one the next day; each task's price,
+    fee and what the DAO got."""
+    fleet = Fleet(world.ledger, world.clock)
+    a, b, _ = DAO_ROBOTS
+    assert world.clock() == 1_790_000_001.0  # 2026-09-21 14:13:21 UTC
+    t1 = fleet.settle(a, 600)  # fee 30, the DAO gets 570
+    world.clock.advance(30 * 60)  # 14:43:21
+    t2 = fleet.settle(b, 801)  # fee 40, the DAO gets 761
+    world.clock.advance(60 * 60)  # 15:43:21
+    t3 = fleet.settle(a, 999, max_price=999)  # fee 49, the DAO gets 950
+    world.clock.advance(10 * 60 * 60)  # 2026-09-22 01:43:21
+    t4 = fleet.settle(b, 100)  # fee 5, the DAO gets 95
+    book = RevenueBook(world.ledger, DAO_DID)
+    book.refresh()
+    summary = book.summary()
+    assert summary["by_hour"] == [
+        {"hour": "2026-09-21T14:00Z", "at_ms": START_HOUR_MS, "earned": 570 + 761, "tasks": 2},
+        {"hour": "2026-09-21T15:00Z", "at_ms": START_HOUR_MS + HOUR_MS, "earned": 950, "tasks": 1},
+        {"hour": "2026-09-22T01:00Z", "at_ms": START_HOUR_MS + 11 * HOUR_MS, "earned": 95, "tasks": 1}]
+    assert summary["by_day"] == [
+        {"day": "2026-09-21", "at_ms": 1_789_948_800_000, "earned": 570 + 761 + 950, "tasks": 3},
+        {"day": "2026-09-22", "at_ms": 1_790_035_200_000, "earned": 95, "tasks": 1}]
+    assert summary["fees"] == 30 + 40 + 49 + 5 and summary["settlements"] == 4
+    tasks = book.tasks(10)
+    assert [(t["task"], t["robot"], t["price"], t["fee"], t["earned"]) for t in tasks] == [
+        (t4, b, 100, 5, 95), (t3, a, 999, 49, 950), (t2, b, 801, 40, 761), (t1, a, 600, 30, 570)]  # newest first
+    assert [t["settled_at_ms"] for t in tasks] == [1_790_041_401_000, 1_790_005_401_000, 1_790_001_801_000,
+                                                   1_790_000_001_000]
+    assert [t["task"] for t in book.tasks(2)] == [t4, t3]
+    rows = list(csv.reader(io.StringIO(book.csv({a: "robot-0"}))))
+    assert rows[1][1:] == ["2026-09-21T14:13:21.000Z", "2026-09-21", t1, "robot-0", a, "600",
+                       "30", "570", "EUR"]
+    assert rows[2][4:6] == [b, b]  # a robot without a name: its DID
+
+
+def test_the_view_lists_every_dao_robot_and_member_by_name_in_one_order(world) -> None:
+    fleet = Fleet(world.ledger, world.clock)
+    a, b, c = DAO_ROBOTS
+    fleet.settle(b, 600)
+    fleet.settle(a, 600)
+    fleet.settle(a, 300)
+    fleet.settle(OUTSIDER_ROBOT, 900)  # not the DAO's robot: not listed
+    world.dao.distribute("d1")
+    names = {a: "robot-10", b: "robot-2", c: "robot-1", world.alice.did: "member-2", world.bob.did: "member-10"}
+    view = LedgerView(world.ledger, world.dao, fleet.market, names=lambda: names)
+    revenue = view.revenue()
+    assert [(r["name"], r["robot"], r["earned"], r["tasks"]) for r in revenue["by_robot"]] == [
+        ("robot-10", a, _owner_pay(600) + _owner_pay(300), 2), ("robot-2", b, _owner_pay(600), 1),
+        ("robot-1", c, 0, 0)]  # c earned nothing and is listed all the same
+    assert [(r["name"], r["shares"]) for r in revenue["by_member"]] == [("member-2", 60), ("member-10", 40)]
+    assert revenue["by_member"][0]["distributed"] > revenue["by_member"][1]["distributed"] > 0
+    tasks = view.revenue_tasks(limit=2)
+    assert tasks["total"] == 3 and [(t["name"], t["price"]) for t in tasks["tasks"]] == [("robot-10", 300),
+                                                                                        ("robot-10", 600)]
+    rows = list(csv.reader(io.StringIO(view.revenue_csv())))
+    assert rows[0] == list(CSV_HEADER) and [r[4] for r in rows[1:]] == ["robot-2", "robot-10", "robot-10"]
+    members = list(csv.reader(io.StringIO(view.revenue_members_csv())))
+    assert members[0] == list(MEMBERS_CSV_HEADER)
+    assert [r[:3] for r in members[1:]] == [["member-2", world.alice.did, "60"], ["member-10", world.bob.did, "40"]]
