@@ -88,3 +88,78 @@ def test_bad_input_says_what_to_do(home, capsys, monkeypatch) -> None:
     assert "depai id new nobody" in capsys.readouterr().err
     monkeypatch.setenv(NOW_ENV, "tomorrow")
     assert refusal(capsys, "status", "fleetdao")[:2] == (EXIT_USAGE, "bad_clock")
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """A fleet `depai up` founded in HOME/fleet (broker-less, in process), run a simulated minute; kept running."""
+    import contextlib
+
+    from launch.up import UpConfig, start
+    from tests.dashboard.test_app import FAST_GOVERNANCE
+
+    home = tmp_path_factory.mktemp("fleethome")
+    config = UpConfig(robots=1, city=2, seed=3, broker="none", port=0, orders_per_min=3.0, scan_hz=0.5,
+                      governance=FAST_GOVERNANCE, bond=5_000)
+    with contextlib.ExitStack() as stack:
+        up = start(config, home / "fleet", stack, lambda _: None)
+        up.drive(60.0)
+        yield home, up
+
+
+def test_depai_dao_works_on_the_running_fleet_through_its_state_directory(running, capsys, monkeypatch) -> None:
+    home, up = running
+    state = str(up.state)
+    monkeypatch.setenv("DEPAI_HOME", str(home))
+    monkeypatch.delenv("DEPAI_PASSPHRASE", raising=False)  # the fleet's keys are in its state, no keystore asked
+    t0 = up.fleet.clock()
+    monkeypatch.setenv(NOW_ENV, str(t0))
+    # issue #19: `depai dao status dao` found no keystore identity `dao` and told the user to make one
+    code, status = dao(capsys, "status", "dao")
+    assert code == EXIT_OK and status["dao"] == up.dao.did and len(status["members"]) == 3
+    assert dao(capsys, "status", "--state", state)[1]["dao"] == up.dao.did
+    buy = json.dumps({"kind": "buy_robot", "model": "courier", "price": 10_000_000, "currency": "EUR"})
+    split = json.dumps({"kind": "change_split", "shares": {"operator": 1_000, "reserve": 1_000, "treasury": 2_000,
+                                                           "members": 6_000}})
+    for proposal, action in (("buy-1", buy), ("split-1", split)):
+        code, made = dao(capsys, "propose", "--state", state, "--as", "member-1", "--id", proposal, "--action", action)
+        assert code == EXIT_OK and made["state"] == "pending"
+    assert main(["dao", "vote", "--state", state, "--as", "member-9", "--proposal", "buy-1", "--support", "for",
+                 "--json"]) == 3
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["code"] == "unknown_member" and "member-1, member-2, member-3" in error["hint"]
+    code, reason, _ = refusal(capsys, "vote", "--state", state, "--as", "member-1", "--proposal", "buy-1",
+                              "--support", "for")
+    assert (code, reason) == (EXIT_REFUSED, "not_active")  # still pending: the voting delay
+    monkeypatch.setenv(NOW_ENV, str(t0 + 6))
+    for proposal in ("buy-1", "split-1"):
+        code, voted = dao(capsys, "vote", "--state", state, "--as", "member-1", "--proposal", proposal,
+                          "--support", "for")
+        assert code == EXIT_OK and voted["for"] == 500
+    monkeypatch.setenv(NOW_ENV, str(t0 + 26))
+    assert dao(capsys, "execute", "--state", state, "--proposal", "split-1")[1]["state"] == "queued"
+    assert dao(capsys, "execute", "--state", state, "--proposal", "buy-1")[1]["state"] == "queued"
+    monkeypatch.setenv(NOW_ENV, str(t0 + 32))
+    assert dao(capsys, "execute", "--state", state, "--proposal", "split-1")[1]["state"] == "executed"
+    code = main(["dao", "execute", "--state", state, "--proposal", "buy-1", "--json"])
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert code == EXIT_REFUSED and error["code"] == "fleet_action" and "keeper" in error["hint"]
+    # the fleet's keeper tries it, and the treasury cannot pay price plus bond: status says so
+    up.drive(45.0)  # past the keeper's own eta for it
+    code, status = dao(capsys, "status", "--state", state)
+    buying = next(p for p in status["proposals"] if p["id"] == "buy-1")
+    assert buying["state"] == "queued" and buying["execution_error"]["code"] == "insufficient_treasury"
+    assert buying["cost"]["total"] == 10_005_000 and not buying["cost"]["covered"]
+    assert main(["dao", "status", "--state", state]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "not executed (insufficient_treasury" in text and "bond 50.00 EUR" in text and "operator 10 %" in text
+    code, claimed = dao(capsys, "claim", "--state", state, "--as", "member-1")
+    assert code == EXIT_OK and claimed["member"] == buying["proposer"] and claimed["claimed"] >= 0
+
+
+def test_a_dao_name_of_no_identity_hints_at_create_and_at_state(home, capsys) -> None:
+    assert main(["dao", "status", "nobody", "--json"]) == 3
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["code"] == "no_dao" and "--state DIR" in error["hint"] and "depai id new nobody" in error["hint"]
+    assert refusal(capsys, "status", "--state", str(home.root / "nowhere"))[1] == "no_fleet"
+    assert refusal(capsys, "create", "--state", str(home.root), "--member", "alice=1")[1] == "fleet_dao"
