@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -29,6 +30,7 @@ HERE = Path(__file__).parent
 PAGES = {"/": ("map", "Fleet map"), "/robots": ("robots", "Robots"), "/robots/{did}": ("robot", "Robot"),
          "/market": ("market", "Market"), "/revenue": ("revenue", "Revenue"), "/dao": ("dao", "DAO"),
          "/ledger": ("ledger", "Ledger")}
+SWAGGER_UI = "/static/vendor/swagger-ui"  # swagger-ui-dist, vendored (dashboard/vendor/README.md)
 MAX_WRITE_BYTES = 64 * 1024
 EVENT_PERIOD_S = 1.0
 
@@ -36,9 +38,20 @@ EVENT_PERIOD_S = 1.0
 def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> FastAPI:
     """The app over ``view``; SSE streams end once ``stopping`` is set (so the server can shut down)."""
     stopping = stopping or threading.Event()
-    app = FastAPI(title="DePAI fleet dashboard", version="1",
+    app = FastAPI(title="DePAI fleet dashboard", version="1", docs_url=None, redoc_url=None,
                   description="A fleet's robots, map, marketplace, DAO revenue and governance, and ledger integrity.")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The API's Swagger UI, its script and style served from /static/vendor (no CDN), with darker colours
+        (static/docs.css) and the page's language, for accessibility."""
+        page = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title}: API",
+                                   swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+                                   swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png")
+        html = bytes(page.body).decode().replace("<html>", '<html lang="en">', 1)
+        return HTMLResponse(html.replace("</head>", '<link rel="stylesheet" href="/static/docs.css">\n</head>', 1))
 
     @app.exception_handler(ViewError)
     async def view_error(_: Request, err: ViewError) -> JSONResponse:

@@ -7,6 +7,7 @@ const PAGES = [
   ["/revenue", "Revenue"],
   ["/dao", "DAO"],
   ["/ledger", "Ledger"],
+  ["/docs", "API"],
 ];
 
 /** An HTTP or network failure, carrying the API's error code, message and hint. */
