@@ -8,6 +8,8 @@ Serious and critical accessibility violations fail the page.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from dashboard.app import PAGES
 from launch.up import RunningFleet
+from tests.browser import ROOT
 from tests.browser_offline import SERIOUS, assert_accessible, assert_offline, format_violations, screenshot
 from tests.dashboard.test_app import fleet  # noqa: F401 - the running fleet and its dashboard, reused
 
@@ -87,3 +90,19 @@ def test_the_api_docs_are_served_from_here(fleet: RunningFleet) -> None:  # noqa
         assert "cdn." not in html and "https://" not in html
         assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
         assert client.get("/redoc").status_code == 404  # ReDoc would need its bundle from a CDN
+
+
+def test_the_vendored_files_are_the_pinned_packages() -> None:
+    """dashboard/static/vendor/ is what dashboard/vendor/build.mjs copied from the locked packages, unedited."""
+    vendor = ROOT / "dashboard" / "static" / "vendor"
+    manifest = json.loads((vendor / "manifest.json").read_text())
+    pinned = json.loads((ROOT / "dashboard" / "vendor" / "package.json").read_text())["dependencies"]
+    locked = json.loads((ROOT / "dashboard" / "vendor" / "package-lock.json").read_text())["packages"]
+    assert {lib["package"]: lib["version"] for lib in manifest.values()} == pinned
+    for lib, entry in manifest.items():
+        assert locked[f"node_modules/{entry['package']}"]["version"] == entry["version"]
+        assert "LICENSE" in entry["files"], f"{lib} is vendored without its licence"
+        for name, digest in entry["files"].items():
+            assert hashlib.sha256((vendor / lib / name).read_bytes()).hexdigest() == digest, f"{lib}/{name} was edited"
+    copied = {path.relative_to(vendor).as_posix() for path in vendor.rglob("*") if path.is_file()}
+    assert copied == {"manifest.json"} | {f"{lib}/{name}" for lib, e in manifest.items() for name in e["files"]}
