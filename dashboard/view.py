@@ -160,7 +160,7 @@ class LedgerView:
                    for member, shares in sorted(self.dao.members().items())]
         return {"did": self.dao.did, "currency": self.dao.currency, "members": members,
                 "params": _public(params), "split": rules.as_dict(), "fee_bps": fee_bps,
-                "treasury": balances.get(f"treasury:{self.dao.did}", 0)}
+                "treasury": balances.get(f"treasury:{self.dao.did}", 0), "robot_bond": self.dao.robot_bond()}
 
     def proposals(self) -> list[dict[str, Any]]:
         """Every proposal, newest first, with its state, tally and votes."""
@@ -175,7 +175,9 @@ class LedgerView:
                 "timeline": {"created_s": p.timeline.created_s, "snapshot_s": p.timeline.snapshot_s,
                              "vote_start_s": p.timeline.snapshot_s, "vote_end_s": p.timeline.deadline_s},
                 "eta_s": p.eta_s,
-                "votes": [{"member": m, "support": s, "weight": w} for m, s, w in self.dao.votes(p.id)]}
+                "votes": [{"member": m, "support": s, "weight": w} for m, s, w in self.dao.votes(p.id)],
+                "cost": self.dao.cost(p.actions).to_json(),  # price + bond per action, against the treasury now
+                "execution_error": p.execution_error and p.execution_error.to_json()}
 
     # --- integrity -------------------------------------------------------------------------------------
 

@@ -53,13 +53,133 @@ function base64url(bytes) {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-async function importSeed(seedHex) {
-  if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error("the private key seed must be 64 hexadecimal characters");
+// --- the member's key, kept in this browser ------------------------------------------------------------
+//
+// A key file is imported once and kept in IndexedDB. Where WebCrypto has Ed25519, the seed becomes a
+// non-extractable CryptoKey: the page can sign with it but no script can read it back. Where it has not, the
+// vendored @noble/ed25519 signs instead, and the seed itself is kept in IndexedDB as bytes (the page says so).
+
+const NOBLE = "/static/vendor/noble-ed25519/index.js";
+const DB_NAME = "depai-keys";
+const STORE = "keys";
+const SLOT = "member"; // one member key per browser profile and dashboard origin
+
+async function noble() {
+  const ed = await import(NOBLE);
+  ed.etc.sha512Async ??= async (...parts) => new Uint8Array(await subtle().digest("SHA-512", concatBytes(...parts)));
+  return ed;
+}
+
+/** Whether this browser's WebCrypto signs with Ed25519 (else the noble fallback does). */
+export async function webCryptoEd25519() {
   try {
-    return await subtle().importKey("pkcs8", hexToBytes(PKCS8_ED25519_PREFIX + seedHex), { name: "Ed25519" }, false, ["sign"]);
-  } catch (err) {
-    throw new Error(`this browser could not load an Ed25519 key (${err.message})`);
+    await subtle().importKey("pkcs8", hexToBytes(PKCS8_ED25519_PREFIX + "00".repeat(32)), { name: "Ed25519" }, false,
+      ["sign"]);
+    return true;
+  } catch {
+    return false;
   }
+}
+
+/**
+ * The seed, public key and DID in a key file: the one `depai id new NAME --plain` writes (depai-keystore, kdf
+ * "none"), or a fleet's identities.json (then the entry ``name``). An encrypted key file (Argon2id + XSalsa20-
+ * Poly1305) is refused with what to do: this page vendors no Argon2id or XSalsa20 code to open it.
+ */
+export function parseKeyFile(text, name) {
+  let record;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    throw new Error("this is not a key file: it is not JSON");
+  }
+  if (record?.format === "depai-keystore") {
+    if (record.version !== 1) throw new Error(`key file version ${record.version} is not known here (only 1)`);
+    if (record.kdf === "argon2id") {
+      throw new Error("this key file is encrypted (Argon2id + XSalsa20-Poly1305), and the dashboard has no Argon2id " +
+        "or XSalsa20 code to open it: import a plain copy (`depai id new NAME --plain` writes one) or the fleet's " +
+        "identities.json");
+    }
+    if (record.kdf !== "none" || !/^[0-9a-f]{64}$/.test(record.seed ?? "")) throw new Error("the key file holds no seed");
+    return { seedHex: record.seed, publicKeyHex: record.public_key, did: record.did ?? null };
+  }
+  if (record && typeof record === "object" && !Array.isArray(record)) { // a fleet's identities.json
+    if (!name) throw new Error("choose the member whose key this identities.json holds");
+    const entry = record[name];
+    const seedHex = typeof entry === "string" ? entry : entry?.seed;
+    if (!/^[0-9a-f]{64}$/.test(seedHex ?? "")) throw new Error(`this identities.json has no key for ${name}`);
+    return { seedHex, publicKeyHex: null, did: typeof entry === "object" ? entry.did ?? null : null };
+  }
+  throw new Error("this is not a depai key file (format depai-keystore) nor a fleet's identities.json");
+}
+
+function openStore() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function storeCall(mode, call) {
+  const db = await openStore();
+  try {
+    return await new Promise((resolve, reject) => {
+      const request = call(db.transaction(STORE, mode).objectStore(STORE));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Keep the key of ``parsed`` (from parseKeyFile) for the member ``did``: a non-extractable WebCrypto key where
+ * Ed25519 is supported, else the seed for the noble fallback. Returns what keptKey() returns.
+ */
+export async function importKey(parsed, did) {
+  const seed = hexToBytes(parsed.seedHex);
+  const ed = await noble();
+  const publicKeyHex = bytesToHex(await ed.getPublicKeyAsync(seed));
+  if (parsed.publicKeyHex && parsed.publicKeyHex !== publicKeyHex) {
+    throw new Error("the key file's public key does not match its seed: the file is damaged");
+  }
+  const record = { did: parsed.did ?? did, publicKeyHex, importedAt: Date.now() };
+  try {
+    record.key = await subtle().importKey("pkcs8", hexToBytes(PKCS8_ED25519_PREFIX + parsed.seedHex),
+      { name: "Ed25519" }, false, ["sign"]);
+    record.kind = "webcrypto";
+  } catch {
+    record.seed = seed; // this browser's WebCrypto has no Ed25519: noble signs, with the seed kept as bytes
+    record.kind = "noble";
+  }
+  await storeCall("readwrite", (store) => store.put(record, SLOT));
+  return keptKey();
+}
+
+/** The member key this browser keeps, without its secret: {did, publicKeyHex, kind, importedAt}, or null. */
+export async function keptKey() {
+  const record = await storeCall("readonly", (store) => store.get(SLOT));
+  if (!record) return null;
+  const { did, publicKeyHex, kind, importedAt } = record;
+  return { did, publicKeyHex, kind, importedAt, extractable: kind === "webcrypto" ? record.key.extractable : true };
+}
+
+/** Forget the kept key: nothing of it stays in this browser. */
+export async function forgetKey() {
+  await storeCall("readwrite", (store) => store.delete(SLOT));
+}
+
+async function signDigest(digest) {
+  const record = await storeCall("readonly", (store) => store.get(SLOT));
+  if (!record) throw new Error("no member key in this browser: import your key file first");
+  if (record.kind === "webcrypto") {
+    return { did: record.did, signature: new Uint8Array(await subtle().sign({ name: "Ed25519" }, record.key, digest)) };
+  }
+  const ed = await noble();
+  return { did: record.did, signature: await ed.signAsync(digest, record.seed) };
 }
 
 let lastSeq = 0;
@@ -70,13 +190,14 @@ function nextSeq() {
   return lastSeq;
 }
 
-/** The wire text of an envelope of ``kind`` carrying ``body``, signed by the key with seed ``seedHex`` as ``did``. */
-export async function sealEnvelope({ seedHex, did, kind, body, nowMs = Date.now(), seq = nextSeq() }) {
-  const key = await importSeed(seedHex);
+/** The wire text of an envelope of ``kind`` carrying ``body``, signed with the kept member key as its DID. */
+export async function sealEnvelope({ kind, body, nowMs = Date.now(), seq = nextSeq() }) {
+  const { did } = (await keptKey()) ?? {};
+  if (!did) throw new Error("no member key in this browser: import your key file first");
   const unsigned = { body, exp: nowMs + TTL_MS, iat: nowMs, iss: did, kid: "key-1", kind, seq, v: 1 };
   const digest = await sha256(concatBytes(
     utf8.encode(DOMAIN), [0], utf8.encode(kind), [0], utf8.encode(canonicalJSON(unsigned)),
   ));
-  const signature = new Uint8Array(await subtle().sign({ name: "Ed25519" }, key, digest));
+  const { signature } = await signDigest(digest);
   return canonicalJSON({ ...unsigned, sig: base64url(signature) });
 }
