@@ -104,10 +104,14 @@ class LedgerView:
         return members_csv(summary["by_member"], summary["currency"])
 
     def tasks(self, state: str | None = None, limit: int = 200, robot: str | None = None) -> list[dict[str, Any]]:
-        """The newest tasks, in one state when given."""
+        """The newest tasks, in one state when given; ``robot_name`` and ``customer_name`` are the names the fleet
+        gave them (``""``: none)."""
         if state is not None and state not in TASK_STATES:
             raise ViewError(400, "bad_state", f"unknown task state {state!r}", f"use one of {', '.join(TASK_STATES)}")
-        return [_task(task) for task in self.market.recent(state, robot=robot, limit=max(1, min(limit, 1000)))]
+        names = self.names()
+        return [{**_task(task), "robot_name": names.get(task.robot or "", ""),
+                 "customer_name": names.get(task.customer, "")}
+                for task in self.market.recent(state, robot=robot, limit=max(1, min(limit, 1000)))]
 
     def robots(self) -> list[dict[str, Any]]:
         """Every robot on the marketplace, with its record and earnings."""

@@ -167,3 +167,40 @@ def test_the_page_says_how_fast_the_fleet_clock_runs(served: tuple[str, dict[str
     expect(clock).to_contain_text("fleet time, the simulation's clock, running 20× the wall clock")
     expect(clock).to_contain_text("it is now 2026-09-22 18:00:00 UTC")
     expect(clock).to_contain_text("this computer's clock")
+
+
+def test_the_market_page_names_robots_and_customers_and_drop_off_places(
+        served: tuple[str, dict[str, Any]], page: Page) -> None:
+    """The market page (issue #19): names from the view's ``names()``, DIDs on hover; a drop-off at one of the map's
+    places (here the map of a running fleet, stood in for) by that place's name, another by rounded coordinates."""
+    from playwright.sync_api import expect
+
+    url, _ = served
+    settled = httpx.get(f"{url}api/tasks", params={"state": "settled"}).json()
+    assert {(t["robot_name"], t["customer_name"]) for t in settled} == {("robot-0", ""), ("robot-1", "")}
+    assert {tuple(t["dropoff"]) for t in settled} == {(10.0, 5.0)}
+    status = httpx.get(f"{url}api/status").json()
+    page.route("**/api/status", lambda route: route.fulfill(json={**status, "sim_s": 60.0, "clock_s": 1.0}))
+    page.route("**/api/map", lambda route: route.fulfill(json={"places": [
+        {"kind": "depot", "x": 0.0, "y": 0.0}, {"kind": "dropoff", "x": 40.0, "y": 40.0},
+        {"kind": "dropoff", "x": 10.2, "y": 5.1}]}))
+    page.goto(f"{url}market")
+    rows = page.locator("#tasks-settled tbody tr[data-task]")
+    expect(rows).to_have_count(5)
+    assert set(texts(page, "#tasks-settled td[data-field='robot']")) == {"robot-0", "robot-1"}
+    robot = page.locator("#tasks-settled tr[data-task='t1'] td[data-field='robot'] a")
+    assert robot.get_attribute("title") == DAO_ROBOTS[0]
+    assert set(texts(page, "#tasks-settled td[data-field='dropoff']")) == {"Drop-off 2"}  # the second drop-off place
+    assert page.get_attribute("#tasks-settled tr[data-task='t1'] .place", "title") == "Drop-off 2 at (10, 5) m"
+    customer = page.locator("#tasks-settled tr[data-task='t1'] td[data-field='customer'] span")
+    assert customer.get_attribute("title") == "did:key:zCustomer"  # no name for it: the short DID
+
+    page.unroute("**/api/map")
+    page.route("**/api/map", lambda route: route.fulfill(json={"places": []}))
+    page.reload()
+    expect(rows).to_have_count(5)
+    assert set(texts(page, "#tasks-settled td[data-field='dropoff']")) == {"(10, 5) m"}
+    if assert_offline is not None:
+        assert_offline(page)
+    reloaded = [p for p in page.problems if "/api/events" not in p or "ERR_ABORTED" not in p]  # type: ignore[attr-defined]
+    assert reloaded == []  # but for the event stream the reload cut off
