@@ -136,16 +136,19 @@ def test_a_member_proposes_and_votes_with_keys_that_never_leave_the_browser(runn
                                                                           page: Any) -> None:
     up, state = running
     url = up.dashboard_url.rstrip("/")
-    seeds = json.loads((state / "identities.json").read_text())
     with DidRegistry(state / "registry.sqlite3") as registry:
         alice = IdentityStore(state / "identities.json", registry).enroll("member-1").did
     page.goto(f"{url}/dao")
     page.wait_for_selector("table#dao-members tr[data-member]")
-    page.select_option("#signer-member", alice)
-    page.fill("#signer-seed", seeds["member-1"])
+    page.select_option("#key-member", alice)
+    page.set_input_files("#key-file", str(state / "identities.json"))  # the fleet's key file, imported once
+    page.click("form#key-form button[type=submit]")
+    page.wait_for_selector("#key-result[data-ok='true']", timeout=15_000)
     page.fill("#propose-id", "tip-alice")
     page.fill("#propose-description", "a one-cent tip, to try the vote")
-    page.fill("#propose-actions", json.dumps([{"kind": "spend", "to": alice, "amount": 1, "currency": "EUR"}]))
+    page.select_option("#action-kind", "spend")
+    page.fill("#action-to", alice)
+    page.fill("#action-amount", "0.01")
     page.click("form#propose-form button[type=submit]")
     page.wait_for_selector("#propose-result[data-ok='true']", timeout=15_000)
     page.wait_for_selector("article.proposal[data-proposal='tip-alice'] .badge[data-state='active']",
