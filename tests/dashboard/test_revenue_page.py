@@ -27,10 +27,7 @@ from tests.dao.test_dao import DAO_DID, World
 from tests.dashboard.test_ledger_api import serving
 from tests.dashboard.test_revenue import DAO_ROBOTS, Fleet
 
-try:  # tests/browser_offline.py: every outside request blocked and recorded; axe-core
-    from tests.browser_offline import assert_offline
-except ImportError:  # pragma: no cover - before it lands
-    assert_offline = None
+from tests.browser_offline import assert_accessible, assert_offline
 
 if TYPE_CHECKING:  # Playwright is imported only when a test asks for a browser (tests/browser.py)
     from playwright.sync_api import Page
@@ -104,8 +101,8 @@ def test_the_charts_have_labelled_axes_and_the_tables_name_everyone_in_the_chart
         "Fleet time (UTC), one bar per day", "Revenue (EUR per day)"]
     expect(page.locator("#fleet-clock")).to_contain_text("fleet time: the simulation's clock")
     screenshot(page, "revenue")
-    if assert_offline is not None:
-        assert_offline(page)
+    assert_offline(page)
+    assert_accessible(page)  # axe-core: no serious or critical violation
     assert page.problems == []  # type: ignore[attr-defined]
 
 
@@ -147,8 +144,7 @@ def test_the_task_table_searches_and_sorts(served: tuple[str, dict[str, Any]], p
     assert texts(page, "#tasks td[data-field='robot']") == ["robot-0"] * 3 + ["robot-1"] * 2
     page.fill("#task-search", "robot-0")  # the search keeps the sort
     assert texts(page, "#tasks td[data-field='task']") == ["t5", "t3", "t1"]
-    if assert_offline is not None:
-        assert_offline(page)
+    assert_offline(page)
     assert page.problems == []  # type: ignore[attr-defined]
 
 
@@ -200,7 +196,7 @@ def test_the_market_page_names_robots_and_customers_and_drop_off_places(
     page.reload()
     expect(rows).to_have_count(5)
     assert set(texts(page, "#tasks-settled td[data-field='dropoff']")) == {"(10, 5) m"}
-    if assert_offline is not None:
-        assert_offline(page)
+    assert_offline(page)
+    assert_accessible(page)
     reloaded = [p for p in page.problems if "/api/events" not in p or "ERR_ABORTED" not in p]  # type: ignore[attr-defined]
     assert reloaded == []  # but for the event stream the reload cut off
