@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from identity.keystore import Keystore
 from launch.up import RunningFleet
 from tests.browser import open_page
-from tests.browser_offline import assert_offline, screenshot
+from tests.browser_offline import assert_accessible, assert_offline, screenshot
 from tests.dashboard.test_app import FAST_GOVERNANCE, fleet, member  # noqa: F401 - the running fleet, reused
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ def test_propose_by_form_vote_with_an_imported_key_see_why_a_purchase_waits_and_
     expect(page.locator('[data-proposal="split-2"] .badge')).to_have_text("executed")
     expect(page.locator("#dao-split")).to_contain_text("treasury 20")
     screenshot(page, "reason-shown")
+    assert_accessible(page)  # the forms, the kept key's state and the reasons, as a screen reader meets them
 
     page.click("#key-forget")
     expect(state).to_contain_text("No member key in this browser")
