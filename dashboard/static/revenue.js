@@ -65,7 +65,14 @@ function timeChart(revenue) {
   draw("time", node, `${state.bucket}:${revenue.currency}`, () => ({
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     scales: {
-      x: { time: true, range: (u, min, max) => [(min ?? 0) - seconds, (max ?? 0) + seconds] },
+      x: { // from the buckets themselves, half a bucket either side: one bucket alone still gets a readable span
+        time: true,
+        range: () => {
+          const held = shown.time.rows;
+          if (!held.length) return [Date.now() / 1000 - seconds, Date.now() / 1000 + seconds];
+          return [held[0].at_ms / 1000 - seconds / 2, held[held.length - 1].at_ms / 1000 + seconds * 1.5];
+        },
+      },
       y: { range: (u, min, max) => [0, Math.max(1, max ?? 0) * 1.1] },
     },
     series: [
@@ -227,10 +234,12 @@ function describeClock(status) {
   const [first] = state.clock;
   if (speed === null && now - first[0] >= 2000) speed = (status.clock_s - first[1]) / ((now - first[0]) / 1000);
   const ahead = status.clock_s - now / 1000;
-  const rate = speed === null ? "measuring how fast it runs…" : `running ${speed.toFixed(speed < 10 ? 1 : 0)}× the wall clock`;
+  const rate = speed === null ? "running at a speed still being measured…"
+    : `running ${speed.toFixed(speed < 10 ? 1 : 0)}× the wall clock`;
   const lead = Math.abs(ahead) < 60 ? "level with this computer's clock"
     : `${formatDuration(Math.abs(ahead))} ${ahead > 0 ? "ahead of" : "behind"} this computer's clock`;
-  node.textContent = `${base}: fleet time, the simulation's clock, ${rate}; it is now ${formatTime(status.clock_s * 1000)}, ${lead}.`;
+  node.textContent = `Times on this page are fleet time: the simulation's clock, ${rate} (the ledger stamps each entry `
+    + `with it). It is now ${formatTime(status.clock_s * 1000)} in fleet time, ${lead}.`;
   node.dataset.speed = speed === null ? "" : speed.toFixed(2);
 }
 

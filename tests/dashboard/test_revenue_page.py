@@ -79,6 +79,9 @@ def test_the_charts_have_labelled_axes_and_the_tables_name_everyone_in_the_chart
         assert page.locator(f"#chart-{chart} .uplot canvas").count() >= 1
         assert page.locator(f"#chart-{chart} .u-axis").count() == 2
     expect(page.locator("#chart-time-caption")).to_contain_text("4 hours with revenue")
+    first, last = revenue["by_hour"][0]["at_ms"] / 1000, revenue["by_hour"][-1]["at_ms"] / 1000
+    shown = page.evaluate("[window.revenueCharts.time.plot.scales.x.min, window.revenueCharts.time.plot.scales.x.max]")
+    assert shown == [first - 1800, last + 5400]  # the buckets' span, half an hour either side of the bars
 
     # per robot: every DAO robot, robot-2 that earned nothing too, in one order in the chart and the table
     assert [r["name"] for r in revenue["by_robot"]] == ["robot-0", "robot-1", "robot-2"]
@@ -160,8 +163,8 @@ def test_the_page_says_how_fast_the_fleet_clock_runs(served: tuple[str, dict[str
                                                              headers={"content-type": "text/event-stream"}))
     page.goto(f"{url}revenue")
     clock = page.locator("#fleet-clock")
-    expect(clock).to_contain_text("fleet time, the simulation's clock, running 20× the wall clock")
-    expect(clock).to_contain_text("it is now 2026-09-22 18:00:00 UTC")
+    expect(clock).to_contain_text("fleet time: the simulation's clock, running 20× the wall clock")
+    expect(clock).to_contain_text("It is now 2026-09-22 18:00:00 UTC in fleet time")
     expect(clock).to_contain_text("this computer's clock")
 
 
