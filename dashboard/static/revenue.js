@@ -57,20 +57,20 @@ function timeChart(revenue) {
   const xLabel = `Fleet time (UTC), one bar per ${state.bucket}`;
   const yLabel = `Revenue (${revenue.currency} per ${state.bucket})`;
   $("chart-time-caption").textContent = rows.length
-    ? `x: ${xLabel}, in ${unit}; y: ${yLabel}. ${rows.length} ${unit} with revenue.`
+    ? `x: ${xLabel}, in ${unit}; y: ${yLabel}. ${rows.length} ${rows.length === 1 ? state.bucket : unit} with revenue.`
     : "No revenue yet: no task has been settled.";
   node.setAttribute("aria-label", `Bar chart. x axis: ${xLabel}. y axis: ${yLabel}.`);
-  const data = [rows.map((r) => r.at_ms / 1000), rows.map((r) => euros(r.earned))];
+  const data = [rows.map((r) => r.at_ms / 1000 + seconds / 2), rows.map((r) => euros(r.earned))]; // bars mid-bucket
   shown.time = { rows, currency: revenue.currency };
   draw("time", node, `${state.bucket}:${revenue.currency}`, () => ({
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     scales: {
-      x: { // from the buckets themselves, half a bucket either side: one bucket alone still gets a readable span
+      x: { // from the buckets themselves: one bucket alone still gets a readable span
         time: true,
         range: () => {
           const held = shown.time.rows;
           if (!held.length) return [Date.now() / 1000 - seconds, Date.now() / 1000 + seconds];
-          return [held[0].at_ms / 1000 - seconds / 2, held[held.length - 1].at_ms / 1000 + seconds * 1.5];
+          return [held[0].at_ms / 1000, held[held.length - 1].at_ms / 1000 + seconds];
         },
       },
       y: { range: (u, min, max) => [0, Math.max(1, max ?? 0) * 1.1] },
@@ -78,7 +78,10 @@ function timeChart(revenue) {
     series: [
       {
         label: "Fleet time (UTC)",
-        value: (u, ts) => (ts === null ? "—" : formatTime(ts * 1000).replace(state.bucket === "day" ? / \d\d:.*/ : /:\d\d UTC$/, "")),
+        value: (u, ts, si, i) => {
+          const row = i === null || i === undefined ? undefined : shown.time.rows[i];
+          return row ? (state.bucket === "day" ? row.day : row.hour) : "—";
+        },
       },
       {
         label: `Revenue (${revenue.currency})`,
