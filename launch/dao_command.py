@@ -418,7 +418,7 @@ def _why(p: dict[str, Any]) -> str:
         return f"\n    not executed ({error['code']}, {error['attempts']} attempt(s)): {error['message']}"
     cost = p.get("cost")
     if cost and not cost["covered"]:
-        return (f"\n    cannot execute yet: needs {cost['total'] / 100:.2f} {cost['currency']} from the treasury, which "
-                f"holds {cost['treasury'] / 100:.2f}")
+        return (f"\n    cannot execute yet: needs {cost['total'] / 100:.2f} {cost['currency']} from the treasury, "
+                f"which holds {cost['treasury'] / 100:.2f}")
     return ""
 

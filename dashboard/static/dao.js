@@ -73,12 +73,14 @@ function tallyText(proposal) {
 /** One action in words. */
 function actionText(a) {
   switch (a.kind) {
-    case "change_split": return `change the split to ${Object.entries(a.shares).map(([k, v]) => `${k} ${formatBps(v)}`).join(", ")}`;
+    case "change_split":
+      return `change the split to ${Object.entries(a.shares).map(([k, v]) => `${k} ${formatBps(v)}`).join(", ")}`;
     case "set_parameter": return `set ${a.name} to ${parameter(a.name, a.value)}`;
     case "buy_robot": return `buy a ${a.model} robot for ${formatMoney(a.price, a.currency)}`;
     case "retire_robot": return `retire ${names.get(a.robot) ?? shortDid(a.robot)}`;
     case "admit_robot": return `admit the robot ${shortDid(a.robot)}`;
-    case "spend": return `pay ${formatMoney(a.amount, a.currency)} to ${memberName(a.to)}${a.memo ? ` (${a.memo})` : ""}`;
+    case "spend":
+      return `pay ${formatMoney(a.amount, a.currency)} to ${memberName(a.to)}${a.memo ? ` (${a.memo})` : ""}`;
     case "add_member": return `add ${memberName(a.member)} with ${a.shares} shares`;
     case "remove_member": return `remove ${memberName(a.member)}`;
     case "mint": return `mint ${a.shares} shares for ${memberName(a.member)}`;
@@ -214,11 +216,13 @@ function memberOptions() {
   return (current?.members ?? []).map((m) => [m.member, `${m.name || shortDid(m.member)} (${m.shares} shares)`]);
 }
 
+const AMOUNT = { type: "number", min: "0.01", step: "0.01", required: "" };
 const FORMS = {
   buy_robot: () => [input("model", "Model", { value: "courier", required: "" }),
-    input("price", `Price (${current?.currency ?? "EUR"})`, { type: "number", min: "0.01", step: "0.01", required: "" })],
+    input("price", `Price (${current?.currency ?? "EUR"})`, AMOUNT)],
   change_split: () => Object.entries(current?.split ?? { members: 10000 }).map(([to, bps]) => input(
-    `split-${to}`, `${to} (%)`, { type: "number", min: "0", max: "100", step: "0.01", value: String(bps / 100), "data-recipient": to })),
+    `split-${to}`, `${to} (%)`,
+    { type: "number", min: "0", max: "100", step: "0.01", value: String(bps / 100), "data-recipient": to })),
   set_parameter: () => [select("name", "Parameter", PARAMETERS.map((p) => [p, p])),
     input("value", "Value (basis points, seconds or shares)", { type: "number", step: "any", required: "" })],
   retire_robot: () => [input("robot", "Robot DID", { list: "action-robots", required: "" }),
@@ -226,7 +230,7 @@ const FORMS = {
   admit_robot: () => [input("robot", "Robot DID", { required: "" }),
     input("owner_key", "Its Ed25519 public key (64 hex)", { pattern: "[0-9a-f]{64}", required: "" })],
   spend: () => [input("to", "To (DID)", { required: "" }),
-    input("amount", `Amount (${current?.currency ?? "EUR"})`, { type: "number", min: "0.01", step: "0.01", required: "" }),
+    input("amount", `Amount (${current?.currency ?? "EUR"})`, AMOUNT),
     input("memo", "Memo")],
   add_member: () => [input("member", "Newcomer's DID", { required: "" }),
     input("shares", "Shares", { type: "number", min: "1", step: "1", required: "" })],

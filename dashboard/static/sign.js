@@ -100,7 +100,9 @@ export function parseKeyFile(text, name) {
         "or XSalsa20 code to open it: import a plain copy (`depai id new NAME --plain` writes one) or the fleet's " +
         "identities.json");
     }
-    if (record.kdf !== "none" || !/^[0-9a-f]{64}$/.test(record.seed ?? "")) throw new Error("the key file holds no seed");
+    if (record.kdf !== "none" || !/^[0-9a-f]{64}$/.test(record.seed ?? "")) {
+      throw new Error("the key file holds no seed");
+    }
     return { seedHex: record.seed, publicKeyHex: record.public_key, did: record.did ?? null };
   }
   if (record && typeof record === "object" && !Array.isArray(record)) { // a fleet's identities.json
