@@ -11,7 +11,7 @@ tests/conftest.py use this module:
 - ``open_page(browser)``: a context manager: a fresh context (1280x800) and a page whose
   ``page.problems`` lists what went wrong in it, as text: console errors, uncaught
   exceptions and failed requests. Every request to a host other than 127.0.0.1/localhost
-  is blocked and recorded (tests/browser_offline.py: ``assert_offline(page)``, and axe-core's
+  is refused (by a dead local proxy, so nothing is intercepted) and recorded (tests/browser_offline.py: ``assert_offline(page)``, and axe-core's
   ``assert_accessible(page)``). On leaving, a full-page screenshot of its last state goes to
   the artifacts directory, then the context is closed.
 - ``screenshot(page, name)``: save ``<artifacts>/<test name>-<name>.png``; returns the path.
@@ -108,14 +108,14 @@ def start_browser(executable: str) -> Iterator[Browser]:
 
 @contextmanager
 def open_page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh 1280x800 context, with ``page.problems`` and outside requests blocked (and
+    """A page in a fresh 1280x800 context, with ``page.problems`` and outside requests refused (and
     recorded in ``page.outside_requests``); screenshot and close on leaving."""
-    from tests.browser_offline import block_outside  # it imports this module
+    from tests.browser_offline import OFFLINE_CONTEXT, watch_outside  # it imports this module
 
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT, **OFFLINE_CONTEXT)
     try:
         context.set_default_timeout(TIMEOUT_MS)
-        outside = block_outside(context)
+        outside = watch_outside(context)
         page = context.new_page()
         page.outside_requests = outside  # type: ignore[attr-defined]
         problems: list[str] = []

@@ -1,13 +1,16 @@
 """Offline and accessibility checks for the browser tests (tests/browser.py, issue #19).
 
-Every page from the ``page`` fixture (``tests.browser.open_page``) is already guarded: each request its
-context makes to a host other than ``LOCAL_HOSTS`` (HTTP(S) and WebSocket, from the page, its frames or
-its workers) is aborted before it leaves the machine and its URL recorded. Import what a test needs::
+Every page from the ``page`` fixture (``tests.browser.open_page``) is already guarded, without intercepting
+a single request: its context's proxy is a local port that refuses connections, and only ``LOCAL_HOSTS`` bypass
+it, so each request to another host (HTTP(S) or WebSocket, from the page, its frames or its workers) fails
+before it leaves the machine, and its URL is recorded. Import what a test needs::
 
     from tests.browser_offline import assert_accessible, assert_offline, axe, screenshot
 
-- ``block_outside(target)``: guard a page or context opened without the fixture; returns the list the
-  blocked URLs go to (also ``target.outside_requests``). The fixture's pages already have it.
+- ``OFFLINE_CONTEXT``: the ``browser.new_context(**OFFLINE_CONTEXT, ...)`` options that do this for a context a
+  test makes itself; then ``watch_outside(context)`` records the URLs (``context.outside_requests``).
+- ``block_outside(target)``: for a page or context made without those options: blocks the same requests
+  with ``route`` (which intercepts every request, so slows them a little) and records them.
 - ``outside_requests(page) -> list[str]``: the URLs blocked so far, in order.
 - ``assert_offline(page)``: fail, naming them, if any request went (tried to go) outside.
 - ``axe(page, *, within=None, rules=None) -> list[dict]``: inject the vendored axe-core
@@ -25,6 +28,7 @@ its workers) is aborted before it leaves the machine and its URL recorded. Impor
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -34,8 +38,8 @@ from tests.browser import ROOT, screenshot
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Route, WebSocketRoute
 
-__all__ = ["AXE_JS", "LOCAL_HOSTS", "SERIOUS", "assert_accessible", "assert_offline", "axe", "block_outside",
-           "format_violations", "is_local", "outside_requests", "screenshot"]
+__all__ = ["AXE_JS", "LOCAL_HOSTS", "OFFLINE_CONTEXT", "SERIOUS", "assert_accessible", "assert_offline", "axe",
+           "block_outside", "format_violations", "is_local", "outside_requests", "screenshot", "watch_outside"]
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 AXE_JS = ROOT / "dashboard" / "static" / "vendor" / "axe-core" / "axe.min.js"
@@ -51,10 +55,49 @@ def is_local(url: str) -> bool:
     return (parts.hostname or "") in LOCAL_HOSTS
 
 
+_held: list[socket.socket] = []
+
+
+def _refusing_port() -> int:
+    """A local TCP port bound but never listened on, held for the session: connecting to it is refused at once."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    _held.append(held)
+    return held.getsockname()[1]
+
+
+OFFLINE_CONTEXT: dict[str, Any] = {"proxy": {"server": f"http://127.0.0.1:{_refusing_port()}",
+                                             "bypass": "127.0.0.1,localhost,[::1]"}}  # LOCAL_HOSTS
+
+
+def watch_outside(context: BrowserContext) -> list[str]:
+    """Record the URL of every request and WebSocket ``context`` opens to a host not in ``LOCAL_HOSTS``
+    (no interception: made with ``OFFLINE_CONTEXT``, the context's proxy refuses them); the list."""
+    existing = getattr(context, "outside_requests", None)
+    if existing is not None:
+        return existing
+    recorded: list[str] = []
+
+    def seen(url: str) -> None:
+        if not is_local(url):
+            recorded.append(url)
+
+    def watch_page(page: Page) -> None:
+        page.on("websocket", lambda socket: seen(socket.url))
+
+    context.on("request", lambda request: seen(request.url))
+    for page in context.pages:
+        watch_page(page)
+    context.on("page", watch_page)
+    context.outside_requests = recorded  # type: ignore[attr-defined]
+    return recorded
+
+
 def block_outside(target: Page | BrowserContext) -> list[str]:
     """Abort and record every request ``target`` makes to a host not in ``LOCAL_HOSTS``; the list of URLs.
 
-    On a context, this covers all its pages, frames and workers; calling it twice returns the same list."""
+    For a page or context not made with ``OFFLINE_CONTEXT``. On a context, this covers all its pages, frames
+    and workers; calling it twice returns the same list."""
     existing = getattr(target, "outside_requests", None)
     if existing is not None:
         return existing
@@ -83,14 +126,14 @@ def outside_requests(page: Page) -> list[str]:
         found = getattr(holder, "outside_requests", None)
         if found is not None:
             return found
-    raise AssertionError("this page is not guarded: use the page fixture (tests/conftest.py) or call "
-                         "tests.browser_offline.block_outside(page) before page.goto()")
+    raise AssertionError("this page is not guarded: use the page fixture (tests/conftest.py), make its context "
+                         "with OFFLINE_CONTEXT and watch_outside(context), or call block_outside(page) first")
 
 
 def assert_offline(page: Page) -> None:
     """Fail if ``page`` made any request to a host outside ``LOCAL_HOSTS`` (each was blocked)."""
     blocked = outside_requests(page)
-    assert not blocked, (f"{len(blocked)} request(s) to outside hosts from {page.url} (blocked; the dashboard "
+    assert not blocked, (f"{len(blocked)} request(s) to outside hosts from {page.url} (refused; the dashboard "
                          "must serve everything itself):\n  " + "\n  ".join(dict.fromkeys(blocked)))
 
 

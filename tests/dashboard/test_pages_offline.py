@@ -19,7 +19,8 @@ import pytest
 from dashboard.app import PAGES
 from launch.up import RunningFleet
 from tests.browser import ROOT
-from tests.browser_offline import SERIOUS, assert_accessible, assert_offline, format_violations, screenshot
+from tests.browser_offline import (SERIOUS, assert_accessible, assert_offline, format_violations, outside_requests,
+                                   screenshot)
 from tests.dashboard.test_app import fleet  # noqa: F401 - the running fleet and its dashboard, reused
 
 QUIET_S = 0.4  # no request but the live stream outstanding for this long: the page has drawn what it fetched
@@ -106,3 +107,21 @@ def test_the_vendored_files_are_the_pinned_packages() -> None:
             assert hashlib.sha256((vendor / lib / name).read_bytes()).hexdigest() == digest, f"{lib}/{name} was edited"
     copied = {path.relative_to(vendor).as_posix() for path in vendor.rglob("*") if path.is_file()}
     assert copied == {"manifest.json"} | {f"{lib}/{name}" for lib, e in manifest.items() for name in e["files"]}
+
+
+OUTSIDE_PAGE = """<!doctype html><title>outside</title><img src="https://example.com/a.png" alt="a">
+<script src="http://192.0.2.1/b.js"></script>
+<script>new WebSocket("wss://example.org/c"); fetch("/local").catch(() => 0);</script>"""
+
+
+def test_the_harness_refuses_and_counts_every_outside_request(fleet: RunningFleet, page: Any) -> None:  # noqa: F811
+    page.goto(fleet.dashboard.url)
+    page.set_content(OUTSIDE_PAGE)
+    page.wait_for_function("performance.getEntriesByType('resource').length >= 3")
+    page.wait_for_timeout(300)
+    assert sorted(outside_requests(page)) == ["http://192.0.2.1/b.js", "https://example.com/a.png",
+                                              "wss://example.org/c"]
+    assert all("ERR_PROXY_CONNECTION_FAILED" in p for p in page.problems if "/local" not in p)
+    with pytest.raises(AssertionError, match=r"3 request\(s\) to outside hosts"):
+        assert_offline(page)
+    page.problems.clear()
