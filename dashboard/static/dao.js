@@ -102,12 +102,13 @@ function costText(cost) {
 }
 
 function blocked(p) {
-  if (p.state === "executed" || p.state === "canceled" || p.state === "defeated" || p.state === "expired") return null;
+  if (p.state === "executed" || p.state === "canceled" || p.state === "defeated") return null;
   if (p.execution_error) {
     const e = p.execution_error;
-    return `Not executed (${e.code}, ${e.attempts} attempt${e.attempts === 1 ? "" : "s"}, last ` +
-      `${formatTime(e.at_s * 1000)}): ${e.message}`;
+    return `${p.state === "expired" ? "Expired without executing" : "Not executed"} (${e.code}, ${e.attempts} ` +
+      `attempt${e.attempts === 1 ? "" : "s"}, last ${formatTime(e.at_s * 1000)}): ${e.message}`;
   }
+  if (p.state === "expired") return null;
   if (p.cost && !p.cost.covered) return `Will not execute as things stand: ${costText(p.cost)}`;
   return null;
 }
