@@ -11,9 +11,10 @@ tests/conftest.py use this module:
 - ``open_page(browser)``: a context manager: a fresh context (1280x800) and a page whose
   ``page.problems`` lists what went wrong in it, as text: console errors, uncaught
   exceptions and failed requests. Every request to a host other than 127.0.0.1/localhost
-  is refused (by a dead local proxy, so nothing is intercepted) and recorded (tests/browser_offline.py: ``assert_offline(page)``, and axe-core's
-  ``assert_accessible(page)``). On leaving, a full-page screenshot of its last state goes to
-  the artifacts directory, then the context is closed.
+  is refused (by a dead local proxy, so nothing is intercepted) and recorded
+  (tests/browser_offline.py: ``assert_offline(page)``, and axe-core's ``assert_accessible(page)``).
+  On leaving, a full-page screenshot of its last state goes to the artifacts directory, then
+  the context is closed.
 - ``screenshot(page, name)``: save ``<artifacts>/<test name>-<name>.png``; returns the path.
 - ``artifacts_dir()``: ``$DEPAI_ARTIFACTS``, else tests/artifacts/ (git ignores it); created.
 
