@@ -11,6 +11,7 @@ verifies it like every other receiver does, and hands it to the DAO.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -426,6 +427,7 @@ def _task(task: Task) -> dict[str, Any]:
             "dropoff": list(task.dropoff), "outcome": task.outcome}
 
 
+@functools.lru_cache(maxsize=8192)  # the same few hundred names on every /api/revenue
 def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
     """A sort key that puts robot-2 before robot-10."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)

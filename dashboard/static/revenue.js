@@ -88,7 +88,7 @@ function timeChart(revenue) {
         stroke: COLOR,
         fill: "rgba(11, 92, 173, 0.35)",
         width: 1,
-        paths: uPlot.paths.bars({ size: [0.8, 40] }),
+        paths: uPlot.paths.bars({ size: [0.9, 120] }),
         points: { show: false },
         value: (u, v, si, i) => {
           const row = i === null || i === undefined ? undefined : shown.time.rows[i];
