@@ -210,7 +210,7 @@ function addRobot(robot) {
   for (const [on, forced] of [["mouseover", true], ["mouseout", false], ["focus", true], ["blur", false]]) {
     element.addEventListener(on, () => label.classList.toggle("forced", forced));
   }
-  return { marker, label };
+  return { marker, label, name: robot.name };
 }
 
 function showRobots() {
@@ -225,7 +225,10 @@ function showRobots() {
     } else {
       held.marker.setLatLng(at(robot.x, robot.y));
     }
-    held.marker.getTooltip().setContent(robot.name || robot.did);
+    if (held.name !== robot.name) { // a robot's name rarely changes: re-laying its label every second would cost
+      held.name = robot.name;
+      held.marker.getTooltip().setContent(robot.name || robot.did);
+    }
     styleRobot(held.marker.getElement(), robot);
     held.marker.setZIndexOffset(robot.state === "offline" ? -50 : 0);
   }
@@ -243,17 +246,14 @@ function showRobots() {
 /** Hide every robot label that would overlap one already shown (greedy, in DID order, so stable as they move). */
 function declutter() {
   const shown = [];
-  const order = [...robots.keys()].sort();
-  const boxes = order.map((did) => {
-    const label = robots.get(did).label;
-    label.classList.remove("crowded");
-    return [label, label.getBoundingClientRect()];
-  });
+  // All boxes first, then the classes: visibility moves nothing, and reading between writes would lay out each time.
+  const boxes = [...robots.keys()].sort().map((did) => robots.get(did).label)
+    .map((label) => [label, label.getBoundingClientRect()]);
   for (const [label, box] of boxes) {
     const hit = shown.some((other) => box.left < other.right && other.left < box.right
       && box.top < other.bottom && other.top < box.bottom);
-    if (hit) label.classList.add("crowded");
-    else shown.push(box);
+    label.classList.toggle("crowded", hit);
+    if (!hit) shown.push(box);
   }
 }
 

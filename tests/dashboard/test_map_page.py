@@ -31,10 +31,15 @@ _BOXES = """(selector) => [...document.querySelectorAll(selector)].map((node) =>
 })"""
 
 
+def placed_robots(api: httpx.Client) -> list[dict[str, Any]]:
+    """The robots that have said where they are (a robot that never reported has no place on the map)."""
+    return [robot for robot in api.get("/api/robots").json() if robot["x"] is not None]
+
+
 def open_map(page: Any, fleet: RunningFleet, api: httpx.Client) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The map page with every tile loaded and every placed robot drawn; the API's map and placed robots."""
     world = api.get("/api/map").json()
-    placed = [robot for robot in api.get("/api/robots").json() if robot["x"] is not None]
+    placed = placed_robots(api)
     page.goto(fleet.dashboard.url.rstrip("/") + "/")
     page.wait_for_selector(f"body[data-robots-drawn='{len(placed)}'][data-places-drawn]")
     page.wait_for_function(_TILES_READY, arg=len(world["tiles"]))
@@ -114,8 +119,7 @@ def test_zoom_and_pan_move_the_map_and_the_scale_bar_follows(fleet: RunningFleet
     assert abs(width - metres * 2 ** zoom) < 1.5, "the scale bar does not read metres"
 
     page.click("a.leaflet-control-zoom-in")
-    page.wait_for_selector(f"body[data-zoom='{zoom + 1:g}']")
-    page.wait_for_timeout(300)  # the zoom animation ends before the scale bar is redrawn
+    page.wait_for_selector(f"body[data-zoom='{zoom + 1:g}']")  # set on zoomend; the scale bar follows at once
     text_in, metres_in, width_in = scale_bar(page)
     assert text_in != text
     assert abs(width_in - metres_in * 2 ** (zoom + 1)) < 1.5
@@ -130,6 +134,23 @@ def test_zoom_and_pan_move_the_map_and_the_scale_bar_follows(fleet: RunningFleet
     page.keyboard.press("-")
     page.wait_for_selector(f"body[data-zoom='{zoom:g}']")
     screenshot(page, "panned")
+
+    # Zoomed all the way out the robots crowd together: one label is shown, the others hidden until focused.
+    for _ in range(12):
+        if page.get_attribute("body", "data-zoom") == "-3":
+            break
+        now = page.get_attribute("body", "data-zoom")
+        page.click("a.leaflet-control-zoom-out")
+        page.wait_for_function("(zoom) => document.body.dataset.zoom !== zoom", arg=now)
+    assert page.get_attribute("body", "data-zoom") == "-3"
+    labels = page.evaluate(_BOXES, "#map .robot-label")
+    shown = [label for label in labels if not label["hidden"]]
+    assert len(shown) == 1 and len(labels) == len(placed_robots(api))
+    hidden = next(label["text"] for label in labels if label["hidden"])
+    page.focus(f"#map .robot[aria-label^='{hidden}:']")  # as Tab would: its label comes back
+    page.wait_for_function("(name) => [...document.querySelectorAll('#map .robot-label')].some((label) => "
+                           "label.textContent === name && getComputedStyle(label).visibility === 'visible')",
+                           arg=hidden)
     assert_offline(page)
     assert page.problems == []
 
