@@ -103,7 +103,7 @@ class Proposal:
     canceled: bool
     tally: Tally
     state: State
-    execution_error: ExecutionFailure | None = None  # why its last execution was refused (while not executed)
+    execution_error: ExecutionFailure | None = None  # why its last execution was refused, or its fleet effect failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,8 +382,15 @@ class Dao:
         except ValueError as err:  # an action's rules (e.g. burning more shares than held, a parameter set invalid)
             self._refused(proposal_id, DaoError("invalid_action", f"proposal {proposal_id} cannot execute: {err}"))
         self.db.run(lambda c: c.execute("DELETE FROM dao_execution_failures WHERE proposal = ?", (proposal_id,)))
+        failures = []
         for effect in after_commit:
-            effect()
+            try:
+                effect()
+            except Exception as err:  # noqa: BLE001 - the fleet's own code: the keeper must go on, the reason kept
+                failures.append(f"{type(err).__name__}: {err}")
+        if failures:
+            self._refused(proposal_id, DaoError("fleet_effect_failed", f"proposal {proposal_id} executed, but the "
+                                                f"fleet could not apply it: {'; '.join(failures)}"))
         return self.proposal(proposal_id)
 
     def _apply(self, c: Cursor, proposal_id: str, index: int, action: act.Action,
@@ -487,7 +494,7 @@ class Dao:
         now_state = state(now=self.clock(), timeline=line, tally=tally,
                           total_at_snapshot=self.shares.total_at(line.snapshot_s), quorum_bps=params.quorum_bps,
                           eta_s=eta, grace_period_s=params.grace_period_s, executed=bool(r[9]), canceled=bool(r[10]))
-        failure = None if r[9] else self.execution_error(proposal_id)
+        failure = self.execution_error(proposal_id)  # once executed, only a fleet effect that failed after it
         return Proposal(r[0], r[1], act.parse_actions(json.loads(r[2])), r[3], line, params, eta, bool(r[9]),
                         bool(r[10]), tally, now_state, failure)
 

@@ -410,12 +410,14 @@ def _proposal_json(proposal: Any, dao: Dao | None = None) -> dict[str, Any]:
 
 
 def _why(p: dict[str, Any]) -> str:
-    """Why a queued proposal has not executed: its recorded refusal, or a cost the treasury cannot pay now."""
+    """Why a queued (or expired) proposal has not executed: its recorded refusal, or a cost the treasury cannot pay
+    now; for an executed one, a fleet change that failed after it."""
+    error = p["execution_error"]
+    if error and p["state"] in ("queued", "expired", "executed"):  # executed: a fleet change that then failed
+        what = "a problem" if p["state"] == "executed" else "not executed"
+        return f"\n    {what} ({error['code']}, {error['attempts']} attempt(s)): {error['message']}"
     if p["state"] != "queued":
         return ""
-    if p["execution_error"]:
-        error = p["execution_error"]
-        return f"\n    not executed ({error['code']}, {error['attempts']} attempt(s)): {error['message']}"
     cost = p.get("cost")
     if cost and not cost["covered"]:
         return (f"\n    cannot execute yet: needs {cost['total'] / 100:.2f} {cost['currency']} from the treasury, "

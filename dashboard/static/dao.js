@@ -102,13 +102,14 @@ function costText(cost) {
 }
 
 function blocked(p) {
-  if (p.state === "executed" || p.state === "canceled" || p.state === "defeated") return null;
-  if (p.execution_error) {
+  if (p.state === "canceled" || p.state === "defeated") return null;
+  if (p.execution_error) { // on an executed proposal: a change the fleet then failed to make (fleet_effect_failed)
     const e = p.execution_error;
-    return `${p.state === "expired" ? "Expired without executing" : "Not executed"} (${e.code}, ${e.attempts} ` +
+    const what = { expired: "Expired without executing", executed: "Executed with a problem" }[p.state] ?? "Not executed";
+    return `${what} (${e.code}, ${e.attempts} ` +
       `attempt${e.attempts === 1 ? "" : "s"}, last ${formatTime(e.at_s * 1000)}): ${e.message}`;
   }
-  if (p.state === "expired") return null;
+  if (p.state === "expired" || p.state === "executed") return null;
   if (p.cost && !p.cost.covered) return `Will not execute as things stand: ${costText(p.cost)}`;
   return null;
 }

@@ -105,3 +105,20 @@ def test_the_keeper_records_every_refusal_and_goes_on_with_the_next_proposal(wor
     keeper.step()
     assert world.dao.proposal("spend").execution_error.attempts == 2
     assert world.dao.members()[world.bob.did] == 40  # the refused burn changed nothing
+
+
+def test_a_fleet_effect_that_fails_after_the_commit_is_recorded_and_the_keeper_goes_on(world, clock) -> None:
+    def broken(proposal: str, model: str) -> str:
+        raise RuntimeError("no free spawn point")
+
+    world.hooks.bond = 0
+    world.hooks.buy_robot = broken
+    world.earn(100_000, "e1")
+    world.dao.distribute("d1")
+    passed(world, "buy", [{"kind": "buy_robot", "model": "courier", "price": 1_000, "currency": "EUR"}])
+    keeper = DaoService(world.dao, world.ledger, clock=clock, split_every_s=10**9, checkpoint_every_s=10**9)
+    keeper.step()  # no exception escapes the keeper
+    proposal = world.dao.proposal("buy")
+    assert proposal.state == State.EXECUTED and keeper.refused == {"fleet_effect_failed": 1}
+    assert proposal.execution_error.code == "fleet_effect_failed"
+    assert "RuntimeError: no free spawn point" in proposal.execution_error.message
