@@ -293,7 +293,8 @@ const Legend = L.Control.extend({
   options: { position: "topright" },
   onAdd() {
     const placeShape = { depot: "square", dropoff: "triangle", charger: "diamond" };
-    const box = el("details", { class: "map-legend", open: "" },
+    // Folded on a narrow screen, where it would cover much of the map; its summary opens it.
+    const box = el("details", { class: "map-legend", open: window.innerWidth >= 800 ? "" : null },
       el("summary", {}, "Legend"),
       el("section", { "data-group": "robots" }, ...legendList("Robots", [
         ...Object.entries(ROBOTS).map(([state, [colour, text]]) =>
