@@ -111,11 +111,11 @@ def create_app(view: LedgerView, *, stopping: threading.Event | None = None) -> 
         a large dict, asked for every few seconds by every open revenue page."""
         return Response(orjson.dumps(view.revenue()), media_type="application/json")
 
-    @app.get("/api/revenue/tasks", tags=["dao"])
-    def revenue_tasks(limit: int = 1000) -> dict[str, Any]:
+    @app.get("/api/revenue/tasks", tags=["dao"], response_class=Response)
+    def revenue_tasks(limit: int = 1000) -> Response:
         """The newest settlements that paid the DAO, newest first: task, robot and its name, price, fee, earned
-        and when (fleet time)."""
-        return view.revenue_tasks(limit)
+        and when (fleet time); serialized with orjson like /api/revenue."""
+        return Response(orjson.dumps(view.revenue_tasks(limit)), media_type="application/json")
 
     @app.get("/api/revenue.csv", tags=["dao"], response_class=Response)
     def revenue_csv() -> Response:
