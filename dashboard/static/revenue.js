@@ -33,6 +33,18 @@ const shown = {}; // chart name -> what it shows now, read by its legend (option
 const euros = (minor) => minor / 100; // for drawing only: every figure written out is formatted from minor units
 const axisEuros = (u, values) => values.map((v) => (v === null ? "" : v.toFixed(2)));
 
+/** Ticks of a fleet-time axis in UTC, 24-hour: "14:00", with the date under the first tick and under midnights;
+ * dates alone when the ticks are a day or more apart. */
+function axisTimes(u, splits, axisIdx, space, incr) {
+  return splits.map((ts, i) => {
+    const iso = new Date(ts * 1000).toISOString(); // 2026-09-21T14:00:00.000Z
+    const day = iso.slice(0, 10);
+    if (incr >= 86_400) return day;
+    const time = iso.slice(11, 16);
+    return i === 0 || time === "00:00" ? `${time}\n${day}` : time;
+  });
+}
+
 function widthOf(node) {
   return Math.max(320, node.clientWidth || node.parentElement.clientWidth - 40);
 }
@@ -97,7 +109,7 @@ function timeChart(revenue) {
       },
     ],
     axes: [
-      { label: xLabel, labelSize: 24 },
+      { label: xLabel, labelSize: 24, size: 56, values: axisTimes },
       { label: yLabel, labelSize: 24, size: 70, values: axisEuros },
     ],
   }), data);
