@@ -5,7 +5,7 @@ import {
   describeError, didText, el, fillTable, formatBps, formatMoney, formatTime, getJSON, initPage, postJSON,
   showResult, shortDid,
 } from "/static/common.js";
-import { forgetKey, importKey, keptKey, parseKeyFile, sealEnvelope } from "/static/sign.js";
+import { forgetKey, importKey, keptKey, parseKeyFile, sealEnvelope, unlockKeyFile } from "/static/sign.js";
 
 const REFRESH_MS = 5000;
 const PARAMETERS = ["quorum_bps", "voting_delay_s", "voting_period_s", "timelock_s", "grace_period_s",
@@ -188,17 +188,30 @@ async function showKey() {
       "Forget it when you are done.";
 }
 
-async function importKeyFile() {
+/** The chosen key file, parsed (null when none is chosen); shows the passphrase field when it is encrypted. */
+async function chosenKeyFile() {
   const file = $("key-file").files[0];
-  if (!file) throw new Error("choose your key file first");
+  $("key-passphrase-field").hidden = true; // until the file is known to be encrypted
+  const parsed = file ? parseKeyFile(await file.text(), names.get($("key-member").value)) : null;
+  $("key-passphrase-field").hidden = !parsed?.encrypted;
+  return parsed;
+}
+
+async function importKeyFile() {
+  const passphrase = $("key-passphrase");
+  const typed = passphrase.value;
+  passphrase.value = ""; // never kept: not in the field, not in storage
+  let parsed = await chosenKeyFile();
+  if (!parsed) throw new Error("choose your key file first");
   const member = $("key-member").value;
-  const parsed = parseKeyFile(await file.text(), names.get(member));
+  if (parsed.encrypted) parsed = await unlockKeyFile(parsed, typed);
   const kept = await importKey(parsed, member);
   if (!names.has(kept.did)) {
     await forgetKey();
     throw new Error(`${kept.did} is not a member of this DAO: the key was not kept`);
   }
   $("key-file").value = "";
+  $("key-passphrase-field").hidden = true;
   await showKey();
   return `Key for ${names.get(kept.did)} kept in this browser`;
 }
@@ -360,6 +373,16 @@ function handle(form, output, action) {
 
 initPage();
 handle($("key-form"), $("key-result"), importKeyFile);
+$("key-file").addEventListener("change", async () => {
+  try {
+    const parsed = await chosenKeyFile();
+    showResult($("key-result"), parsed?.encrypted ? "This key file is encrypted: type its passphrase, then import" : "",
+      null);
+    if (parsed?.encrypted) $("key-passphrase").focus();
+  } catch (err) {
+    showResult($("key-result"), describeError(err), false);
+  }
+});
 $("key-forget").addEventListener("click", async () => {
   await forgetKey();
   showResult($("key-result"), "The key is forgotten: nothing of it stays in this browser", true);

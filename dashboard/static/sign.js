@@ -81,10 +81,43 @@ export async function webCryptoEd25519() {
   }
 }
 
+const ARGON2 = "/static/vendor/hash-wasm/argon2.umd.min.js"; // sets globalThis.hashwasm
+const NACL = "/static/vendor/tweetnacl/nacl.min.js"; // sets self.nacl
+// What identity/keystore.py writes: 16-byte salt; 24-byte nonce + 16-byte Poly1305 tag + the 32-byte seed.
+const SALT_SIZE = 16;
+const CIPHERTEXT_SIZE = 24 + 16 + 32;
+// Argon2id cost a key file may ask for here: libsodium's minimum up to its MODERATE limits (the keystore writes
+// INTERACTIVE, 2 passes over 64 MiB). A file asking for more is refused rather than left to hang the tab.
+const OPSLIMIT = [1, 3];
+const MEMLIMIT = [8192, 256 * 1024 * 1024];
+
+function base64Field(record, field, size) {
+  let bytes = null;
+  try {
+    bytes = typeof record[field] === "string" ? Uint8Array.from(atob(record[field]), (c) => c.charCodeAt(0)) : null;
+  } catch {
+    bytes = null;
+  }
+  if (bytes?.length !== size) {
+    throw new Error(`the key file's ${field} is not ${size} bytes of base64: the file is damaged`);
+  }
+  return bytes;
+}
+
+function costField(record, field, [low, high]) {
+  const value = record[field];
+  if (!Number.isSafeInteger(value) || value < low || value > high) {
+    throw new Error(`the key file asks for an Argon2id ${field} of ${value}, outside what this page accepts ` +
+      `(${low} to ${high}): it is not a file depai wrote with its usual cost`);
+  }
+  return value;
+}
+
 /**
  * The seed, public key and DID in a key file: the one `depai id new NAME --plain` writes (depai-keystore, kdf
- * "none"), or a fleet's identities.json (then the entry ``name``). An encrypted key file (Argon2id + XSalsa20-
- * Poly1305) is refused with what to do: this page vendors no Argon2id or XSalsa20 code to open it.
+ * "none"), or a fleet's identities.json (then the entry ``name``). For the encrypted key file `depai id new NAME`
+ * writes by default (kdf "argon2id"), the seed is still locked: ``encrypted`` holds its Argon2id cost, salt and
+ * ciphertext, for unlockKeyFile() with the passphrase.
  */
 export function parseKeyFile(text, name) {
   let record;
@@ -95,15 +128,21 @@ export function parseKeyFile(text, name) {
   }
   if (record?.format === "depai-keystore") {
     if (record.version !== 1) throw new Error(`key file version ${record.version} is not known here (only 1)`);
+    const publicKeyHex = /^[0-9a-f]{64}$/.test(record.public_key ?? "") ? record.public_key : null;
     if (record.kdf === "argon2id") {
-      throw new Error("this key file is encrypted (Argon2id + XSalsa20-Poly1305), and the dashboard has no Argon2id " +
-        "or XSalsa20 code to open it: import a plain copy (`depai id new NAME --plain` writes one) or the fleet's " +
-        "identities.json");
+      if (!publicKeyHex) throw new Error("the key file records no public key: the file is damaged");
+      const encrypted = {
+        opslimit: costField(record, "opslimit", OPSLIMIT),
+        memlimit: costField(record, "memlimit", MEMLIMIT),
+        salt: base64Field(record, "salt", SALT_SIZE),
+        ciphertext: base64Field(record, "ciphertext", CIPHERTEXT_SIZE),
+      };
+      return { encrypted, publicKeyHex, did: record.did ?? null };
     }
     if (record.kdf !== "none" || !/^[0-9a-f]{64}$/.test(record.seed ?? "")) {
       throw new Error("the key file holds no seed");
     }
-    return { seedHex: record.seed, publicKeyHex: record.public_key, did: record.did ?? null };
+    return { seedHex: record.seed, publicKeyHex, did: record.did ?? null };
   }
   if (record && typeof record === "object" && !Array.isArray(record)) { // a fleet's identities.json
     if (!name) throw new Error("choose the member whose key this identities.json holds");
@@ -113,6 +152,33 @@ export function parseKeyFile(text, name) {
     return { seedHex, publicKeyHex: null, did: typeof entry === "object" ? entry.did ?? null : null };
   }
   throw new Error("this is not a depai key file (format depai-keystore) nor a fleet's identities.json");
+}
+
+/**
+ * Open an encrypted key file (parseKeyFile's ``encrypted``) with its passphrase, as identity/keystore.py does:
+ * Argon2id (libsodium's crypto_pwhash: one lane, ``opslimit`` passes over ``memlimit`` bytes, a 32-byte key) from
+ * the passphrase and salt, then XSalsa20-Poly1305 (NaCl's secretbox) over the ciphertext (nonce first). Returns
+ * ``parsed`` with the 32-byte ``seed`` (bytes, which importKey zeroes once kept). A wrong passphrase throws and
+ * nothing is kept. The passphrase's bytes and the derived key are zeroed here; the string itself is the caller's.
+ */
+export async function unlockKeyFile(parsed, passphrase) {
+  const { opslimit, memlimit, salt, ciphertext } = parsed.encrypted;
+  if (!passphrase) throw new Error("this key file is encrypted: type its passphrase");
+  await Promise.all([import(ARGON2), import(NACL)]);
+  const password = utf8.encode(passphrase);
+  let key = null;
+  try {
+    key = await globalThis.hashwasm.argon2id({
+      password, salt, parallelism: 1, iterations: opslimit, memorySize: Math.floor(memlimit / 1024),
+      hashLength: 32, outputType: "binary",
+    });
+    const seed = globalThis.nacl.secretbox.open(ciphertext.subarray(24), ciphertext.subarray(0, 24), key);
+    if (!seed) throw new Error("wrong passphrase: the key file did not open with it, and no key was kept");
+    return { seed, publicKeyHex: parsed.publicKeyHex, did: parsed.did };
+  } finally {
+    password.fill(0);
+    key?.fill(0);
+  }
 }
 
 function openStore() {
@@ -138,26 +204,33 @@ async function storeCall(mode, call) {
 }
 
 /**
- * Keep the key of ``parsed`` (from parseKeyFile) for the member ``did``: a non-extractable WebCrypto key where
- * Ed25519 is supported, else the seed for the noble fallback. Returns what keptKey() returns.
+ * Keep the key of ``parsed`` (from parseKeyFile, or unlockKeyFile for an encrypted file) for the member ``did``: a
+ * non-extractable WebCrypto key where Ed25519 is supported, else the seed for the noble fallback. The seed's bytes
+ * in memory are zeroed once kept. Returns what keptKey() returns.
  */
 export async function importKey(parsed, did) {
-  const seed = hexToBytes(parsed.seedHex);
-  const ed = await noble();
-  const publicKeyHex = bytesToHex(await ed.getPublicKeyAsync(seed));
-  if (parsed.publicKeyHex && parsed.publicKeyHex !== publicKeyHex) {
-    throw new Error("the key file's public key does not match its seed: the file is damaged");
-  }
-  const record = { did: parsed.did ?? did, publicKeyHex, importedAt: Date.now() };
+  const seed = parsed.seed ?? hexToBytes(parsed.seedHex);
+  const pkcs8 = concatBytes(hexToBytes(PKCS8_ED25519_PREFIX), seed);
   try {
-    record.key = await subtle().importKey("pkcs8", hexToBytes(PKCS8_ED25519_PREFIX + parsed.seedHex),
-      { name: "Ed25519" }, false, ["sign"]);
-    record.kind = "webcrypto";
-  } catch {
-    record.seed = seed; // this browser's WebCrypto has no Ed25519: noble signs, with the seed kept as bytes
-    record.kind = "noble";
+    const ed = await noble();
+    const publicKeyHex = bytesToHex(await ed.getPublicKeyAsync(seed));
+    if (parsed.publicKeyHex && parsed.publicKeyHex !== publicKeyHex) {
+      throw new Error("the key file's public key does not match its seed: the file is damaged");
+    }
+    const record = { did: parsed.did ?? did, publicKeyHex, importedAt: Date.now() };
+    try {
+      record.key = await subtle().importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+      record.kind = "webcrypto";
+    } catch {
+      record.seed = seed.slice(); // this browser's WebCrypto has no Ed25519: noble signs, with the seed kept as bytes
+      record.kind = "noble";
+    }
+    await storeCall("readwrite", (store) => store.put(record, SLOT));
+    record.seed?.fill(0); // IndexedDB keeps its own copy
+  } finally {
+    seed.fill(0);
+    pkcs8.fill(0);
   }
-  await storeCall("readwrite", (store) => store.put(record, SLOT));
   return keptKey();
 }
 

@@ -23,6 +23,8 @@ const FILES = {
                                      "favicon-32x32.png", "LICENSE", "NOTICE"]],
   "noble-ed25519": ["@noble/ed25519", ["index.js", "LICENSE"]],
   "axe-core": ["axe-core", ["axe.min.js", "LICENSE", "LICENSE-3RD-PARTY.txt"]],
+  "hash-wasm": ["hash-wasm", ["dist/argon2.umd.min.js", "LICENSE"]], // Argon2id only, its wasm inlined
+  tweetnacl: ["tweetnacl", ["nacl.min.js", "LICENSE"]],
 };
 
 const flat = (path) => path.replace(/^dist\//, ""); // dist/leaflet.js -> leaflet.js

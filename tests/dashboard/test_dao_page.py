@@ -5,13 +5,19 @@ non-extractable WebCrypto key in IndexedDB. Through the page's forms, not JSON, 
 treasury cannot pay (the cost, price plus bond against the treasury, is spelled out before signing) and to
 change the split, and votes for both. The fleet's keeper executes the split and refuses the purchase; the page
 says why. Forgetting the key leaves nothing of it in the browser. A browser whose WebCrypto lacks Ed25519 signs
-with the vendored noble-ed25519 and the page says the seed is then kept as bytes. No request leaves the machine.
+with the vendored noble-ed25519 and the page says the seed is then kept as bytes. The encrypted key file
+`depai id new` writes by default opens in the page with its passphrase (the vendored hash-wasm Argon2id gives
+PyNaCl's key; tweetnacl opens the secretbox); a wrong passphrase is refused and keeps nothing. No request leaves
+the machine.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import nacl.pwhash.argon2id as argon2id
 
 from identity.keystore import Keystore
 from launch.up import RunningFleet
@@ -49,6 +55,21 @@ def key_file(fleet: RunningFleet, name: str, directory: Path) -> Path:
     """The plain key file `depai id new NAME --plain` would write, for the fleet's member ``name``."""
     identity = member(fleet, name)
     return Keystore(directory).save(name, identity.signer, did=identity.did, plain=True)
+
+
+def encrypted_key_file(fleet: RunningFleet, name: str, directory: Path, passphrase: str) -> Path:
+    """The encrypted key file `depai id new NAME` writes, at the low Argon2id cost the keystore's tests use."""
+    identity = member(fleet, name)
+    store = Keystore(directory, opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
+    return store.save(name, identity.signer, did=identity.did, passphrase=passphrase)
+
+
+ARGON2ID_IN_PAGE = """async ([password, saltHex, opslimit, memlimit]) => {  // the vendored Argon2id, as sign.js uses it
+  await import("/static/vendor/hash-wasm/argon2.umd.min.js");
+  const salt = Uint8Array.from(saltHex.match(/../g), (pair) => parseInt(pair, 16));
+  return globalThis.hashwasm.argon2id({ password: new TextEncoder().encode(password), salt, parallelism: 1,
+    iterations: opslimit, memorySize: Math.floor(memlimit / 1024), hashLength: 32, outputType: "hex" });
+}"""
 
 
 def propose(page: Page, proposal: str, description: str) -> None:
@@ -155,3 +176,80 @@ def test_without_webcrypto_ed25519_noble_signs_and_the_page_says_the_seed_is_kep
         proposal = fleet.dao.proposal("quorum-noble")
         assert proposal.proposer == bob.did and proposal.actions[0].to_json()["value"] == 5000
         assert_offline(page)
+
+
+def test_the_vendored_argon2id_gives_pynacls_key(fleet: RunningFleet, page: Page) -> None:
+    page.goto(f"{fleet.dashboard.url}dao")
+    salt = bytes(range(16))
+    for password, opslimit, memlimit in [("correct horse", argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN),
+                                         ("pässwörd ✓", 2, 1024 * 1024 + 512)]:
+        expected = argon2id.kdf(32, password.encode(), salt, opslimit=opslimit, memlimit=memlimit).hex()
+        assert page.evaluate(ARGON2ID_IN_PAGE, [password, salt.hex(), opslimit, memlimit]) == expected
+
+
+def test_an_encrypted_key_file_opens_with_its_passphrase_and_a_wrong_one_keeps_nothing(
+        fleet: RunningFleet, page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    carol = member(fleet, "member-3")
+    path = encrypted_key_file(fleet, "member-3", tmp_path / "keys", "carol's passphrase")
+    page.goto(f"{fleet.dashboard.url}dao")
+    state = page.locator("#key-state")
+    expect(state).to_contain_text("No member key in this browser")
+    passphrase = page.get_by_label("Passphrase of the key file")
+    expect(passphrase).to_be_hidden()
+    page.select_option("#key-member", carol.did)
+    page.set_input_files("#key-file", str(path))
+    expect(passphrase).to_be_visible()
+    expect(page.locator("#key-result")).to_contain_text("This key file is encrypted: type its passphrase")
+    assert passphrase.get_attribute("type") == "password"
+
+    hostile = tmp_path / "hostile.key.json"  # a file asking for more Argon2id work than a tab should do
+    hostile.write_text(json.dumps({**json.loads(path.read_text()), "memlimit": 4 * 1024 ** 3}))
+    page.set_input_files("#key-file", str(hostile))
+    expect(page.locator("#key-result")).to_contain_text("outside what this page accepts")
+    expect(passphrase).to_be_hidden()
+    page.set_input_files("#key-file", str(path))
+    expect(passphrase).to_be_visible()
+
+    passphrase.fill("not carol's passphrase")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-result")).to_contain_text("wrong passphrase")
+    expect(page.locator("#key-result")).to_contain_text("no key was kept")
+    expect(passphrase).to_have_value("")  # the field never holds it past the attempt
+    expect(state).to_contain_text("No member key in this browser")
+    assert page.evaluate(KEPT) is None
+    assert_accessible(page)  # the passphrase field, its label and the refusal
+
+    passphrase.fill("carol's passphrase")
+    page.click("#key-form button[type=submit]")
+    expect(state).to_contain_text("non-extractable WebCrypto key")
+    expect(state).to_contain_text(carol.did)
+    expect(passphrase).to_be_hidden()
+    assert page.evaluate(KEPT) == {"kind": "webcrypto", "did": carol.did, "hasSeed": False, "extractable": False,
+                                   "exported": "InvalidAccessError"}
+    stored = page.evaluate("""async () => {  // nothing of the passphrase in the page's storage
+      const db = await new Promise((ok) => { const r = indexedDB.open("depai-keys", 1);
+        r.onsuccess = () => ok(r.result); });
+      const record = await new Promise((ok) => { const r = db.transaction("keys").objectStore("keys").get("member");
+        r.onsuccess = () => ok(r.result); });
+      db.close();
+      return { keys: Object.keys(record).sort(), local: localStorage.length, session: sessionStorage.length };
+    }""")
+    assert stored == {"keys": ["did", "importedAt", "key", "kind", "publicKeyHex"], "local": 0, "session": 0}
+
+    page.select_option("#action-kind", "set_parameter")
+    page.select_option("#action-name", "quorum_bps")
+    page.fill("#action-value", "4500")
+    propose(page, "quorum-encrypted", "Signed with a key opened from its encrypted file")
+    expect(page.locator("#propose-result")).to_contain_text("Proposal quorum-encrypted created")
+    fleet.drive(FAST_GOVERNANCE.voting_delay_s + 1)
+    page.reload()
+    vote_for(page, "quorum-encrypted")
+    proposal = fleet.dao.proposal("quorum-encrypted")
+    assert proposal.proposer == carol.did
+    assert [(voter, support) for voter, support, _ in fleet.dao.votes("quorum-encrypted")] == [(carol.did, "for")]
+    assert proposal.tally.for_votes > 0
+    assert_accessible(page)
+    assert_offline(page)
+    assert [p for p in page.problems if "/api/events" not in p] == []  # type: ignore[attr-defined]
