@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def run_demo(directory: Path) -> tuple[list[tuple[str, str]], dict[str, Any]]:
         steps.append(("battery level tampered with", _refusal(verifier, tampered)))
 
         new_key = Signer.generate()
+        time.sleep(0.005)  # the rotation comes after the messages above: a key's window ends at its rotation's ms
         rotated = rotate_key(registry, robot.did, new_key.public_key, dao_key, current_method(registry, dao.did))
         steps.append(("robot key rotated by its controller", f"now {rotated.key_id}"))
         stale = robot_signer.seal("telemetry", {"battery": 0.9})
