@@ -53,11 +53,11 @@ from launch.dao_hooks import FleetHooks
 from launch.dao_service import DaoService
 from launch.descriptor import FleetDescriptor, public_broker, roads_digest, roads_json
 from launch.fleet import FleetConfig, Identity, SimFleet, SurveyRequests, run
-from launch.home import Home
+from launch.home import Home, registry_target
 from launch.identities import IdentityStore
 from bus.router import Router
 from launch.links import MqttLink, fleet_router, open_link
-from launch.serve import BROKER_FILE, registry_target
+from launch.serve import BROKER_FILE
 from launch.witness_command import CheckpointPublisher
 from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError, open_database

@@ -30,7 +30,7 @@ from identity.lifecycle import create_identity
 from identity.registry import DidRegistry
 from launch.bridge_command import ROADS, fleet_info
 from launch.cli import main
-from launch.serve import registry_target
+from launch.home import registry_target
 from ledger.journal import Ledger
 from marketplace.auction import EVALUATORS, REPUTATION_FLOOR, Offer
 from marketplace.market import MarketError, Marketplace
