@@ -15,7 +15,7 @@ from typing import Any
 
 import fastjsonschema
 
-from bus.topics import MAP_GRAPH, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, ROBOTS
+from bus.topics import MAP_GRAPH, MAP_PRESENCE, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, ROBOTS
 from identity.errors import DepaiError
 
 _NUMBER = {"type": "number"}
@@ -184,6 +184,17 @@ CATALOGUE: tuple[MessageSpec, ...] = (
                      {"u": _ID, "v": _ID,
                       "state": {"type": "string", "enum": ["free", "slow", "blocked", "suspect"]}},
                      {"at": _POINT})}}),
+    ),
+    MessageSpec(
+        "map.presence", MAP_PRESENCE, 1, False, "service",
+        "The map service's verdicts on where robots said they were, from other robots' lidar and the "
+        "corroborated map: seen (a peer's return where the robot claimed to stand), unseen (a peer's beam "
+        "passed through that spot) or impossible (the spot is inside a corroborated obstacle).",
+        _object({"version": {"type": "integer", "minimum": 0},
+                 "verdicts": {"type": "array", "maxItems": 4096, "items": _object(
+                     {"robot": _DID, "t": _TIME_MS, "x": _NUMBER, "y": _NUMBER,
+                      "verdict": {"type": "string", "enum": ["seen", "unseen", "impossible"]},
+                      "by": {"type": "array", "maxItems": 64, "items": _DID}})}}),
     ),
 )
 

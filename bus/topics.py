@@ -18,6 +18,7 @@ Fleet services publish the shared channels::
     depai/v1/market/awards                              award     a task awarded to a robot
     depai/v1/map/tiles/{layer}/{x}/{y}       retained   map.tile  a compressed occupancy tile
     depai/v1/map/graph                       retained   map.graph road-graph edge states
+    depai/v1/map/presence                               map.presence  where peers' lidar saw (or did not see) robots
     depai/v1/market/orders                              task      a customer's signed task, for the marketplace
 
 Between the fleet's own processes (docs/deploy.md)::
@@ -59,6 +60,7 @@ MARKET_TASKS = f"{PROTOCOL_ROOT}/market/tasks"
 MARKET_AWARDS = f"{PROTOCOL_ROOT}/market/awards"
 MAP_GRAPH = f"{PROTOCOL_ROOT}/map/graph"
 MAP_TILES = f"{PROTOCOL_ROOT}/map/tiles"
+MAP_PRESENCE = f"{PROTOCOL_ROOT}/map/presence"  # the map service's verdicts on robots' claimed poses
 MARKET_ORDERS = f"{PROTOCOL_ROOT}/market/orders"
 GATEWAYS = f"{PROTOCOL_ROOT}/gateways"
 VERIFIED = f"{PROTOCOL_ROOT}/verified"

@@ -109,6 +109,14 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
         [{"version": 3, "edges": [{"u": "n1", "v": "n2", "state": "closed"}]},
          {"version": 3, "edges": [{"u": "n1", "v": "n2", "state": "free", "w": 1}]}],
     ),
+    "map.presence": (
+        [{"version": 4, "verdicts": [{"robot": DID, "t": 1_700_000_000_000, "x": 12.5, "y": -3.0,
+                                      "verdict": "seen", "by": [DID]}]},
+         {"version": 0, "verdicts": []}],
+        [{"version": 4, "verdicts": [{"robot": DID, "t": 1_700_000_000_000, "x": 12.5, "y": -3.0,
+                                      "verdict": "maybe", "by": []}]},
+         {"version": -1, "verdicts": []}],
+    ),
 }
 
 
