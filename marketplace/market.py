@@ -22,6 +22,7 @@ arrives here).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from identity.errors import DepaiError
 from ledger.db import Cursor, IntegrityError
 from ledger.journal import InsufficientFunds, Ledger, LedgerError
 from marketplace.auction import EVALUATORS, Offer, award
-from marketplace.proof import Trails, check_receipt
+from marketplace.proof import Sighting, Trails, Verdict, WitnessRule, check_receipt, judge_presence
 
 OPEN, AWARDED, SETTLED, REFUNDED = "open", "awarded", "settled", "refunded"
 # the record entries of what moves no money but decides where it goes (marketplace/audit.py reads them back)
@@ -56,7 +57,15 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS market_bids (
         task TEXT NOT NULL, robot TEXT NOT NULL, price BIGINT NOT NULL, eta_ms BIGINT NOT NULL,
         bid_hash TEXT NOT NULL, PRIMARY KEY (task, robot))""",
+    # receipts that passed their own checks but that no peer has witnessed yet (docs/marketplace.md#proof-of-delivery)
+    """CREATE TABLE IF NOT EXISTS market_held (
+        task TEXT PRIMARY KEY, robot TEXT NOT NULL, receipt_ms BIGINT NOT NULL, arrived_ms BIGINT NOT NULL)""",
+    # the map service's verified verdicts on robots' claimed poses (map.presence), kept for PRESENCE_KEEP_S
+    """CREATE TABLE IF NOT EXISTS market_presence (
+        robot TEXT NOT NULL, t BIGINT NOT NULL, x DOUBLE PRECISION NOT NULL, y DOUBLE PRECISION NOT NULL,
+        verdict TEXT NOT NULL, PRIMARY KEY (robot, t, verdict, x, y))""",
 ]
+PRESENCE_KEEP_S = 3_600.0  # longer than any task's life: verdicts since a task's award are what judge it
 
 
 _TASK_COLUMNS = ("id, customer, currency, max_price, deadline_ms, dropoff_x, dropoff_y, state, robot, price, "
@@ -104,14 +113,20 @@ class Marketplace:
 
     def __init__(self, ledger: Ledger, signer: EnvelopeSigner | None, *, fee_bps: int = 500, min_bond: int = 1,
                  recipient_keys: Callable[[str], bytes | None] = lambda did: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, witness: WitnessRule | None = None) -> None:
+        """``witness``: judge receipts also by peers' sightings (map.presence; see ``record_presence``); None: by
+        the robot's own trail and the dropoff alone."""
         if not 0 <= fee_bps <= 10_000:
             raise ValueError(f"fee_bps must be within 0..10000, got {fee_bps}")
         self.ledger, self.signer, self.fee_bps, self.min_bond = ledger, signer, fee_bps, min_bond
         self.recipient_keys, self.clock = recipient_keys, clock
+        self.witness = witness
         self.trails = Trails()
         self.db = ledger.db
         self.db.script(_SCHEMA)
+        if "awarded_ms" not in self.db.columns("market_tasks"):  # a database from before witnessed presence
+            self.db.script(["ALTER TABLE market_tasks ADD COLUMN awarded_ms BIGINT"])
+        self._next_prune = -math.inf
 
     @property
     def did(self) -> str:
@@ -300,8 +315,9 @@ class Marketplace:
         award_hash = hashlib.sha256(sealed).hexdigest()
 
         def work(c: Cursor) -> None:
-            c.execute("UPDATE market_tasks SET state = ?, robot = ?, price = ?, bid_hash = ?, award_hash = ? "
-                      "WHERE id = ? AND state = ?", (AWARDED, robot, price, bid_hash, award_hash, task_id, OPEN))
+            c.execute("UPDATE market_tasks SET state = ?, robot = ?, price = ?, bid_hash = ?, award_hash = ?, "
+                      "awarded_ms = ? WHERE id = ? AND state = ?",
+                      (AWARDED, robot, price, bid_hash, award_hash, self._now_ms(), task_id, OPEN))
             if c.rowcount != 1:
                 raise MarketError("not_open", f"task {task_id} is no longer open")
             self.ledger.record(f"task:{task_id}:award:{award_hash[:32]}", TASK_AWARD,
@@ -366,12 +382,97 @@ class Marketplace:
         verdict = check_receipt(robot=envelope.issuer, awarded_to=task.robot or "", receipt=envelope.body,
                                 dropoff=task.dropoff, trails=self.trails,
                                 recipient_key=lambda: self.recipient_keys(task.customer))
-        if verdict.accepted:
-            return task, lambda c: self._settle_in(c, task)
         if envelope.issuer != task.robot or verdict.reason.startswith("no_evidence"):
             raise MarketError(verdict.reason.split(":")[0], verdict.reason)
-        return task, lambda c: self._refund_in(c, task, AWARDED, f"faked: {verdict.reason}",
-                                               slash_bps=FAKE_SLASH_BPS, count="faked")
+        if verdict.accepted and self.witness is not None and envelope.body.get("recipient") is None:
+            receipt_ms, now = int(envelope.body["t"]), self._now_ms()
+            verdict = self._witnessed(task, receipt_ms, now)
+            if verdict.held:
+                return task, lambda c: self._hold_in(c, task, receipt_ms, now)
+        return task, self._outcome(task, verdict)
+
+    def _outcome(self, task: Task, verdict: Verdict) -> Callable[[Cursor], None]:
+        """The move a final verdict calls for: settle; refund unwitnessed without blame; refund and slash a fake.
+        Either way a held receipt of the task is done with, in the same transaction."""
+        def move(c: Cursor) -> None:
+            c.execute("DELETE FROM market_held WHERE task = ?", (task.id,))
+            if verdict.accepted:
+                self._settle_in(c, task)
+            elif verdict.reason.startswith("unwitnessed"):
+                self._refund_in(c, task, AWARDED, verdict.reason, slash_bps=0, count=None)
+            else:
+                self._refund_in(c, task, AWARDED, f"faked: {verdict.reason}", slash_bps=FAKE_SLASH_BPS,
+                                count="faked")
+        return move
+
+    # --- witnessed presence --------------------------------------------------------------------------
+
+    def record_presence(self, verdicts: Sequence[dict[str, Any]]) -> int:
+        """Keep the map service's verified verdicts (a map.presence body's ``verdicts``); how many were new."""
+        now = self._now_ms()
+
+        def work(c: Cursor) -> int:
+            added = 0
+            for v in verdicts:
+                c.execute("INSERT INTO market_presence (robot, t, x, y, verdict) VALUES (?, ?, ?, ?, ?) "
+                          "ON CONFLICT DO NOTHING", (v["robot"], int(v["t"]), float(v["x"]), float(v["y"]),
+                                                     v["verdict"]))
+                added += c.rowcount
+            if now >= self._next_prune:
+                c.execute("DELETE FROM market_presence WHERE t < ?", (now - int(PRESENCE_KEEP_S * 1000),))
+            return added
+
+        added = self.db.run(work) if verdicts or now >= self._next_prune else 0
+        self._next_prune = max(self._next_prune, now + 60_000)
+        return added
+
+    def sightings(self, robot: str, since_ms: int) -> list[Sighting]:
+        """The map service's verdicts on ``robot``'s claimed poses from ``since_ms`` on, oldest first."""
+        return [Sighting(int(t), float(x), float(y), verdict) for t, x, y, verdict in self.db.read(
+            "SELECT t, x, y, verdict FROM market_presence WHERE robot = ? AND t >= ? ORDER BY t", (robot, since_ms))]
+
+    def held(self) -> dict[str, tuple[int, int]]:
+        """Receipts held for a witness: task -> (the receipt's time, when it arrived), in ms."""
+        return {task: (int(t), int(arrived)) for task, t, arrived in
+                self.db.read("SELECT task, receipt_ms, arrived_ms FROM market_held ORDER BY task")}
+
+    def judge_held(self) -> list[Task]:
+        """Judge every held receipt again on the verdicts kept since: the tasks settled or refunded now."""
+        done = []
+        for task_id, (receipt_ms, arrived_ms) in self.held().items():
+            task = self.task(task_id)
+            if self.witness is None:  # a marketplace that no longer asks for witnesses pays what passed its checks
+                verdict = Verdict(True)
+            else:
+                verdict = self._witnessed(task, receipt_ms, arrived_ms) if task.state == AWARDED else Verdict(False)
+            if verdict.held:
+                continue
+            if task.state != AWARDED:  # settled by a countersigned receipt, or refunded, meanwhile
+                self._run(lambda c, task_id=task_id: c.execute("DELETE FROM market_held WHERE task = ?", (task_id,)))
+                continue
+            try:
+                self._run(self._outcome(task, verdict))
+            except MarketError:
+                continue  # moved meanwhile: the next turn finds it done
+            done.append(self.task(task_id))
+        return done
+
+    def _witnessed(self, task: Task, receipt_ms: int, arrived_ms: int) -> Verdict:
+        """The verdict of peers' sightings on ``task``'s receipt (paid, refused or held)."""
+        assert self.witness is not None and task.robot is not None
+        body, awarded = self.db.read("SELECT body, awarded_ms FROM market_tasks WHERE id = ?", (task.id,))[0]
+        pickup = orjson.loads(body)["pickup"]
+        # a task awarded before awarded_ms was kept is judged over the hold period before its receipt
+        since = int(awarded) if awarded is not None else receipt_ms - int(self.witness.hold_s * 1000)
+        return judge_presence(self.sightings(task.robot, since), pickup=(float(pickup["x"]), float(pickup["y"])),
+                              dropoff=task.dropoff, awarded_ms=since, receipt_ms=receipt_ms, arrived_ms=arrived_ms,
+                              now_ms=self._now_ms(), rule=self.witness)
+
+    @staticmethod
+    def _hold_in(c: Cursor, task: Task, receipt_ms: int, arrived_ms: int) -> None:
+        """Within transaction ``c``: keep a receipt for judging again (its first arrival counts; no money moves)."""
+        c.execute("INSERT INTO market_held (task, robot, receipt_ms, arrived_ms) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT DO NOTHING", (task.id, task.robot, receipt_ms, arrived_ms))
 
     def withdraw_bids(self, robot: str) -> int:
         """Withdraw ``robot``'s bids on open tasks (it restarted: what its earlier session offered it no longer
@@ -416,8 +517,9 @@ class Marketplace:
         ``blameless(robot)`` (say, a robot not heard from since the fleet came back from a crash)."""
         now = self._now_ms()
         done = []
+        held = self.held()  # delivered in time, waiting for a witness: judged by judge_held, not by the deadline
         for task in self.tasks(OPEN) + self.tasks(AWARDED):
-            if task.deadline_ms <= now:
+            if task.deadline_ms <= now and task.id not in held:
                 blamed = task.state == AWARDED and task.robot is not None and not blameless(task.robot)
                 try:
                     done.append(self._refund(task, task.state, "expired", slash_bps=FAIL_SLASH_BPS if blamed else 0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from identity.canonical import canonicalize
@@ -31,6 +31,7 @@ class Verdict:
 
     accepted: bool
     reason: str = ""
+    held: bool = False  # not judged yet: kept by the marketplace and judged again (witnessed presence)
 
 
 class Trails:
@@ -92,3 +93,68 @@ def check_receipt(
         if key is None or not verify(key, countersignature_message(receipt["task"], robot, receipt["t"]), raw):
             return Verdict(False, "bad_countersignature: the recipient's signature does not verify")
     return Verdict(True)
+
+
+# --- witnessed presence (issue #20) ----------------------------------------------------------------------
+
+SEEN, UNSEEN, IMPOSSIBLE = "seen", "unseen", "impossible"
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One of the map service's verdicts on a pose the robot claimed: seen, unseen or impossible (map.presence)."""
+
+    t_ms: int
+    x: float
+    y: float
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRule:
+    """When peers' lidar (the map service's ``map.presence`` verdicts) makes a receipt payable, refused or held.
+
+    ``near_m``: a ``seen`` within this of the pickup (between the award and the receipt) is "left the pickup";
+    one within it of the dropoff from ``dropoff_window_s`` before the receipt to ``after_s`` after is "reached
+    the dropoff". Both: paid at once. Contradicted: more than ``impossible_allowance`` ``impossible`` verdicts,
+    or more than ``unseen_allowance`` ``unseen`` ones that are also more than ``unseen_ratio`` times the ``seen``
+    ones, from the award to ``after_s`` past the receipt (the allowances absorb honest robots' false unseens,
+    measured in benchmarks/delivery_fraud.py). Neither: held for ``hold_s`` after the receipt arrived, paid by a
+    ``seen`` of the robot at or after the receipt's time, else refused ``unwitnessed``.
+    """
+
+    near_m: float = 15.0
+    dropoff_window_s: float = 60.0
+    after_s: float = 10.0
+    unseen_allowance: int = 2
+    unseen_ratio: float = 1.0
+    impossible_allowance: int = 0
+    hold_s: float = 300.0
+
+
+def judge_presence(sightings: Sequence[Sighting], *, pickup: tuple[float, float], dropoff: tuple[float, float],
+                   awarded_ms: int, receipt_ms: int, arrived_ms: int, now_ms: int,
+                   rule: WitnessRule = WitnessRule()) -> Verdict:
+    """The witnessed verdict on a receipt whose own checks passed: paid, refused, or ``held`` (judged again later)."""
+    end_ms = receipt_ms + int(rule.after_s * 1000)
+    during = [s for s in sightings if awarded_ms <= s.t_ms <= end_ms]
+    seen = [s for s in during if s.verdict == SEEN]
+    unseen = sum(s.verdict == UNSEEN for s in during)
+    impossible = sum(s.verdict == IMPOSSIBLE for s in during)
+    if impossible > rule.impossible_allowance:
+        return Verdict(False, f"contradicted: {impossible} of its claimed poses were inside a corroborated obstacle")
+    if unseen > rule.unseen_allowance and unseen > rule.unseen_ratio * len(seen):
+        return Verdict(False, f"contradicted: peers' lidar passed through {unseen} of its claimed poses "
+                              f"and saw it at {len(seen)}")
+    near = rule.near_m
+    left_pickup = any(s.t_ms <= receipt_ms and math.dist((s.x, s.y), pickup) <= near for s in seen)
+    reached = any(s.t_ms >= receipt_ms - rule.dropoff_window_s * 1000 and math.dist((s.x, s.y), dropoff) <= near
+                  for s in seen)
+    if left_pickup and reached:
+        return Verdict(True, "witnessed: seen leaving the pickup and reaching the dropoff")
+    if any(s.verdict == SEEN and receipt_ms <= s.t_ms for s in sightings):
+        return Verdict(True, "witnessed_later: seen where it said it was after the delivery")
+    if now_ms - arrived_ms >= rule.hold_s * 1000:
+        return Verdict(False, f"unwitnessed: no peer saw the robot at the pickup, the dropoff or within "
+                              f"{rule.hold_s:.0f} s after")
+    return Verdict(False, "held: not yet witnessed by a peer; judged again as verdicts arrive", held=True)

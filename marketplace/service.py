@@ -8,7 +8,11 @@ robots all at once (one task per robot, least total cost) and the signed awards
 go out on ``market/awards``; a task nobody took is announced again. Receipts
 that arrived since the last turn are settled together (one commit for all). A
 robot's receipt settles its task; a reported failure or a rejected award
-refunds it; expired tasks are refunded each turn. How it runs (evaluator, bid
+refunds it; expired tasks are refunded each turn. With a ``WitnessRule`` the
+marketplace also asks whether peers saw the robot deliver: the map service's
+signed ``map.presence`` verdicts (``presence``, verified against the map
+services this one trusts) are kept, and a receipt no peer has witnessed yet is
+held and judged again each second (docs/marketplace.md#proof-of-delivery). How it runs (evaluator, bid
 window, a task's life, prices) is its ``MarketPolicy``.
 
 The service sees only signed messages: who the customers are (simulated ones
@@ -19,12 +23,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import ClassVar
 
 from bus.schemas import BY_KIND, SchemaError, validate_body
 from bus.session import Outgoing
-from bus.topics import MARKET_AWARDS, MARKET_TASKS
+from bus.topics import MAP_PRESENCE, MARKET_AWARDS, MARKET_TASKS
+from bus.trusted import Refused, ServiceGate
 from identity.envelope import Envelope, EnvelopeRefused, EnvelopeVerifier
 from marketplace.auction import EVALUATORS, assign_offers
 from marketplace.market import AWARDED, OPEN, MarketError, Marketplace, Task
@@ -40,9 +45,15 @@ class MarketService:
     declared_kinds: ClassVar[tuple[str, ...]] = DECLARED_KINDS
 
     def __init__(self, market: Marketplace, verifier: EnvelopeVerifier, *, clock: Callable[[], float],
-                 policy: MarketPolicy = MarketPolicy(), currency: str = "EUR") -> None:
-        """``verifier`` checks customers' signed tasks; tasks in another ``currency`` than the service's are refused."""
+                 policy: MarketPolicy = MarketPolicy(), currency: str = "EUR",
+                 map_services: Collection[str] = ()) -> None:
+        """``verifier`` checks customers' signed tasks; tasks in another ``currency`` than the service's are refused;
+        ``map_services`` are the DIDs whose map.presence verdicts are believed (the fleet descriptor's map)."""
         self.market, self.verifier, self.clock, self.policy, self.currency = market, verifier, clock, policy, currency
+        self._presence_gate = ServiceGate(verifier.keys, map_services, clock=clock)
+        self.sightings = 0  # map.presence verdicts kept
+        self.presence_refused: Counter[str] = Counter()
+        self.held = 0  # receipts held for a witness when they arrived
         self.evaluator = EVALUATORS[policy.evaluator]
         self.delivered: list[str] = []
         self.failed: list[str] = []
@@ -118,12 +129,24 @@ class MarketService:
         except MarketError as err:
             self.refused[err.code] += 1
 
+    def presence(self, topic: str, payload: bytes) -> None:
+        """The map service's signed map.presence: verified (its envelope, a trusted map service, its topic and
+        schema), then its verdicts kept for judging receipts; a refused one is counted in presence_refused."""
+        try:
+            envelope = self._presence_gate.admit(topic, payload, kinds=("map.presence",),
+                                                 expected_topic=lambda envelope: MAP_PRESENCE)
+        except Refused as refusal:
+            self.presence_refused[refusal.code] += 1
+            return
+        self.sightings += self.market.record_presence(envelope.body["verdicts"])
+
     def _born(self, robot: str) -> None:
         """A robot's new session: its bids on open tasks are withdrawn (the robot would refuse an award for a bid it
         no longer remembers, and be slashed for it), and the tasks awarded to it must show in its telemetry within
         release_after_s."""
         self.market.withdraw_bids(robot)
-        held = {task.id for task in self.market.tasks(AWARDED) if task.robot == robot}
+        delivered = self.market.held()  # a receipt held for a witness: the task is done, not forgotten
+        held = {task.id for task in self.market.tasks(AWARDED) if task.robot == robot and task.id not in delivered}
         if held:
             self._reborn[robot] = (self.clock(), held)
 
@@ -157,6 +180,8 @@ class MarketService:
         for outcome in self.market.deliver_many(receipts) if receipts else ():
             if isinstance(outcome, MarketError):
                 self.refused[outcome.code] += 1
+            elif outcome.state == AWARDED:
+                self.held += 1
             else:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.policy.bid_window_s]
@@ -183,6 +208,8 @@ class MarketService:
                 out.append(Outgoing(MARKET_TASKS, self.market.announcement(task), tasks.qos, tasks.retain))
         if now >= self._next_expiry:  # deadlines are in whole seconds' worth: once a second is enough
             self._next_expiry = now + 1.0
+            for task in self.market.judge_held():
+                (self.delivered if task.state == "settled" else self.failed).append(task.id)
             self.failed += [task.id for task in self.market.expire(blameless=self._blameless)]
         return out
 
