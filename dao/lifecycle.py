@@ -33,6 +33,9 @@ from enum import StrEnum
 BPS = 10_000
 SUPPORT = ("for", "against", "abstain")
 _SECONDS = ("voting_delay_s", "voting_period_s", "timelock_s", "grace_period_s")
+MAX_SECONDS = 10 * 365 * 86_400  # ten years: every delay and period fits the clock, and each instant stays distinct
+MIN_WINDOW_S = 1.0  # the voting period and the grace period: a window that can close before anyone acts freezes it
+MAX_SHARES = 2**53 - 1  # as the ledger bounds amounts (ERC20Votes caps total supply the same way, at 2**208 - 1)
 
 
 class State(StrEnum):
@@ -53,16 +56,15 @@ def check_parameter(name: str, value: object) -> None:
     if name in _SECONDS:
         if type(value) not in (int, float) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-        if name == "voting_period_s" and value <= 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must not be negative, got {value!r}")
+        low = MIN_WINDOW_S if name in ("voting_period_s", "grace_period_s") else 0
+        if not low <= value <= MAX_SECONDS:
+            raise ValueError(f"{name} must be from {low:g} to {MAX_SECONDS:,} seconds (ten years), got {value!r}")
     elif name == "quorum_bps":
         if type(value) is not int or not 0 <= value <= BPS:
             raise ValueError(f"{name} must be an integer from 0 to {BPS}, got {value!r}")
     elif name == "proposal_threshold":
-        if type(value) is not int or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= MAX_SHARES:
+            raise ValueError(f"{name} must be an integer from 0 to {MAX_SHARES}, got {value!r}")
     else:
         raise ValueError(f"no governance parameter {name!r}")
 

@@ -49,8 +49,8 @@ def _before(t: float) -> float:
 
 
 def test_params_take_seconds_as_ints_or_floats_and_default_the_threshold() -> None:
-    p = Params(voting_delay_s=0, voting_period_s=1, quorum_bps=0, timelock_s=0, grace_period_s=0)
-    assert p.proposal_threshold == 0 and Params(0, 0.5, 10_000, 0.0, 1.0, 7).proposal_threshold == 7
+    p = Params(voting_delay_s=0, voting_period_s=1, quorum_bps=0, timelock_s=0, grace_period_s=1)
+    assert p.proposal_threshold == 0 and Params(0, 1.5, 10_000, 0.0, 1.0, 7).proposal_threshold == 7
     with pytest.raises(FrozenInstanceError):
         p.quorum_bps = 1  # type: ignore[misc]
 
@@ -71,6 +71,12 @@ def test_params_take_seconds_as_ints_or_floats_and_default_the_threshold() -> No
     ({"quorum_bps": True}, "quorum_bps"),
     ({"proposal_threshold": -1}, "proposal_threshold"),
     ({"proposal_threshold": 1.5}, "proposal_threshold"),
+    # Issue #21: values that would freeze governance for good, since undoing them would need a proposal.
+    ({"voting_delay_s": 1e20}, "voting_delay_s"),  # snapshot and deadline round to the same float
+    ({"voting_period_s": 0.5}, "voting_period_s"),  # a vote that closes before anyone can vote
+    ({"grace_period_s": 0}, "grace_period_s"),  # queued proposals expire the instant their timelock ends
+    ({"timelock_s": 10 * 365 * 86_400 + 1}, "timelock_s"),
+    ({"proposal_threshold": 10**30}, "proposal_threshold"),
 ])
 def test_params_refuse_out_of_range_values_naming_the_field(change: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -251,13 +257,14 @@ def _reachable(a: State) -> set[State]:
 
 
 _seconds = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
+_windows = st.floats(min_value=1.0, max_value=1e6, allow_nan=False)
 _votes = st.integers(min_value=0, max_value=10**24)
 
 
 @st.composite
 def _proposals(draw: st.DrawFn) -> tuple:
-    params = Params(voting_delay_s=draw(_seconds), voting_period_s=draw(st.floats(1e-3, 1e6)),
-                    quorum_bps=draw(st.integers(0, 10_000)), timelock_s=draw(_seconds), grace_period_s=draw(_seconds))
+    params = Params(voting_delay_s=draw(_seconds), voting_period_s=draw(_windows),
+                    quorum_bps=draw(st.integers(0, 10_000)), timelock_s=draw(_seconds), grace_period_s=draw(_windows))
     line = timeline(draw(st.floats(0.0, 1e9)), params)
     tally = Tally(draw(_votes), draw(_votes), draw(_votes))
     total = draw(_votes)
