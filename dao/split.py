@@ -13,11 +13,25 @@ carried in, unless no member holds shares: then the members' whole part carries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 BPS = 10_000
 MEMBERS = "members"  # the rule recipient whose part is paid out pro rata to the members' shares
+# The DAO's own accounts and every account kind of the ledger and the marketplace: a recipient named like one
+# would post the split onto that account (a split paying "owner" moves the pot onto itself and never balances).
+RESERVED = frozenset({"owner", "claimable", "member", "account", "bond", "customer", "dao", "escrow", "external",
+                      "fees", "fund", "robot", "shares", "task", "world"})
+_RECIPIENT = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def check_recipient(name: object) -> str:
+    """``name`` if it may name a split recipient: 1 to 32 of a-z, 0-9, '_', '-' (a letter first), not reserved."""
+    if type(name) is not str or not _RECIPIENT.fullmatch(name) or name in RESERVED:
+        raise ValueError(f"a recipient is named by 1 to 32 lower-case letters, digits, '_' or '-' (a letter first), "
+                         f"none of {', '.join(sorted(RESERVED))}; got {name!r}")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +45,7 @@ class SplitRules:
             raise ValueError("split rules need at least one recipient")
         names = [name for name, _ in self.shares]
         for name, bps in self.shares:
-            if type(name) is not str or not name.strip():
-                raise ValueError(f"a recipient needs a non-empty name, got {name!r}")
+            check_recipient(name)
             if type(bps) is not int or bps < 0:
                 raise ValueError(f"basis points of {name!r} must be an int >= 0, got {bps!r}")
             if names.count(name) > 1:
