@@ -13,8 +13,10 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-from dao.lifecycle import BPS, Params, check_parameter
+from dao.lifecycle import BPS, MAX_SHARES, Params, check_parameter
+from dao.split import RESERVED, check_recipient
 from identity.errors import DepaiError
+from ledger.journal import MAX_AMOUNT
 
 MAX_ACTIONS = 10
 FLEET_PARAMETERS = ("fee_bps",)
@@ -41,9 +43,9 @@ def _did(kind: str, name: str, value: object) -> None:
         raise _fail(kind, name, "a DID (did:<method>:<id>)", value)
 
 
-def _positive(kind: str, name: str, value: object) -> None:
-    if type(value) is not int or value <= 0:
-        raise _fail(kind, name, "a positive integer", value)
+def _positive(kind: str, name: str, value: object, most: int = MAX_AMOUNT) -> None:
+    if type(value) is not int or not 0 < value <= most:
+        raise _fail(kind, name, f"a positive integer up to {most}", value)
 
 
 def _currency(kind: str, name: str, value: object) -> None:
@@ -77,8 +79,11 @@ class ChangeSplit(_Action):
         if type(self.shares) is not dict or not self.shares:
             raise _fail(self.kind, "shares", "a non-empty object of recipient to basis points", self.shares)
         for name, bps in self.shares.items():
-            if type(name) is not str or not name.strip():
-                raise _fail(self.kind, "shares", "keyed by non-empty recipient names", name)
+            try:
+                check_recipient(name)
+            except ValueError:
+                raise _fail(self.kind, "shares", "keyed by recipient names of 1 to 32 lower-case letters, digits, "
+                                                 f"'_' or '-', none of {', '.join(sorted(RESERVED))}", name) from None
             if type(bps) is not int or not 0 <= bps <= BPS:
                 raise _fail(self.kind, f"shares[{name!r}]", f"an integer from 0 to {BPS}", bps)
         if "members" not in self.shares:
@@ -178,7 +183,7 @@ class _MemberShares(_Action):
 
     def __post_init__(self) -> None:
         _did(self.kind, "member", self.member)
-        _positive(self.kind, "shares", self.shares)
+        _positive(self.kind, "shares", self.shares, MAX_SHARES)
 
 
 @dataclass(frozen=True, slots=True)

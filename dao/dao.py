@@ -20,14 +20,15 @@ commit, keyed by the proposal, so a hook can make itself idempotent.
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from dao import actions as act
-from dao.lifecycle import Params, State, Tally, Timeline, can_cancel, can_execute, can_queue, can_vote, state, timeline
+from dao.lifecycle import MAX_SHARES, Params, State, Tally, Timeline, can_cancel, can_execute, can_queue, can_vote, state, timeline
 from dao.shares import VOTING, Shares
 from dao.split import SplitRules, distribute
 from identity.envelope import Envelope
@@ -58,6 +59,10 @@ _SCHEMA = [
         attempts BIGINT NOT NULL)""",
     # Terms the fleet's keeper states for every reader of the DAO (the dashboard has no hooks): the robot bond.
     "CREATE TABLE IF NOT EXISTS dao_terms (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    # Each revenue split, the last ledger entry it accounts for (the next split starts after it), and the instant
+    # whose holders own what its floors left over.
+    """CREATE TABLE IF NOT EXISTS dao_splits (
+        key TEXT PRIMARY KEY, through_seq BIGINT NOT NULL, carry_s DOUBLE PRECISION NOT NULL)""",
 ]
 
 
@@ -187,28 +192,71 @@ class Dao:
     # --- revenue -------------------------------------------------------------------------------------
 
     def distribute(self, key: str) -> dict[str, int]:
-        """Split what the DAO's robots earned since the last time; idempotent per ``key``. Returns the payouts."""
+        """Split what the DAO's robots earned since the last time; idempotent per ``key``. Returns the payouts.
+
+        Revenue follows the shares of its time (docs/dao.md): each amount is split among the members as they
+        held shares when it reached the DAO, so a member that joins just before a split earns nothing of the past.
+        """
         _, rules, _ = self.params()
 
         def work(c: Cursor) -> dict[str, int]:
-            pot = self.ledger.balance(self._name("owner"), cursor=c)
+            owner = self._name("owner")
+            pot = self.ledger.balance(owner, cursor=c)
             held = self.ledger.entry_by_key(f"dao:{self.did}:split:{key}", cursor=c)
-            if held is not None or pot == 0:
+            if held is not None or pot <= 0:
                 return {}
-            split = distribute(pot, rules, self.shares.holders())
-            lines = {self._account(name, c): amount for name, amount in split.payouts.items() if amount}
-            for member, amount in split.to_members.items():
-                if amount:
-                    lines[self._claimable(member, c)] = amount
+            last = c.execute("SELECT through_seq, carry_s FROM dao_splits ORDER BY through_seq DESC LIMIT 1").fetchone()
+            after, since = (0, 0.0) if last is None else (int(last[0]), float(last[1]))
+            lines: dict[str, int] = {}
+            parts = self._earned_by_holders(c, owner, pot, after, since)
+            for at_s, amount in parts:
+                split = distribute(amount, rules, self.shares.holders(at_s, cursor=c))
+                for name, paid in split.payouts.items():
+                    if paid:
+                        account = self._account(name, c)
+                        lines[account] = lines.get(account, 0) + paid
+                for member, paid in split.to_members.items():
+                    if paid:
+                        account = self._claimable(member, c)
+                        lines[account] = lines.get(account, 0) + paid
             paid = sum(lines.values())
             if paid == 0:
                 return {}
-            lines[self._name("owner")] = -paid  # the carry stays in the owner account for next time
-            self.ledger.post(f"dao:{self.did}:split:{key}", lines, kind="dao.split", memo=f"revenue split {key}",
-                             refs={"dao": self.did}, cursor=c)
+            lines[owner] = -paid  # the floors' remainders stay in the owner account for next time
+            entry = self.ledger.post(f"dao:{self.did}:split:{key}", lines, kind="dao.split",
+                                     memo=f"revenue split {key}", refs={"dao": self.did}, cursor=c)
+            # The remainders belong to the earliest holders they came from: a later member never receives them.
+            c.execute("INSERT INTO dao_splits (key, through_seq, carry_s) VALUES (?, ?, ?)",
+                      (key, entry.seq, min(at_s for at_s, _ in parts)))
             return {account: amount for account, amount in lines.items() if amount > 0}
 
         return self.db.run(work)
+
+    def _earned_by_holders(self, c: Cursor, owner: str, pot: int, after: int, since: float) -> list[tuple[float, int]]:
+        """The pot cut by who held shares when each part of it arrived: (instant whose holders share it, amount).
+
+        Between two share changes the holders are the same, so the owner account's postings after the last split
+        (entry ``after``) are summed per such interval; what the last split left over is shared by the holders
+        at ``since``, the earliest instant it came from. An interval that paid out more than came in (a bond
+        posted from the pot) is netted against the parts before it, then after it, so every amount is >= 0 and
+        they add up to ``pot``.
+        """
+        moves = self.ledger.movements(owner, after=after, cursor=c)
+        until = max([since, self.clock(), *(at_ms / 1000 for _, at_ms, _ in moves)])
+        bounds = [since, *self.shares.changed_between(since, until, cursor=c)]
+        amounts = [0] * len(bounds)
+        amounts[0] = pot - sum(amount for _, _, amount in moves)
+        for _, at_ms, amount in moves:
+            amounts[max(0, bisect.bisect_right(bounds, at_ms / 1000) - 1)] += amount
+        for i in range(len(amounts) - 1, 0, -1):
+            if amounts[i] < 0:
+                amounts[i - 1] += amounts[i]
+                amounts[i] = 0
+        for i in range(len(amounts) - 1):
+            if amounts[i] < 0:
+                amounts[i + 1] += amounts[i]
+                amounts[i] = 0
+        return [(at, amount) for at, amount in zip(bounds, amounts, strict=True) if amount > 0]
 
     def claimable(self, member: str) -> int:
         """What ``member`` may claim now."""
@@ -246,6 +294,7 @@ class Dao:
         def work(c: Cursor) -> None:
             if c.execute("SELECT 1 FROM dao_proposals WHERE id = ?", (proposal_id,)).fetchone() is not None:
                 raise DaoError("duplicate", f"proposal {proposal_id} exists")
+            self._check_feasible(c, parsed, params)
             c.execute("INSERT INTO dao_proposals (id, proposer, actions, description, created_s, snapshot_s, "
                       "deadline_s, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (proposal_id, proposer, json.dumps([a.to_json() for a in parsed]), description,
@@ -253,6 +302,29 @@ class Dao:
 
         self.db.run(work)
         return self.proposal(proposal_id)
+
+    def _check_feasible(self, c: Cursor, actions: tuple[act.Action, ...], params: Params) -> None:
+        """Refuse, before anything is written, a proposal that could not execute as things stand or would leave
+        governance frozen: burns beyond what a member holds, mints past the supply cap, and parameters under which
+        no member holds enough shares to propose again (undoing any of them would need a proposal)."""
+        holdings = self.shares.holders(share_class=VOTING, cursor=c)
+        for index, action in enumerate(actions):
+            if isinstance(action, (act.AddMember, act.Mint)):
+                holdings[action.member] = holdings.get(action.member, 0) + action.shares
+                if sum(holdings.values()) > MAX_SHARES:
+                    raise DaoError("bad_action", f"actions[{index}]: minting {action.shares} shares would take the "
+                                                 f"total supply past {MAX_SHARES}")
+            elif isinstance(action, act.Burn):
+                if holdings.get(action.member, 0) < action.shares:
+                    raise DaoError("bad_action", f"actions[{index}]: {action.member} holds "
+                                                 f"{holdings.get(action.member, 0)} voting shares; cannot burn "
+                                                 f"{action.shares}")
+                holdings[action.member] -= action.shares
+            elif isinstance(action, act.RemoveMember):
+                holdings.pop(action.member, None)
+            elif isinstance(action, act.SetParameter) and action.name != "fee_bps":
+                params = replace(params, **{action.name: action.value})
+        _check_live(holdings, params.proposal_threshold)
 
     def vote(self, envelope: Envelope) -> Proposal:
         """Count a member's verified, signed vote: once per proposal, with its next nonce, weighted at the snapshot."""
@@ -370,6 +442,9 @@ class Dao:
                 raise DaoError("already_executed", f"proposal {proposal_id} was executed already")
             for index, action in enumerate(proposal.actions):
                 self._apply(c, proposal_id, index, action, after_commit)
+            threshold = Params(**json.loads(c.execute(
+                "SELECT params FROM dao_config ORDER BY version DESC LIMIT 1").fetchone()[0])).proposal_threshold
+            _check_live(self.shares.holders(share_class=VOTING, cursor=c), threshold)
 
         try:
             self.db.run(work)
@@ -381,6 +456,9 @@ class Dao:
             self._refused(proposal_id, DaoError("ledger_refused", f"proposal {proposal_id} cannot execute: {err}"))
         except ValueError as err:  # an action's rules (e.g. burning more shares than held, a parameter set invalid)
             self._refused(proposal_id, DaoError("invalid_action", f"proposal {proposal_id} cannot execute: {err}"))
+        except Exception as err:  # noqa: BLE001 - whatever else failed rolled back: typed, kept, and the keeper goes on
+            self._refused(proposal_id, DaoError("execution_failed", f"proposal {proposal_id} cannot execute: "
+                                                                    f"{type(err).__name__}: {err}"))
         self.db.run(lambda c: c.execute("DELETE FROM dao_execution_failures WHERE proposal = ?", (proposal_id,)))
         failures = []
         for effect in after_commit:
@@ -522,6 +600,16 @@ class Dao:
     def _claimable(self, member: str, c: Cursor) -> str:
         return self.ledger.open_account(f"claimable:{self.did}:{member}", self.currency, "claimable", owner=member,
                                         cursor=c).id
+
+
+def _check_live(voting: dict[str, int], threshold: int) -> None:
+    """Refuse a state in which no member holds the voting shares to propose: governance could never move again."""
+    most = max(voting.values(), default=0)
+    if most < max(threshold, 1):
+        raise DaoError("would_freeze", f"afterwards no member would hold the {max(threshold, 1)} voting shares "
+                                       f"a proposal needs (the most any member would hold is {most}), and undoing "
+                                       "that would need a proposal", hint="keep proposal_threshold at or below "
+                                       "what some member holds, and keep at least one member with shares")
 
 
 def _money(minor: int, currency: str) -> str:

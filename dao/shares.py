@@ -6,8 +6,10 @@ in the same transaction, a record entry of the ledger stating the same (kind
 be recomputed from the signed log (dao/audit.py); a balance at time t is the
 sum of the member's changes up to t, and so is the total. This is what OpenZeppelin's ERC20Votes checkpoints keep, by time
 instead of block. Voting shares count in votes and in the revenue split;
-economic shares only in the split. A burn below zero is refused; the database
-refuses UPDATE and DELETE of the history.
+economic shares only in the split. A burn below zero is refused, and so is a
+mint that would take a class's total supply past 2**53 - 1 (as ERC20Votes caps
+its supply), so no sum the DAO reads can overflow; the database refuses UPDATE
+and DELETE of the history.
 """
 
 from __future__ import annotations
@@ -82,8 +84,12 @@ class Shares:
                                  (member, share_class)).fetchone()[0])
             if held + delta < 0:
                 raise SharesError(f"{member} holds {held} {share_class} shares; cannot burn {-delta}")
-            if held + delta > MAX_AMOUNT:
-                raise SharesError(f"{member} would hold more than {MAX_AMOUNT} {share_class} shares")
+            if delta > 0:
+                supply = int(c.execute("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE class = ?",
+                                       (share_class,)).fetchone()[0])
+                if supply + delta > MAX_AMOUNT:  # the total supply is capped, so no sum of shares can overflow
+                    raise SharesError(f"minting {delta} {share_class} shares would take their total supply "
+                                      f"({supply}) past {MAX_AMOUNT}")
             seq = int(c.execute("INSERT INTO dao_shares (member, class, delta, at_s, reason) VALUES (?, ?, ?, ?, ?) "
                                 "RETURNING seq", (member, share_class, delta, at_ms / 1000, reason)).fetchone()[0])
             self.ledger.record(f"shares:{seq}", SHARES_MINT if delta > 0 else SHARES_BURN,
@@ -104,15 +110,24 @@ class Shares:
         return int(self.db.read("SELECT COALESCE(SUM(delta), 0) FROM dao_shares WHERE class = ? AND at_s <= ?",
                                 (share_class, at))[0][0])
 
-    def holders(self, at_s: float | None = None, share_class: str | None = None) -> dict[str, int]:
-        """Every member with shares (of one class, or both together) at ``at_s``, by DID."""
+    def holders(self, at_s: float | None = None, share_class: str | None = None, *,
+                cursor: Cursor | None = None) -> dict[str, int]:
+        """Every member with shares (of one class, or both together) at ``at_s``, by DID (read inside the caller's
+        transaction when given its cursor)."""
         at = self.clock() if at_s is None else at_s
         sql = "SELECT member, SUM(delta) FROM dao_shares WHERE at_s <= ?"
         params: tuple = (at,)
         if share_class is not None:
             sql, params = sql + " AND class = ?", (at, share_class)
-        rows = self.db.read(sql + " GROUP BY member ORDER BY member", params)
+        sql += " GROUP BY member ORDER BY member"
+        rows = cursor.execute(sql, params).fetchall() if cursor is not None else self.db.read(sql, params)
         return {member: int(total) for member, total in rows if int(total) > 0}
+
+    def changed_between(self, after_s: float, until_s: float, *, cursor: Cursor) -> list[float]:
+        """The distinct instants in (after_s, until_s] at which some member's shares changed, in order."""
+        rows = cursor.execute("SELECT DISTINCT at_s FROM dao_shares WHERE at_s > ? AND at_s <= ? ORDER BY at_s",
+                              (after_s, until_s)).fetchall()
+        return [float(at) for (at,) in rows]
 
 
 def _positive(amount: int) -> int:

@@ -10,13 +10,18 @@ checkpoint every ``checkpoint_every_s`` for the dashboard's integrity page.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bus.session import Outgoing
-from dao.dao import Dao, DaoError
+from dao.dao import Dao, DaoError, Proposal
 from dao.lifecycle import State
 from ledger.journal import Ledger
+
+log = logging.getLogger("depai.dao.keeper")
+T = TypeVar("T")
 
 
 class DaoService:
@@ -31,24 +36,38 @@ class DaoService:
         self._next_turn = self._next_split = self._next_checkpoint = clock()
 
     def step(self) -> list[Outgoing]:
-        """Once a simulated second: queue and execute what passed; split and checkpoint when due."""
+        """Once a simulated second: queue and execute what passed; split and checkpoint when due. Never raises:
+        each chore's failure is logged and counted by reason, and the next chore and the next turn go on."""
         now = self.clock()
         if now < self._next_turn:
             return []
         self._next_turn = now + 1.0
-        for proposal in self.dao.proposals():
-            try:
-                if proposal.state == State.SUCCEEDED:
-                    self.dao.queue(proposal.id)
-                elif proposal.state == State.QUEUED and proposal.eta_s is not None and now >= proposal.eta_s:
-                    self.dao.execute(proposal.id)
-                    self.executed.append(proposal.id)
-            except DaoError as err:  # e.g. a spend the treasury cannot cover: the proposal stays queued
-                self.refused[err.code] += 1
+        for proposal in self._chore("proposals", self.dao.proposals) or []:
+            self._chore("proposal", self._advance, proposal, now)
         if now >= self._next_split:
             self._next_split = now + self.split_every_s
-            self.dao.distribute(f"t{int(now)}")
+            self._chore("distribute", self.dao.distribute, f"t{int(now)}")
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + self.checkpoint_every_s
-            self.ledger.checkpoint()
+            self._chore("checkpoint", self.ledger.checkpoint)
         return []
+
+    def _advance(self, proposal: Proposal, now: float) -> None:
+        """Queue a succeeded proposal; execute a queued one whose timelock has passed."""
+        if proposal.state == State.SUCCEEDED:
+            self.dao.queue(proposal.id)
+        elif proposal.state == State.QUEUED and proposal.eta_s is not None and now >= proposal.eta_s:
+            self.dao.execute(proposal.id)
+            self.executed.append(proposal.id)
+
+    def _chore(self, what: str, call: Callable[..., T], *args: Any) -> T | None:
+        """``call(*args)``; a refusal (e.g. a spend the treasury cannot cover: the proposal stays queued, its
+        reason recorded) or any failure is counted by its code and logged, never raised."""
+        try:
+            return call(*args)
+        except DaoError as err:
+            self.refused[err.code] += 1
+        except Exception as err:  # noqa: BLE001 - the keeper must outlive any one chore; the next turn retries
+            self.refused[f"{what}_failed"] += 1
+            log.exception("dao keeper: %s failed: %s", what, err)
+        return None

@@ -214,6 +214,14 @@ class Ledger:
         rows = cursor.execute(sql, params).fetchall() if cursor is not None else self.db.read(sql, params)
         return int(rows[0][0])
 
+    def movements(self, account_id: str, *, after: int = 0, cursor: Cursor | None = None) -> list[tuple[int, int, int]]:
+        """The account's postings in entries after seq ``after``, in order: (entry seq, at_ms, amount) each."""
+        sql = ("SELECT e.seq, e.at_ms, p.amount FROM postings p JOIN entries e ON e.seq = p.entry "
+               "WHERE p.account = ? AND e.seq > ? ORDER BY e.seq")
+        rows = cursor.execute(sql, (account_id, after)).fetchall() if cursor is not None \
+            else self.db.read(sql, (account_id, after))
+        return [(int(seq), int(at_ms), int(amount)) for seq, at_ms, amount in rows]
+
     def balances(self) -> dict[str, int]:
         """Every account's balance, by id: the sum of its postings (an account without postings at 0)."""
         totals = {str(account): int(total) for account, total in
