@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from bus.session import MachineSession, Outgoing, connection_greeting
-from bus.topics import MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
+from bus.topics import MAP_GRAPH, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, topic_root
 from bus.trusted import Refused
 from identity.did import did_peaq
 from identity.document import MachineProfile, current_key
@@ -43,7 +43,7 @@ from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
 from sim.sensors import NoiseSpec
 from sim.world import RobotSpec, World
-from spatial.service import MapService
+from spatial.service import MapService, Suspect
 from spatial.view import MapView
 
 
@@ -135,6 +135,9 @@ class Enroll(Protocol):
 
     def __call__(self, name: str, *, controller: str | None = None, machine: MachineProfile | None = None,
                  with_topic_root: bool = False) -> Identity: ...
+
+
+_BELIEF_TILES = f"{MAP_TILES}/belief/"
 
 
 class SimFleet:
@@ -241,7 +244,7 @@ class SimFleet:
         """A message for the robots: a command to the robot whose topic it is, the road graph to the fleet's
         map view; a marketplace announcement or award is verified once here, then an award goes to the robot it
         names and an announcement to every robot free to bid on it (a refused one is counted in market_refused)."""
-        if topic == MAP_GRAPH:
+        if topic == MAP_GRAPH or topic.startswith(_BELIEF_TILES):  # the robots localize on the belief layer
             self.map_view.receive(topic, payload)
             return
         if topic in (MARKET_TASKS, MARKET_AWARDS):
@@ -318,31 +321,55 @@ class Service(Protocol):
 
 
 class SurveyRequests:
-    """Sends the dispatcher to look at every road the map suspects blocked on one robot's word.
+    """Sends the dispatcher to look at every road the map suspects blocked on one robot's word, and, slowly, at
+    every road it holds closed.
 
     A loop service that says nothing itself: each turn, a suspect it has not asked about (or not for
-    ``resurvey_s``) becomes a survey, with the witnesses excluded so the second look is independent;
-    a survey whose road was confirmed or cleared meanwhile is called off.
+    ``resurvey_s``, or not since its last survey ended ``retry_s`` ago, the robot having looked or given up
+    without settling it) becomes a survey, with the witnesses excluded so the second look is independent;
+    a survey whose road was confirmed or cleared meanwhile is called off. A road the map holds closed
+    (latched until robots see it open) is looked at every ``recheck_s`` from when it closed: the fleet
+    plans around it, so without these looks nobody would see it reopen.
     """
 
-    def __init__(self, map_service: MapService, dispatcher: Dispatcher, *, resurvey_s: float = 120.0) -> None:
-        self.map_service, self.dispatcher, self.resurvey_s = map_service, dispatcher, resurvey_s
-        self._asked: dict[tuple[str, str], float] = {}
+    def __init__(self, map_service: MapService, dispatcher: Dispatcher, *, resurvey_s: float = 120.0,
+                 retry_s: float = 20.0, recheck_s: float = 120.0, vantage_m: float = 2.0) -> None:
+        self.map_service, self.dispatcher = map_service, dispatcher
+        self.resurvey_s, self.retry_s, self.recheck_s = resurvey_s, retry_s, recheck_s
+        self.vantage_m = vantage_m
+        self._asked: dict[tuple[str, str], float] = {}  # suspect -> when last asked
+        self._checked: dict[tuple[str, str], float] = {}  # closure -> when it closed or was last asked
+        self._ended: dict[str, float] = {}  # survey key -> when the dispatcher last finished it
+        self._seen_ended = 0  # how much of dispatcher.surveyed has been read
         self.requested = 0
 
     def step(self) -> list[Outgoing]:
         """Ask for the surveys due now; the dispatcher's own turn sends the robots."""
         now = self.map_service.clock()
-        suspects = self.map_service.suspects()
-        for u, v in [edge for edge in self._asked if edge not in suspects]:  # confirmed or cleared
-            del self._asked[(u, v)]
-            self.dispatcher.cancel_survey(f"survey-{u}-{v}")
-        for (u, v), suspect in suspects.items():
-            if now - self._asked.get((u, v), -math.inf) >= self.resurvey_s:
-                self._asked[(u, v)] = now
-                self.requested += 1
-                self.dispatcher.survey(f"survey-{u}-{v}", suspect.vantage_points, exclude=suspect.contributors)
+        finished = self.dispatcher.surveyed
+        for key in finished[self._seen_ended:]:
+            self._ended[key] = now
+        self._seen_ended = len(finished)
+        self._ask(self.map_service.suspects(self.vantage_m), self._asked, "survey", -math.inf, self.resurvey_s, now,
+                  True)
+        self._ask(self.map_service.closures(self.vantage_m), self._checked, "recheck", now, self.recheck_s, now,
+                  False)
         return []
+
+    def _ask(self, roads: Mapping[tuple[str, str], Suspect], asked: dict[tuple[str, str], float], name: str,
+             first: float, every_s: float, now: float, retry: bool) -> None:
+        """Survey each of ``roads`` every ``every_s`` (``first``: when a new one counts as asked) or, when ``retry``,
+        ``retry_s`` after its survey ended, without its contributors; call off the surveys of roads gone."""
+        for u, v in [edge for edge in asked if edge not in roads]:
+            del asked[(u, v)]
+            self.dispatcher.cancel_survey(f"{name}-{u}-{v}")
+        for (u, v), road in roads.items():
+            key = f"{name}-{u}-{v}"
+            last, ended = asked.setdefault((u, v), first), self._ended.get(key, -math.inf)
+            if now - last >= every_s or (retry and ended >= last and now - ended >= self.retry_s):
+                asked[(u, v)] = now
+                self.requested += 1
+                self.dispatcher.survey(key, road.vantage_points, exclude=road.contributors if retry else ())
 
 
 class OrderSink(Protocol):

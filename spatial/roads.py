@@ -21,14 +21,26 @@ Given a second, uncorroborated belief (what any one credible robot says), an
 edge that it would block but the corroborated belief does not is SUSPECT: the
 fleet plans through it as if free, and a second robot can be sent to look. A
 suspect is BLOCKED after all when at least k witnesses (one belief per robot,
-from that robot's evidence alone) each block it: two robots that saw the two
-faces of one roadworks corroborate the road's closure, though no cell of it.
+from that robot's evidence alone) have each blocked it since it was last seen
+open: two robots that saw the two faces of one roadworks corroborate the
+road's closure, though no cell of it, and so do two that saw it minutes apart
+(the first one's evidence faded meanwhile: fading is not seeing it open).
+
+A BLOCKED edge stays BLOCKED (it is latched, at the cross-sections that have
+blocked it since) until the corroborated belief sees a way through them: a
+robot-wide corridor of FREE samples through all of them and ``open_margin_m``
+either side (a wall's evidence smears over neighbouring cross-sections, and
+the one that blocks moves among them as it fades). Evidence fading to unknown
+is no such sight (the fleet avoids a closed road, so nobody refreshes its
+evidence, and a closure nobody has seen open still stands), nor is one robot's
+word (a FREE belief needs k robots or a trusted one, as an OCCUPIED one does).
+Only a corroborated or k-witnessed blockage latches, never a SUSPECT one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,6 +102,7 @@ class RoadStates:
         resolution_m: float = 0.2,
         slow_fraction: float = 0.5,
         unseen_gap_m: float = 1.2,
+        open_margin_m: float = 0.4,
     ) -> None:
         step_m = resolution_m if step_m is None else step_m
         if not 0 < resolution_m <= road_m or step_m <= 0:
@@ -103,6 +116,7 @@ class RoadStates:
         self._robot_samples = math.ceil(robot_width_m / self.sample_m - 1e-9)
         self._slow_samples = math.ceil(slow_fraction * road_m / self.sample_m - 1e-9)
         self._gap_samples = math.floor(unseen_gap_m / self.sample_m + 1e-9)
+        self._open_margin = math.ceil(open_margin_m / step_m - 1e-9)  # cross-sections
         offsets = (np.arange(across) + 0.5) * self.sample_m - road_m / 2
         self.edges: tuple[EdgeKey, ...] = tuple(sorted(tuple(sorted((u, v))) for u, v in graph.edges))
         self._index = {key: index for index, key in enumerate(self.edges)}
@@ -118,26 +132,69 @@ class RoadStates:
         self.xs = np.concatenate(rows_x) if rows_x else np.empty((0, across))
         self.ys = np.concatenate(rows_y) if rows_y else np.empty((0, across))
         self._last: RoadReport | None = None
+        # edge -> ((first, last) cross-section that blocked it since it latched, the state that last blocked it)
+        self._latched: dict[EdgeKey, tuple[tuple[int, int], EdgeState]] = {}
+        # edge -> witness DID -> (the cross-section where its own evidence blocked the edge, that state)
+        self._sightings: dict[EdgeKey, dict[str, tuple[int, EdgeState]]] = {}
 
     def evaluate(
         self,
         belief: Belief,
         suspicion: Belief | None = None,
-        witnesses: Callable[[EdgeKey], Iterable[Belief]] | None = None,
+        witnesses: Callable[[EdgeKey], Mapping[str, Belief]] | None = None,
         k: int = 2,
     ) -> RoadReport:
         """Every edge's state under ``belief``: SUSPECT where only ``suspicion`` blocks it, unless ``k`` of the
-        edge's ``witnesses`` block it each on their own. The version moves past the previous report's when a
-        state changed."""
+        edge's ``witnesses`` block it each on their own; BLOCKED while latched and not seen open under ``belief``.
+        The version moves past the previous report's when a state changed."""
         edge_states = self._states(belief)
         if suspicion is not None:
             for key, suspected in self._states(suspicion).items():
                 if suspected.state == BLOCKED and edge_states[key].state != BLOCKED:
-                    edge_states[key] = self._witnessed(key, suspected, witnesses(key) if witnesses else (), k)
+                    edge_states[key] = self._witnessed(key, suspected, witnesses(key) if witnesses else {}, k)
+        self._latch(edge_states, belief)
         previous = self._last
         changed = previous is not None and _labels(edge_states) != _labels(previous.states)
         self._last = RoadReport(0 if previous is None else previous.version + int(changed), edge_states)
         return self._last
+
+    def latched(self) -> dict[EdgeKey, EdgeState]:
+        """The edges latched BLOCKED at the last evaluation, each as it was when it last blocked (where, who)."""
+        return {key: state for key, (_, state) in self._latched.copy().items()}
+
+    def _latch(self, edge_states: dict[EdgeKey, EdgeState], belief: Belief) -> None:
+        """Latch every BLOCKED edge at its blocking cross-sections; hold a latched edge BLOCKED (with the state
+        that last blocked it) until ``belief`` sees a way through them, then let it go. Witnesses' sightings
+        of an edge are forgotten once it latches, or once ``belief`` sees a way through where they saw it closed."""
+        for key, state in edge_states.items():
+            latched = self._latched.get(key)
+            if state.state == BLOCKED and state.at is not None:
+                row = self._row_at(key, state.at)
+                rows = (row, row + 1) if latched is None else (min(latched[0][0], row), max(latched[0][1], row + 1))
+                self._latched[key] = (rows, state)
+                self._sightings.pop(key, None)
+            elif latched is not None:
+                if self._seen_open(key, latched[0], belief):
+                    del self._latched[key]
+                else:
+                    edge_states[key] = latched[1]
+        for key, seen in list(self._sightings.items()):
+            rows = [row for row, _ in seen.values()]
+            if not seen or self._seen_open(key, (min(rows), max(rows) + 1), belief):
+                del self._sightings[key]
+
+    def _row_at(self, key: EdgeKey, at: tuple[float, float]) -> int:
+        """The index, within its edge, of the cross-section whose centre is nearest ``at``."""
+        xs, ys = self.points(key)
+        return int(np.argmin(np.hypot(xs.mean(axis=1) - at[0], ys.mean(axis=1) - at[1])))
+
+    def _seen_open(self, key: EdgeKey, rows: tuple[int, int], belief: Belief) -> bool:
+        """Whether ``belief`` holds a robot-wide corridor of FREE samples through cross-sections ``rows`` (first,
+        last) and ``open_margin`` more on either side: unknown is not open, only what robots saw passable is."""
+        xs, ys = self.points(key)
+        band = slice(max(rows[0] - self._open_margin, 0), min(rows[1] + 1 + self._open_margin, len(xs)))
+        states = np.asarray(belief.state_at(xs[band].ravel(), ys[band].ravel())).reshape(xs[band].shape)
+        return bool(_longest_runs(~(states == FREE_STATE).all(axis=0, keepdims=True))[0] >= self._robot_samples)
 
     def points(self, key: EdgeKey) -> tuple[np.ndarray, np.ndarray]:
         """The sample points (x, y) of one edge, each shaped (cross-sections, across)."""
@@ -145,22 +202,23 @@ class RoadStates:
         first, count = int(self._firsts[index]), int(self._counts[index])
         return self.xs[first:first + count], self.ys[first:first + count]
 
-    def _witnessed(self, key: EdgeKey, suspected: EdgeState, witnesses: Iterable[Belief], k: int) -> EdgeState:
-        """BLOCKED when k witnesses each block the edge on their own evidence (named together), else SUSPECT."""
+    def _witnessed(self, key: EdgeKey, suspected: EdgeState, witnesses: Mapping[str, Belief], k: int) -> EdgeState:
+        """BLOCKED when k witnesses have each blocked the edge on their own evidence since it was last seen open
+        (named together), else SUSPECT: who saw it closed is remembered while their evidence fades."""
         xs, ys = self.points(key)
-        seen = []
-        for witness in witnesses:
+        seen = self._sightings.setdefault(key, {})
+        for did, witness in witnesses.items():
             states = np.asarray(witness.state_at(xs.ravel(), ys.ravel())).reshape(xs.shape)
             state = self._edge_state(witness, xs, ys, states, self._runs(states, _ONE_EDGE))
-            if state.state == BLOCKED:
-                seen.append(state)
+            if state.state == BLOCKED and state.at is not None:
+                seen[did] = (self._row_at(key, state.at), state)
         if len(seen) < k:
             return EdgeState(SUSPECT, suspected.free_width_m, suspected.contributors, suspected.at)
         contributors: dict[str, float] = {}
-        for state in seen:
+        for _, state in seen.values():
             for did, amount in state.contributors.items():
                 contributors[did] = contributors.get(did, 0.0) + amount
-        return EdgeState(BLOCKED, min(state.free_width_m for state in seen), contributors, suspected.at)
+        return EdgeState(BLOCKED, min(state.free_width_m for _, state in seen.values()), contributors, suspected.at)
 
     def _states(self, belief: Belief) -> dict[EdgeKey, EdgeState]:
         """Every edge's state under ``belief``, from one state_at call over all sample points."""
@@ -205,6 +263,20 @@ def graph_message(report: RoadReport, version: int) -> dict[str, Any]:
             entry["at"] = {"x": edge.at[0], "y": edge.at[1]}
         edges.append(entry)
     return {"version": version, "edges": edges}
+
+
+def vantage_points(graph: nx.Graph, key: EdgeKey, at: tuple[float, float],
+                   vantage_m: float) -> tuple[tuple[float, float], ...]:
+    """Where to look at point ``at`` of edge ``key`` from: on the road, ``vantage_m`` short of it from each
+    end's side (at most as far as that end), so a robot sent to either sees it within the map's insertion range."""
+    views = []
+    for end in key:
+        ex, ey = graph.nodes[end]["pos"]
+        gap = math.hypot(ex - at[0], ey - at[1])
+        if gap > 1e-9:
+            step = min(vantage_m, gap) / gap
+            views.append((at[0] + (ex - at[0]) * step, at[1] + (ey - at[1]) * step))
+    return tuple(views)
 
 
 def _labels(states: dict[EdgeKey, EdgeState]) -> dict[EdgeKey, str]:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bus.schemas import SchemaError, validate_body
-from spatial.grid import OCCUPIED
-from spatial.roads import BLOCKED, FREE, SLOW, SUSPECT, EdgeState, RoadStates, graph_message
+from spatial.grid import OCCUPIED, OccupancyGrid
+from spatial.roads import BLOCKED, FREE, SLOW, SUSPECT, EdgeState, RoadStates, graph_message, vantage_points
 
 ALICE, BOB, CAROL = "did:key:zAlice", "did:key:zBob", "did:key:zCarol"
 EAST = ("depot-0", "n1_0")  # depot-0 (20, 0) to junction n1_0 (48, 0); its road spans x in [20, 44], y in [-4, 4]
@@ -133,12 +133,12 @@ def test_an_unseen_gap_between_walls_is_closed_unless_wider_than_unseen_gap_m(ro
     one_metre = BoxBelief((44.0, 20.0, 47.95, 21.0, ALICE), (49.05, 20.0, 52.0, 21.0, BOB))  # the gap: unknown
     assert roads.evaluate(one_metre).states[NORTH].state == BLOCKED
     two_metres = BoxBelief((44.0, 20.0, 47.0, 21.0, ALICE), (49.0, 20.0, 52.0, 21.0, BOB))
-    wide = roads.evaluate(two_metres).states[NORTH]
+    wide = RoadStates(street_graph()).evaluate(two_metres).states[NORTH]  # a fresh map: nothing latched
     assert (wide.state, wide.free_width_m) == (SLOW, 2.0)
     strict = RoadStates(street_graph(), unseen_gap_m=0.0).evaluate(one_metre).states[NORTH]
     assert (strict.state, strict.free_width_m) == (SLOW, 1.0)
     kerb = BoxBelief((44.0, 20.0, 45.0, 21.0, ALICE))  # a wall with unknown ground beside it, but nothing beyond
-    assert roads.evaluate(kerb).states[NORTH].free_width_m == 7.0
+    assert RoadStates(street_graph()).evaluate(kerb).states[NORTH].free_width_m == 7.0
 
 
 def test_the_narrowest_cross_section_decides_and_provides_the_contributors(roads: RoadStates) -> None:
@@ -164,9 +164,9 @@ def test_k_witnesses_who_each_block_a_road_on_their_own_evidence_block_it(roads:
     south = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE))
     north = BoxBelief((33.0, -4.0, 33.2, 4.0, BOB))
     either = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE), (33.0, -4.0, 33.2, 4.0, BOB))
-    blocked = roads.evaluate(BoxBelief(), either, witnesses=lambda key: [south, north], k=2).states[EAST]
+    blocked = roads.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: south, BOB: north}, k=2).states[EAST]
     assert blocked.state == BLOCKED and set(blocked.contributors) == {ALICE, BOB}
-    alone = roads.evaluate(BoxBelief(), either, witnesses=lambda key: [south], k=2).states[EAST]
+    alone = RoadStates(street_graph()).evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: south}, k=2).states[EAST]
     assert alone.state == SUSPECT
 
 
@@ -211,6 +211,114 @@ def test_a_belief_answering_the_wrong_shape_is_refused(roads: RoadStates) -> Non
         roads.evaluate(Short())
     with pytest.raises(ValueError):
         RoadStates(street_graph(), robot_width_m=9.0)
+
+
+def test_a_closure_stays_blocked_while_its_evidence_fades_to_unknown(roads: RoadStates) -> None:
+    """The fleet avoids a closed road, so nobody refreshes it: unknown is not open."""
+    barrier = BoxBelief((30.0, -5.0, 30.6, 5.0, ALICE))
+    closed = roads.evaluate(barrier)
+    faded = roads.evaluate(BoxBelief())
+    assert faded.states[EAST] == closed.states[EAST] == EdgeState(BLOCKED, 0.0, {ALICE: 40.0}, at=(29.9, 0.0))
+    assert faded.version == closed.version and roads.latched() == {EAST: closed.states[EAST]}
+    elsewhere = BoxBelief((44.0, 20.0, 52.0, 21.0, BOB))  # another road closes; the first is still held
+    assert {key for key, edge in roads.evaluate(elsewhere).states.items() if edge.state == BLOCKED} == {EAST, NORTH}
+
+
+def test_a_latched_closure_opens_only_when_its_cross_section_is_seen_free_robot_wide(roads: RoadStates) -> None:
+    roads.evaluate(BoxBelief((30.0, -5.0, 30.6, 5.0, ALICE)))
+    narrow = _FreeBox(29.0, -0.3, 31.0, 0.3)  # seen free through it, but only 0.6 m wide: no robot passes
+    assert roads.evaluate(narrow).states[EAST].state == BLOCKED
+    beside = _FreeBox(31.0, -4.0, 40.0, 4.0)  # the road beyond it seen free, the cross-section itself unseen
+    assert roads.evaluate(beside).states[EAST].state == BLOCKED
+    opened = _FreeBox(29.0, -0.5, 31.0, 0.5)  # a robot-wide lane through it seen free
+    assert roads.evaluate(opened).states[EAST] == EdgeState(FREE, 8.0, {})
+    assert roads.latched() == {} and roads.evaluate(BoxBelief()).states[EAST].state == FREE  # no longer held
+
+
+def test_a_closure_k_witnesses_confirm_latches_but_a_suspect_never_does(roads: RoadStates) -> None:
+    south, north = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE)), BoxBelief((33.0, -4.0, 33.2, 4.0, BOB))
+    either = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE), (33.0, -4.0, 33.2, 4.0, BOB))
+    one_says = BoxBelief((44.0, 20.0, 52.0, 21.0, CAROL))
+    report = roads.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: south, BOB: north} if key == EAST else {}, k=2)
+    assert report.states[EAST].state == BLOCKED and roads.evaluate(BoxBelief()).states[EAST].state == BLOCKED
+    suspected = RoadStates(street_graph())
+    assert suspected.evaluate(BoxBelief(), one_says).states[NORTH].state == SUSPECT
+    assert suspected.latched() == {} and suspected.evaluate(BoxBelief()).states[NORTH].state == FREE
+
+
+def test_two_witnesses_minutes_apart_close_a_road_unless_it_was_seen_open_between(roads: RoadStates) -> None:
+    """The first witness's evidence faded before the second came: fading is not seeing the road open."""
+    either = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE))
+    first = roads.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: either} if key == EAST else {}, k=2)
+    assert first.states[EAST].state == SUSPECT
+    assert roads.evaluate(BoxBelief()).states[EAST].state == FREE  # faded: planned through, yet remembered
+    later = BoxBelief((30.0, -4.0, 30.2, 4.0, BOB))
+    faded = BoxBelief()  # ALICE's own evidence no longer blocks anything
+    second = roads.evaluate(BoxBelief(), later, witnesses=lambda key: {ALICE: faded, BOB: later} if key == EAST else {})
+    assert second.states[EAST].state == BLOCKED and set(second.states[EAST].contributors) == {ALICE, BOB}
+    fresh = RoadStates(street_graph())
+    fresh.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: either} if key == EAST else {})
+    fresh.evaluate(_FreeBox(29.0, -1.0, 31.0, 1.0))  # seen open between the two sightings: ALICE's is forgotten
+    assert fresh.evaluate(BoxBelief(), later, witnesses=lambda key: {BOB: later}).states[EAST].state == SUSPECT
+
+
+class _FreeBox(BoxBelief):
+    """Believed FREE inside one box [x0, x1) x [y0, y1), UNKNOWN elsewhere: what robots saw open."""
+
+    def __init__(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        super().__init__()
+        self.free = (x0, y0, x1, y1)
+
+    def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.free
+        return np.where((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1), -1, 0).astype(np.int8)
+
+
+class GridBelief:
+    """The occupancy grid's corroborated belief at one time, every contributor equally trusted (as the map reads it)."""
+
+    def __init__(self, grid: OccupancyGrid, t_s: float) -> None:
+        self.grid, self.t_s = grid, t_s
+
+    def state_at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return self.grid.state_at(xs, ys, {ALICE: 0.9, BOB: 0.9, CAROL: 0.9}, self.t_s)
+
+    def contributors_at(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, float]:
+        return self.grid.contributors_at(xs, ys, self.t_s)
+
+
+def _look(grid: OccupancyGrid, did: str, x: float, t_s: float, wall_x: float | None) -> None:
+    """``did`` at (x, 0) facing +x scans the road: a wall across it at ``wall_x``, or nothing (None)."""
+    angles = np.linspace(-1.2, 1.2, 121)
+    ranges = np.full(len(angles), np.inf)
+    if wall_x is not None:
+        ranges = np.where(np.abs((wall_x - x) * np.tan(angles)) <= 4.0, (wall_x - x) / np.cos(angles), np.inf)
+    grid.integrate(did, (x, 0.0, 0.0), -1.2, 2.4 / 120, 6.0, ranges, t_s)
+
+
+def test_on_the_occupancy_grid_a_faded_closure_holds_until_two_robots_see_it_open() -> None:
+    """The real grid: corroborated hits latch; 10 fade times later the cells are unknown and the road held;
+    one robot seeing it open is not enough, a second one is."""
+    grid, roads = OccupancyGrid(), RoadStates(street_graph())
+    for t in range(4):
+        for did in (ALICE, BOB):
+            _look(grid, did, 27.0 + 0.3 * t, float(t), wall_x=30.5)
+    assert roads.evaluate(GridBelief(grid, 4.0)).states[EAST].state == BLOCKED
+    later = 4.0 + 10 * grid.spec.fade_s
+    assert (GridBelief(grid, later).state_at(np.array([30.55]), np.array([0.0])) == 0).all()  # faded to unknown
+    assert roads.evaluate(GridBelief(grid, later)).states[EAST].state == BLOCKED
+    for t in range(4):
+        _look(grid, CAROL, 27.0 + 0.3 * t, later + t, wall_x=None)
+    assert roads.evaluate(GridBelief(grid, later + 4)).states[EAST].state == BLOCKED  # one robot's word
+    for t in range(4):
+        _look(grid, ALICE, 27.0 + 0.3 * t, later + 4 + t, wall_x=None)
+    assert roads.evaluate(GridBelief(grid, later + 8)).states[EAST].state == FREE
+
+
+def test_vantage_points_stand_on_the_road_short_of_the_blockage_from_each_end() -> None:
+    graph = street_graph()
+    assert vantage_points(graph, EAST, (30.0, 0.0), 4.0) == ((26.0, 0.0), (34.0, 0.0))
+    assert vantage_points(graph, EAST, (22.0, 0.0), 4.0) == ((20.0, 0.0), (26.0, 0.0))  # no further than its end
 
 
 class RasterBelief:
