@@ -44,7 +44,13 @@ class LoopbackLink:
         self.fleet = fleet
         self.ingest = ingest
         self._to_robots: list[Outgoing] = []
+        self._listeners: dict[str, Callable[[str, bytes], None]] = {}
         self.publish(fleet.births())
+
+    def listen(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Hand the services' messages on ``topic`` to ``handler`` (a service subscribed to another's channel, as the
+        market is to map.presence) instead of the robots, as the broker would."""
+        self._listeners[topic] = handler
 
     def publish(self, messages: list[Outgoing]) -> None:
         """Verify and consume each message, in order."""
@@ -60,10 +66,14 @@ class LoopbackLink:
         """Nothing is in flight in process."""
 
     def pump(self) -> None:
-        """Hand the queued messages to their robots."""
+        """Hand the queued messages to their robots, and those on a listened topic to its service."""
         queued, self._to_robots = self._to_robots, []
         for message in queued:
-            self.fleet.deliver(message.topic, message.payload)
+            listener = self._listeners.get(message.topic)
+            if listener is not None:
+                listener(message.topic, message.payload)
+            else:
+                self.fleet.deliver(message.topic, message.payload)
 
 
 class MqttLink:

@@ -36,7 +36,7 @@ from bus.relay import VerifiedIn, VerifiedOut
 from bus.router import Router
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
-from bus.topics import FLEET_SPAWN, MAP_GRAPH, MARKET_ORDERS, service_topic, verified_topic
+from bus.topics import FLEET_SPAWN, MAP_GRAPH, MAP_PRESENCE, MARKET_ORDERS, service_topic, verified_topic
 from bus.worker import IngestWorker
 from dao.dao import Dao
 from identity.envelope import EnvelopeRefused, EnvelopeVerifier
@@ -54,6 +54,7 @@ from ledger.journal import Ledger
 from marketplace.dispatch import Dispatcher
 from marketplace.market import Marketplace
 from marketplace.policy import MarketPolicy
+from marketplace.proof import WitnessRule
 from marketplace.service import MarketService
 from sim.city import generate_city
 from sim.customers import Customers
@@ -76,6 +77,7 @@ class Context:
 
     def __init__(self, args: argparse.Namespace, home: Home) -> None:
         self.role, self.index, self.of, self.robots = args.role, args.index, args.of, args.robots
+        self.witness = bool(getattr(args, "witness", False))  # market: judge receipts by peers' sightings too
         self.state = Path(args.state).expanduser() if args.state else home.root / "fleet"
         self.state.mkdir(parents=True, exist_ok=True)
         self.db_url = args.db or f"sqlite:///{self.state / 'ledger.sqlite3'}"
@@ -418,9 +420,10 @@ class MarketRole(Role):
         self.dao = Dao(self.ledger, d.dao, currency=self.ctx.descriptor.currency, clock=ctx.clock)
         self.key = FollowedIdentity(ctx, "market")  # a rotated key signs the next announcement and award
         market = Marketplace(self.ledger, self.key.identity.envelope_signer(ctx.clock), clock=ctx.clock,
-                             fee_bps=self.dao.params()[2])
+                             fee_bps=self.dao.params()[2], witness=WitnessRule() if ctx.witness else None)
+        # The map service's verdicts on where robots were, believed only from the map the descriptor names.
         self.service = MarketService(market, EnvelopeVerifier(ctx.registry, clock=ctx.clock), clock=ctx.clock,
-                                     currency=self.ctx.descriptor.currency)
+                                     currency=self.ctx.descriptor.currency, map_services=[d.map])
         self.service.resume()
         self.lock = threading.Lock()  # bus handlers and the turn share the marketplace's connection
         router = Router().declare(MarketService.declared_kinds, self.service.observe)
@@ -431,6 +434,7 @@ class MarketRole(Role):
         for kind in MarketService.declared_kinds:
             ctx.client.subscribe(verified_topic(kind), self._locked(self._verified))
         ctx.client.subscribe(MARKET_ORDERS, lambda topic, payload: self._locked(self.service.post)(payload))
+        ctx.client.subscribe(MAP_PRESENCE, self._locked(self.service.presence))
         self._next_fee = 0.0
 
     def _locked(self, call: Callable[..., Any]) -> Callable[..., None]:
@@ -470,7 +474,8 @@ class MarketRole(Role):
     def counters(self) -> dict[str, Any]:
         s = self.service
         return {"posted": s.posted, "awarded": s.awarded, "delivered": len(s.delivered), "failed": len(s.failed),
-                "released": len(s.released), "refused": dict(s.refused), "received": self.inbound.received}
+                "released": len(s.released), "refused": dict(s.refused), "received": self.inbound.received,
+                "held": len(s.held), "sightings": s.sightings, "presence_refused": dict(s.presence_refused)}
 
     def close(self) -> None:
         self.turn()  # receipts that arrived last are settled
@@ -650,6 +655,9 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     serve.add_argument("--of", type=int, default=1, help="how many of this role run in all (default 1)")
     serve.add_argument("--robots", type=int, help="sim: robots in this shard (default: its share of the fleet's)")
     serve.add_argument("--run", type=int, help="wait for this run's descriptor (depai up passes it)")
+    serve.add_argument("--witness", action="store_true",
+                       help="market: pay a receipt only when peers' lidar witnessed the delivery (the map service's "
+                            "map.presence), holding it until then (docs/marketplace.md#proof-of-delivery)")
     serve.set_defaults(handler=cmd_serve)
 
 
