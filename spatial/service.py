@@ -23,7 +23,7 @@ import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -32,12 +32,14 @@ from scipy.spatial import cKDTree
 
 from bus.schemas import BY_KIND
 from bus.session import Outgoing
-from bus.topics import MAP_GRAPH, map_tile_topic
+from bus.topics import MAP_GRAPH, MAP_PRESENCE, map_tile_topic
 from identity.envelope import Envelope, EnvelopeSigner
-from spatial.grid import OCCUPIED, UNKNOWN, FusedTile, GridSpec, Observation, OccupancyGrid, Scan, TileKey
+from spatial.grid import (CORROBORATING_WEIGHT, DEFAULT_WEIGHT, OCCUPIED, UNKNOWN, FusedTile, GridSpec, Observation,
+                          OccupancyGrid, Scan, TileKey)
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message, vantage_points
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
+from spatial.witness import SEEN, UNSEEN, Beams, WitnessSpec, judge, robot_shaped
 
 log = logging.getLogger("depai.spatial.map")
 
@@ -45,6 +47,11 @@ UNKNOWN_COST_FACTOR = 1.5  # a metre of path through ground nobody has seen cost
 FUSE_CHUNK = 128  # scans fused, cleared of teammates and scored together: bounds the memory of one batch
 TIME_SLICE_S = 0.25  # scans this close in time share one spatial index of where the other robots were
 NEAREST_ROBOTS = 8  # robots looked at around each return (more cannot stand within a teammate radius)
+WITNESSED_ROBOTS = 16  # claims judged around each scan, nearest first
+MAX_VERDICTS = 4096  # per map.presence message (the schema's limit)
+MAX_WITNESSES = 64  # peers named per verdict (the schema's limit)
+VERDICT_NAMES = {SEEN: "seen", UNSEEN: "unseen"}
+WITNESS_CONFIDENCE = 0.3  # a robot witnesses others only while its own witnessed confidence is at least this
 
 
 class _Pending(NamedTuple):
@@ -95,6 +102,11 @@ class MapService:
         teammate_window_s: float = 1.5,
         witness_weight: float = 0.8,
         max_pending: int = 10_000,
+        witness: WitnessSpec | None = WitnessSpec(),
+        claim_window_s: float = 0.75,
+        contradicted_hold_s: float = 2.0,
+        presence_fade_s: float = 60.0,
+        presence_every_s: float = 1.0,
     ) -> None:
         self.signer = signer
         self.bounds = bounds
@@ -112,6 +124,12 @@ class MapService:
         self.teammate_window_s = teammate_window_s
         self.witness_weight = witness_weight
         self.max_pending = max_pending
+        self.witness = witness  # None: claims are not judged and every return near a claim is dropped (the old rule)
+        self.claim_window_s = claim_window_s
+        self.contradicted_hold_s = contradicted_hold_s
+        self.presence_fade_s = presence_fade_s
+        self.presence_every_s = presence_every_s
+        self.presence_version = 0
         self.refused: Counter[str] = Counter()
         self.scans = 0
         self.report: RoadReport | None = None
@@ -122,6 +140,11 @@ class MapService:
         self._weights: dict[str, float] = {}
         self._weights_at = -math.inf
         self._next_publish = -math.inf
+        self._presence: dict[str, _Presence] = {}
+        self._verdicts: dict[tuple[str, str, int], dict[str, Any]] = {}  # (robot, verdict, second) -> verdict
+        self._contradicted: dict[str, float] = {}  # robot -> until when its claims drop nobody's returns
+        self._claimed: deque[str] = deque()  # robots with a claim not yet checked against the map (observe adds)
+        self._next_presence = -math.inf
         # Filled by observe() without a lock (deque appends and pops are atomic), drained by fuse_pending().
         self._pending: deque[_Pending] = deque()
         self._births: deque[str] = deque()
@@ -179,6 +202,8 @@ class MapService:
         known = self._poses.get(did)
         if known is None or t_s >= known[0]:
             self._poses[did] = (t_s, float(pose["x"]), float(pose["y"]), float(pose["theta"]), speed)
+            if self.witness is not None:
+                self._claimed.append(did)
 
     def fuse_pending(self) -> int:
         """Fuse every scan observed so far, in batches; returns how many. Thread-safe: the start of every
@@ -195,17 +220,19 @@ class MapService:
                 log.exception("map: no verification level for %s", did)
         count = len(self._pending)  # scans observed after this are left for the next batch
         if not count:
+            if self._claimed:
+                self._possible([], now)  # telemetry's claims are judged against the map without scans too
             return 0
         batch = [self._pending.popleft() for _ in range(count)]
         for start in range(0, count, FUSE_CHUNK):
-            chunk = batch[start:start + FUSE_CHUNK]
+            chunk = self._possible(batch[start:start + FUSE_CHUNK], now)
             try:
-                observations = self.grid.integrate_many(self._scans(chunk))
+                observations = self.grid.integrate_many(self._scans(chunk, now))
             except Exception:  # one scan the checks let through must not cost the others, nor stop the turn
                 observations = []
                 for item in chunk:
                     try:
-                        observations += self.grid.integrate_many(self._scans([item]))
+                        observations += self.grid.integrate_many(self._scans([item], now))
                     except Exception:
                         log.exception("map: a scan from %s could not be fused", item.did)
                         self._refuse("unfusable")
@@ -213,20 +240,34 @@ class MapService:
             self._score(observations, now)
         return count
 
-    def _scans(self, batch: Sequence[_Pending]) -> list[Scan]:
+    def _scans(self, batch: Sequence[_Pending], now: float) -> list[Scan]:
         """The batch as the grid takes it: ranges capped (like OctoMap's maxrange: far returns are where a small
-        heading error moves a wall most) and the returns that land on another robot dropped."""
+        heading error moves a wall most), robots' claimed poses judged by the scans that see them, and the
+        returns that land on another robot dropped (with witnessing, only robot-shaped ones near a claim
+        nobody contradicted)."""
         lengths = [len(item.body["ranges"]) for item in batch]
         caps = [min(float(item.body["range_max"]), self.max_range_m) for item in batch]
         ranges = np.array(list(itertools.chain.from_iterable(item.body["ranges"] for item in batch)),
                           dtype=np.float64)  # None (no return) reads as nan
         ranges[~(ranges < np.repeat(caps, lengths))] = math.inf
-        self._drop_teammates(batch, lengths, ranges)
+        poses = self._poses.copy()  # one atomic copy: telemetry adds lock-free
+        dids = list(poses)
+        heard = np.array(list(poses.values())).reshape(-1, 5)  # t, x, y, theta, v per robot
+        droppable = None
+        if self.witness is not None and batch:
+            beams = Beams.of(np.array([(item.x, item.y) for item in batch]),
+                             np.array([item.theta + float(item.body["angle_min"]) for item in batch]),
+                             np.array([float(item.body["angle_increment"]) for item in batch]),
+                             np.array(lengths), ranges)
+            droppable = robot_shaped(beams, self.witness)
+            self._witness(batch, beams, droppable, dids, heard, now)
+        self._drop_teammates(batch, lengths, ranges, droppable, dids, heard, now)
         return [Scan(item.did, (item.x, item.y, item.theta), float(item.body["angle_min"]),
                      float(item.body["angle_increment"]), cap, beams, item.t_s)
                 for item, cap, beams in zip(batch, caps, np.split(ranges, np.cumsum(lengths)[:-1]), strict=True)]
 
-    def _drop_teammates(self, batch: Sequence[_Pending], lengths: list[int], ranges: np.ndarray) -> None:
+    def _drop_teammates(self, batch: Sequence[_Pending], lengths: list[int], ranges: np.ndarray,
+                        droppable: np.ndarray | None, dids: list[str], heard: np.ndarray, now: float) -> None:
         """Drop (in place: a negative range) the returns that land on another robot: a teammate is not part of the map.
 
         Each robot's last reported pose, heard within teammate_window_s of a scan, is carried forward
@@ -234,14 +275,19 @@ class MapService:
         teammate_radius_m of it says nothing about the world and would only count as a
         conflict against whoever sees that ground free a moment later. For the whole batch at once:
         the scans are cut into slices of TIME_SLICE_S, and each slice's returns look only at the
-        robots a k-d tree of their poses (carried to the slice's middle) finds near them.
+        robots a k-d tree of their poses (carried to the slice's middle) finds near them. With witnessing,
+        only returns on robot-shaped segments (``droppable``) may go, and a robot whose claim was lately
+        contradicted by peers or the map drops nothing.
         """
-        poses = self._poses.copy()  # one atomic copy: telemetry adds lock-free
-        returns = np.flatnonzero(np.isfinite(ranges))
-        if len(poses) < 2 or not len(returns):
+        usable = np.isfinite(ranges) if droppable is None else np.isfinite(ranges) & droppable
+        returns = np.flatnonzero(usable)
+        if len(dids) < 2 or not len(returns):
             return
-        number = {did: index for index, did in enumerate(poses)}
-        heard = np.array(list(poses.values()))  # t, x, y, theta, v per robot
+        number = {did: index for index, did in enumerate(dids)}
+        if self._contradicted:  # a contradicted claim is no teammate: carried to where nobody's returns are
+            silenced = [number[did] for did, until in self._contradicted.items() if until >= now and did in number]
+            heard = heard.copy()
+            heard[silenced, 0] = -math.inf
         scan_of = np.repeat(np.arange(len(batch)), lengths)[returns]
         beam = returns - np.repeat(np.cumsum(lengths) - lengths, lengths)[returns]
         params = np.array([(item.x, item.y, item.theta + float(item.body["angle_min"]),
@@ -296,6 +342,142 @@ class MapService:
         near[ret[hit]] = True
         return near
 
+    # --- witnessed location ----------------------------------------------------------------------------
+
+    def _possible(self, chunk: list[_Pending], now: float) -> list[_Pending]:
+        """The chunk less scans taken from an impossible pose (refused), after judging against the map every
+        claim made since the last look: a claimed centre in a cell others' corroborated evidence holds
+        OCCUPIED is IMPOSSIBLE."""
+        if self.witness is None:
+            return chunk
+        scanned = [(item.did, item.t_s, item.x, item.y) for item in chunk]
+        claimed = {self._claimed.popleft() for _ in range(len(self._claimed))}
+        poses = self._poses
+        fresh = [(did, *poses[did][:3]) for did in claimed]
+        claims = scanned + sorted(set(fresh) - set(scanned))
+        if not claims:
+            return chunk
+        dids = sorted({claim[0] for claim in claims})
+        number = {did: index for index, did in enumerate(dids)}
+        cells = np.array([self.grid.cell_of(x, y) for _, _, x, y in claims], dtype=np.int64)
+        of = np.array([number[claim[0]] for claim in claims], dtype=np.int64)
+        states = self.grid.consensus_without(cells, dids, of, self._trust_snapshot(now), now,
+                                             occupied_only=np.ones(len(claims), dtype=bool))
+        impossible = states == OCCUPIED
+        for (did, t_s, x, y), bad in zip(claims, impossible.tolist(), strict=True):
+            if bad:
+                self._record(did, t_s, x, y, "impossible", (), now)
+                self._doubt(did, 1.0, 0.0, now)
+        kept = [item for item, bad in zip(chunk, impossible[:len(chunk)].tolist(), strict=True) if not bad]
+        for _ in range(len(chunk) - len(kept)):
+            self._refuse("impossible_pose")
+        return kept
+
+    def _witness(self, batch: Sequence[_Pending], beams: Beams, shaped: np.ndarray, dids: list[str],
+                 heard: np.ndarray, now: float) -> None:
+        """Judge every claimed pose (``heard``: t, x, y, theta, v per robot of ``dids``) near each scan of the
+        batch from that scan (spatial.witness), and record the verdicts of peers the map trusts: presence
+        evidence, contradicted claims, map.presence verdicts."""
+        assert self.witness is not None
+        if len(dids) < 2:
+            return
+        weights = self._trust_snapshot(now)
+        number = {did: index for index, did in enumerate(dids)}
+        t_s = np.array([item.t_s for item in batch])
+        owner = np.array([number.get(item.did, -1) for item in batch])
+        peer_weight = np.array([weights.get(item.did, DEFAULT_WEIGHT) for item in batch])
+        # A witness is a robot the map trusts whose own whereabouts nobody doubts (a liar's scans, taken from
+        # where it is not, would find everyone missing around its claim).
+        trusted = (peer_weight > CORROBORATING_WEIGHT) & np.array(
+            [self._contradicted.get(item.did, -math.inf) < now and self._confidence(item.did, now) >= WITNESS_CONFIDENCE
+             for item in batch])
+        reach = self.witness.witness_range_m + float(np.abs(heard[:, 4]).max()) * self.claim_window_s
+        count = min(WITNESSED_ROBOTS, len(dids))
+        _, found = cKDTree(heard[:, 1:3]).query(beams.origin, k=count, distance_upper_bound=reach)
+        found = np.asarray(found).reshape(len(batch), -1)
+        scan, slot = np.nonzero((found < len(dids)) & trusted[:, None])
+        robot = found[scan, slot]
+        lag = t_s[scan] - heard[robot, 0]
+        keep = (robot != owner[scan]) & (np.abs(lag) <= self.claim_window_s)
+        scan, robot, lag = scan[keep], robot[keep], lag[keep]
+        if not len(scan):
+            return
+        lead = heard[robot, 4] * lag
+        x = heard[robot, 1] + lead * np.cos(heard[robot, 3])
+        y = heard[robot, 2] + lead * np.sin(heard[robot, 3])
+        verdict = judge(beams, shaped, scan, x, y, robot, self.witness, lambda xs, ys: self._occupied(xs, ys, now))
+        judged = np.flatnonzero(verdict)
+        if not len(judged):
+            return
+        by = peer_weight[scan[judged]]
+        seen = np.bincount(robot[judged], weights=by * (verdict[judged] == SEEN), minlength=len(dids))
+        unseen = np.bincount(robot[judged], weights=by * (verdict[judged] == UNSEEN), minlength=len(dids))
+        for index in np.flatnonzero(seen + unseen).tolist():
+            self._doubt(dids[index], float(unseen[index]), float(seen[index]), now)
+        for i, j, kind, at_x, at_y in zip(scan[judged].tolist(), robot[judged].tolist(), verdict[judged].tolist(),
+                                          x[judged].tolist(), y[judged].tolist(), strict=True):
+            self._record(dids[j], float(t_s[i]), at_x, at_y, VERDICT_NAMES[kind], (batch[i].did,), now)
+
+    def _occupied(self, xs: np.ndarray, ys: np.ndarray, now: float) -> np.ndarray:
+        """Whether the map believes these points OCCUPIED (asked at those cells only, not of whole tiles)."""
+        cells = np.stack((np.floor(xs / self.grid.spec.resolution_m), np.floor(ys / self.grid.spec.resolution_m)),
+                         axis=1).astype(np.int64)
+        nobody = np.zeros(len(cells), dtype=np.int64)  # one contributor left out: none (no DID is empty)
+        return self.grid.consensus_without(cells, [""], nobody, self._trust_snapshot(now), now,
+                                           occupied_only=np.ones(len(cells), dtype=bool)) == OCCUPIED
+
+    def _doubt(self, did: str, against: float, seen: float, now: float) -> None:
+        """Add witnessed evidence about a robot's claims; a claim contradicted and not seen in the same batch
+        stops dropping others' returns for contradicted_hold_s, a sighting lifts that at once."""
+        presence = self._presence.get(did)
+        if presence is None:
+            presence = self._presence[did] = _Presence(now)
+        fade = math.exp(-max(0.0, now - presence.at) / self.presence_fade_s)
+        presence.seen = presence.seen * fade + seen
+        presence.doubted = presence.doubted * fade + against
+        presence.at = max(presence.at, now)
+        if seen > 0:
+            self._contradicted.pop(did, None)
+        elif against > 0:
+            self._contradicted[did] = now + self.contradicted_hold_s
+
+    def _confidence(self, did: str, now: float) -> float:
+        """A robot's witnessed confidence now: 0.5 before any verdict (see _Presence.report)."""
+        presence = self._presence.get(did)
+        return 0.5 if presence is None else presence.confidence(now, self.presence_fade_s)
+
+    def _record(self, did: str, t_s: float, x: float, y: float, kind: str, by: Sequence[str], now: float) -> None:
+        """Keep one verdict of each kind per robot per second for map.presence, naming every peer behind it."""
+        key = (did, kind, math.floor(t_s))
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = {"robot": did, "t": round(t_s * 1000), "x": round(x, 2), "y": round(y, 2),
+                                             "verdict": kind, "by": []}
+            presence = self._presence.get(did)
+            if presence is None:
+                presence = self._presence[did] = _Presence(now)
+            presence.counts[kind] += 1
+            presence.last = (kind, t_s)
+        for peer in by:
+            if peer not in verdict["by"] and len(verdict["by"]) < MAX_WITNESSES:
+                verdict["by"].append(peer)
+
+    def _presence_message(self, now: float) -> dict[str, Any] | None:
+        """The next map.presence body, when one is due and verdicts wait (the oldest first, at most 4,096)."""
+        if now < self._next_presence or not self._verdicts:
+            return None
+        self._next_presence = now + self.presence_every_s
+        keys = sorted(self._verdicts, key=lambda key: self._verdicts[key]["t"])[:MAX_VERDICTS]
+        self.presence_version += 1
+        return {"version": self.presence_version, "verdicts": [self._verdicts.pop(key) for key in keys]}
+
+    def presence_report(self) -> list[dict[str, Any]]:
+        """Per robot, in DID order: its witnessed confidence (a beta reputation over peers' sightings against
+        unseen and impossible verdicts, faded), verdict counts, and the last verdict with its time."""
+        with self._lock:
+            now = self.clock()
+            return [presence.report(did, now, self.presence_fade_s) for did, presence in sorted(self._presence.items())]
+
     def _score(self, observations: Sequence[Observation], now: float) -> None:
         """Score every scan of a batch against one consensus of the current trust snapshot, each robot's own
         evidence left out (a robot must not vouch for itself)."""
@@ -324,12 +506,17 @@ class MapService:
         now = self.clock()
         with self._lock:
             self._fuse(now)
+            presence = self._presence_message(now)
             if now < self._next_publish:
-                return []
-            self._next_publish = now + self.publish_every_s
-            tiles, graph = self._changed(now)
+                tiles, graph = [], None
+            else:
+                self._next_publish = now + self.publish_every_s
+                tiles, graph = self._changed(now)
         resolution = self.grid.spec.resolution_m
         out = []
+        if presence is not None:
+            spec = BY_KIND["map.presence"]
+            out.append(Outgoing(MAP_PRESENCE, self.signer.seal("map.presence", presence), spec.qos, spec.retain))
         for fused in tiles:
             out.append(self._tile(encode_tile("belief", fused.key, fused.version, resolution,
                                               belief_cells(fused.state))))
@@ -463,6 +650,31 @@ class MapService:
     def trust_weights(self) -> dict[str, float]:
         """How much the map trusts each contributor now."""
         return self.trust.weights()
+
+
+@dataclass(slots=True)
+class _Presence:
+    """One robot's witnessed evidence: faded weights of sightings and of doubts (unseen, impossible) as of
+    ``at``, lifetime verdict counts (one per kind per second), and its last verdict."""
+
+    at: float
+    seen: float = 0.0
+    doubted: float = 0.0
+    counts: Counter[str] = field(default_factory=Counter)
+    last: tuple[str, float] | None = None
+
+    def confidence(self, now: float, fade_s: float) -> float:
+        """(1 + seen) / (2 + seen + doubted), both faded to ``now``: a beta reputation with a uniform prior."""
+        fade = math.exp(-max(0.0, now - self.at) / fade_s)
+        return (1.0 + self.seen * fade) / (2.0 + (self.seen + self.doubted) * fade)
+
+    def report(self, did: str, now: float, fade_s: float) -> dict[str, Any]:
+        """The dashboard's row: its confidence now, verdict counts, and the last verdict."""
+        return {"did": did, "confidence": self.confidence(now, fade_s),
+                "seen": self.counts["seen"], "unseen": self.counts["unseen"],
+                "impossible": self.counts["impossible"],
+                "last": self.last[0] if self.last else None,
+                "last_t": round(self.last[1] * 1000) if self.last else None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ import pytest
 
 from bus.ingest import Ingest
 from bus.session import MachineSession
-from bus.topics import MAP_GRAPH, topic_root
+from bus.schemas import validate_body
+from bus.topics import MAP_GRAPH, MAP_PRESENCE, topic_root
 from identity.did import did_peaq
 from identity.document import MachineProfile
-from identity.envelope import Envelope, EnvelopeSigner
+from identity.envelope import Envelope, EnvelopeSigner, reread
 from identity.keys import Signer
 from identity.lifecycle import create_identity
 from spatial.grid import OCCUPIED, GridSpec
@@ -44,12 +45,13 @@ def _wall_ranges(x: float, y: float) -> list[float | None]:
 class Fleet:
     """Registered robots that seal scans, the map service behind an ingest pipeline, and a robot's view."""
 
-    def __init__(self, registry, clock) -> None:
+    def __init__(self, registry, clock, **options) -> None:
         self.clock = clock
         map_key = Signer.generate()
         map_did = create_identity(registry, map_key).did
         self.service = MapService(EnvelopeSigner(map_key, map_did, clock=clock), ROAD, bounds=(-50, -50, 50, 50),
-                                  clock=clock, spec=GridSpec(), level_of=lambda did: "fleet", publish_every_s=1.0)
+                                  clock=clock, spec=GridSpec(), level_of=lambda did: "fleet", publish_every_s=1.0,
+                                  **options)
         self.ingest = Ingest(registry, self.service.observe, clock=clock)
         self.view = MapView(registry, [map_did], clock=clock)
         self.sessions: list[MachineSession] = []
@@ -373,3 +375,80 @@ def test_batched_fusion_maps_what_fusing_scan_by_scan_mapped() -> None:
     tiles, worst, trust_gap = bench.grids_agree(one_by_one.service, batched.service)
     assert tiles > 20 and worst == 0.0  # the same evidence, teammates dropped alike
     assert trust_gap < 0.02
+
+
+# --- witnessed location: peers' lidar and the map judge where robots say they are -----------------------------
+
+
+def _presence(fleet: Fleet) -> list[dict]:
+    """The map.presence bodies of one turn of the service (checked against the schema, signed by the map)."""
+    bodies = []
+    for message in fleet.service.step():
+        if message.topic == MAP_PRESENCE:
+            envelope = reread(message.payload)
+            assert envelope.kind == "map.presence" and envelope.issuer == fleet.service.did
+            validate_body("map.presence", envelope.body)
+            bodies.append(envelope.body)
+    return bodies
+
+
+@pytest.mark.parametrize("witnessing", [True, False])
+def test_a_liar_claiming_to_stand_on_a_wall_does_not_hide_it(registry, clock, witnessing: bool) -> None:
+    """Robot 2 says it stands against the wall; robots 0 and 1 see the wall there and no robot. Before
+    witnessing (witness=None), the returns within 0.9 m of its claim were dropped as a teammate's: the wall had
+    a hole for as long as it kept saying so."""
+    fleet = Fleet(registry, clock, **({} if witnessing else {"witness": None}))
+    for _ in range(6):
+        _telemetry(fleet, 2, WALL_X - 0.1, 0.5)
+        for robot in (0, 1):
+            fleet.scan(robot, 2.5 + 0.5 * robot, 0.0)
+        fleet.service.fuse_pending()  # as the fleet loop's step() does every tick
+        fleet.clock.advance(0.5)
+    # The wall's cells within 0.9 m of the claim that both robots' beams hit (the cells at y = 1 m and beyond
+    # only one of them does: never corroborated, liar or not).
+    hidden = [fleet.service.occupancy(WALL_X + 0.05, y) == OCCUPIED for y in np.arange(0.0, 0.81, 0.2)]
+    fleet.publish()
+    liar = fleet.sessions[2].signer.did
+    if witnessing:
+        assert all(hidden)
+        assert fleet.view.edge_cost("a", "b", {"length": 40.0}) is None  # the road stays closed
+        report = {row["did"]: row for row in fleet.service.presence_report()}[liar]
+        assert report["unseen"] + report["impossible"] > 0 and report["seen"] == 0 and report["confidence"] < 0.3
+    else:
+        assert not any(hidden)
+
+
+def test_a_scan_from_inside_a_corroborated_wall_is_refused_and_its_claim_is_impossible(fleet) -> None:
+    _sweep(fleet, [0, 1])
+    _presence(fleet)
+    fleet.scan(2, WALL_X + 0.05, 0.0, ranges=[None] * RAYS)  # it would erase the wall around it
+    fleet.service.fuse_pending()
+    assert fleet.service.refused["impossible_pose"] == 1 and fleet.service.occupancy(WALL_X + 0.05, 0.0) == OCCUPIED
+    fleet.clock.advance(1.0)
+    verdicts = [v for body in _presence(fleet) for v in body["verdicts"] if v["robot"] == fleet.sessions[2].signer.did]
+    assert [(v["verdict"], v["by"], v["x"]) for v in verdicts] == [("impossible", [], WALL_X + 0.05)]
+
+
+def test_robots_seen_where_they_say_and_missing_where_they_say_are_published_once_a_second(fleet) -> None:
+    """Robot 2 stands at (4, 0) and robot 3 says it stands at (2, 2), where nothing is: robots 0 and 1 see both."""
+    dids = [session.signer.did for session in fleet.sessions]
+    versions = []
+    for turn in range(4):
+        _telemetry(fleet, 2, 4.0, 0.0)
+        _telemetry(fleet, 3, 2.0, 2.0)
+        for robot in (0, 1):
+            fleet.scan(robot, 0.0, -0.5 * robot, ranges=_disc_ranges(0.0, 4.0, 0.35, y0=0.5 * robot))
+        bodies = _presence(fleet)
+        if turn % 2:
+            assert bodies == []  # half a second after the last: verdicts wait for the next message
+        else:
+            (body,) = bodies
+            versions.append(body["version"])
+            kinds = {(v["robot"], v["verdict"]): set(v["by"]) for v in body["verdicts"]}
+            assert kinds == {(dids[2], "seen"): {dids[0], dids[1]}, (dids[3], "unseen"): {dids[0], dids[1]}}
+        fleet.clock.advance(0.5)
+    assert versions == [1, 2]
+    report = {row["did"]: row for row in fleet.service.presence_report()}
+    assert report[dids[2]]["confidence"] > 0.8 and report[dids[3]]["confidence"] < 0.2
+    assert report[dids[2]]["last"] == "seen" and report[dids[3]]["unseen"] == 4
+    assert fleet.service.occupancy(3.7, 0.0) != OCCUPIED  # robot 2's body is still no obstacle
