@@ -3,7 +3,9 @@
 Odometry moves the estimate by the change of the odometry pose, taken in the robot's
 own frame, so the odometry frame may sit anywhere; its drift is modelled as noise
 that grows with distance travelled and with turning. A GNSS fix pulls the position
-back, unless it is too far off to be believed. Angles are radians, counter-clockwise
+back, unless it is too far off to be believed; so does a full pose measured by
+matching the lidar scan against the shared map (robots.scan_match), gated the same
+way and never used to jump: a match far off the estimate is dropped, not followed. Angles are radians, counter-clockwise
 from +x, normalized to (-pi, pi]. Plain floats: a predict and a correct cost a few
 microseconds, which matters with a thousand robots in one process.
 """
@@ -20,6 +22,7 @@ _POS_VAR_PER_M = 0.01  # m^2 per metre: about 2 % of distance, for drift that st
 _HEADING_VAR_PER_M = 1e-4  # rad^2 per metre: heading wanders 0.01 rad per square-root metre
 _TURN_FRACTION = 0.01  # heading 1-sigma error as a fraction of the angle turned: 1 %
 _GATE = 13.8  # chi-square, 2 degrees of freedom, 99.9 %: a fix farther off than this is an outlier
+_GATE_POSE = 16.3  # chi-square, 3 degrees of freedom, 99.9 %: a map match farther off than this is not used
 _REANCHOR_AFTER = 5  # this many outliers in a row mean the estimate is lost, not the fixes wrong
 
 _TAU = 2.0 * math.pi
@@ -117,6 +120,27 @@ class PoseEstimator:
             p12 - (k10 * p02 + k11 * p12),
             p22 - (k20 * p02 + k21 * p12),
         ]
+        return True
+
+    def correct_pose(self, pose: tuple[float, float, float], covariance: np.ndarray) -> bool:
+        """Pull the estimate towards a measured full pose (x, y, theta) with its 3x3 covariance, such as a scan
+        matched to the map; False when it is too far off to be believed (it never re-anchors the estimate)."""
+        p = self.covariance
+        z = np.array([pose[0] - self._x, pose[1] - self._y, normalize_angle(pose[2] - self._theta)])
+        s = p + covariance
+        try:
+            gain = np.linalg.solve(s, p).T  # K = P S^-1 (both symmetric)
+            if float(z @ np.linalg.solve(s, z)) > _GATE_POSE:
+                return False
+        except np.linalg.LinAlgError:
+            return False
+        dx, dy, dtheta = gain @ z
+        self._x += float(dx)
+        self._y += float(dy)
+        self._theta = normalize_angle(self._theta + float(dtheta))
+        p = p - gain @ p
+        p = (p + p.T) / 2.0
+        self._p = [float(p[0, 0]), float(p[0, 1]), float(p[0, 2]), float(p[1, 1]), float(p[1, 2]), float(p[2, 2])]
         return True
 
     def _reanchor(self, x: float, y: float, variance: float) -> None:

@@ -102,3 +102,39 @@ def test_normalize_angle_is_half_open() -> None:
     assert normalize_angle(-math.pi) == math.pi
     assert normalize_angle(3 * math.pi / 2) == pytest.approx(-math.pi / 2)
     assert normalize_angle(-7.0) == pytest.approx(-7.0 + 2 * math.pi)
+
+
+def test_a_matched_pose_pulls_the_estimate_by_its_covariance() -> None:
+    estimator = PoseEstimator(10.0, 20.0, 0.1, sigma_xy=0.5, sigma_theta=0.05)
+    assert estimator.correct_pose((10.3, 20.0, 0.05), np.diag((0.1**2, 0.1**2, 0.01**2)))
+    x, y, theta = estimator.pose
+    assert 10.25 < x < 10.3 and y == pytest.approx(20.0) and 0.05 < theta < 0.06  # the sharper measurement wins
+    covariance = estimator.covariance
+    assert covariance[0, 0] < 0.1**2 and covariance[2, 2] < 0.01**2
+    assert np.allclose(covariance, covariance.T) and np.all(np.linalg.eigvalsh(covariance) > 0.0)
+
+
+def test_a_corridor_match_moves_the_estimate_across_the_corridor_only() -> None:
+    estimator = PoseEstimator(0.0, 0.0, 0.0, sigma_xy=0.5, sigma_theta=0.05)
+    along_x = np.diag((1e4, 0.05**2, 0.01**2))  # a corridor along x: the walls say nothing about x
+    assert estimator.correct_pose((3.0, 0.4, 0.0), along_x)
+    x, y, _ = estimator.pose
+    assert abs(x) < 0.01 and y == pytest.approx(0.4, abs=0.01)
+    assert estimator.covariance[0, 0] == pytest.approx(0.25, rel=0.01)
+
+
+def test_a_match_far_off_the_estimate_is_never_followed() -> None:
+    estimator = PoseEstimator(0.0, 0.0, 0.0, sigma_xy=0.3, sigma_theta=0.05)
+    covariance = estimator.covariance.copy()
+    for _ in range(10):  # unlike GNSS fixes, matches in a row far off do not re-anchor: a map has look-alike streets
+        assert not estimator.correct_pose((8.0, 0.0, 0.0), np.diag((0.05**2, 0.05**2, 0.01**2)))
+    assert estimator.pose == (0.0, 0.0, 0.0) and np.array_equal(estimator.covariance, covariance)
+    assert not estimator.correct_pose((0.0, 0.0, 0.5), np.diag((0.05**2, 0.05**2, 0.01**2)))  # 10 sigma off in heading
+
+
+def test_a_heading_only_match_turns_the_estimate_across_pi() -> None:
+    estimator = PoseEstimator(0.0, 0.0, math.pi - 0.02, sigma_xy=0.5, sigma_theta=0.05)
+    assert estimator.correct_pose((5.0, 5.0, -math.pi + 0.02), np.diag((1e4, 1e4, 0.005**2)))
+    x, y, theta = estimator.pose
+    assert abs(normalize_angle(theta - (-math.pi + 0.02))) < 0.005  # the short way round, not through 0
+    assert math.hypot(x, y) < 0.01  # a position it does not believe moves nothing
