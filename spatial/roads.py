@@ -107,9 +107,9 @@ class RoadStates:
         step_m = resolution_m if step_m is None else step_m
         if not 0 < resolution_m <= road_m or step_m <= 0:
             raise ValueError(f"need 0 < resolution_m <= road_m and step_m > 0, got {resolution_m=} {road_m=} {step_m=}")
-        if not 0 < robot_width_m <= road_m or not 0 < slow_fraction <= 1:
-            raise ValueError(f"need 0 < robot_width_m <= road_m and 0 < slow_fraction <= 1, got "
-                             f"{robot_width_m=} {slow_fraction=}")
+        if not 0 < robot_width_m <= road_m or not 0 < slow_fraction <= 1 or open_margin_m < 0:
+            raise ValueError(f"need 0 < robot_width_m <= road_m, 0 < slow_fraction <= 1 and open_margin_m >= 0, got "
+                             f"{robot_width_m=} {slow_fraction=} {open_margin_m=}")
         self.road_m = float(road_m)
         across = round(road_m / resolution_m)
         self.sample_m = road_m / across  # the width each sample across the road stands for
@@ -145,8 +145,9 @@ class RoadStates:
         k: int = 2,
     ) -> RoadReport:
         """Every edge's state under ``belief``: SUSPECT where only ``suspicion`` blocks it, unless ``k`` of the
-        edge's ``witnesses`` block it each on their own; BLOCKED while latched and not seen open under ``belief``.
-        The version moves past the previous report's when a state changed."""
+        edge's ``witnesses`` (each robot's own belief, by DID) have blocked it on their own since it was last seen
+        open; BLOCKED while latched and not seen open under ``belief``. The version moves past the previous
+        report's when a state changed."""
         edge_states = self._states(belief)
         if suspicion is not None:
             for key, suspected in self._states(suspicion).items():
