@@ -204,8 +204,9 @@ class RoadStates:
         return self.xs[first:first + count], self.ys[first:first + count]
 
     def _witnessed(self, key: EdgeKey, suspected: EdgeState, witnesses: Mapping[str, Belief], k: int) -> EdgeState:
-        """BLOCKED when k witnesses have each blocked the edge on their own evidence since it was last seen open
-        (named together), else SUSPECT: who saw it closed is remembered while their evidence fades."""
+        """BLOCKED when k of the edge's witnesses have each blocked it on their own evidence since it was last seen
+        open (named together), else SUSPECT: who saw it closed is remembered while their evidence fades, and
+        counts while it is still offered as a witness (a robot whose trust fell since does not)."""
         xs, ys = self.points(key)
         seen = self._sightings.setdefault(key, {})
         for did, witness in witnesses.items():
@@ -213,13 +214,14 @@ class RoadStates:
             state = self._edge_state(witness, xs, ys, states, self._runs(states, _ONE_EDGE))
             if state.state == BLOCKED and state.at is not None:
                 seen[did] = (self._row_at(key, state.at), state)
-        if len(seen) < k:
+        vouched = [state for did, (_, state) in seen.items() if did in witnesses]
+        if len(vouched) < k:
             return EdgeState(SUSPECT, suspected.free_width_m, suspected.contributors, suspected.at)
         contributors: dict[str, float] = {}
-        for _, state in seen.values():
+        for state in vouched:
             for did, amount in state.contributors.items():
                 contributors[did] = contributors.get(did, 0.0) + amount
-        return EdgeState(BLOCKED, min(state.free_width_m for _, state in seen.values()), contributors, suspected.at)
+        return EdgeState(BLOCKED, min(state.free_width_m for state in vouched), contributors, suspected.at)
 
     def _states(self, belief: Belief) -> dict[EdgeKey, EdgeState]:
         """Every edge's state under ``belief``, from one state_at call over all sample points."""

@@ -256,10 +256,14 @@ def test_two_witnesses_minutes_apart_close_a_road_unless_it_was_seen_open_betwee
     faded = BoxBelief()  # ALICE's own evidence no longer blocks anything
     second = roads.evaluate(BoxBelief(), later, witnesses=lambda key: {ALICE: faded, BOB: later} if key == EAST else {})
     assert second.states[EAST].state == BLOCKED and set(second.states[EAST].contributors) == {ALICE, BOB}
+    distrusted = RoadStates(street_graph())  # ALICE saw it closed, then lost the weight a witness needs
+    distrusted.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: either} if key == EAST else {})
+    assert distrusted.evaluate(BoxBelief(), later, witnesses=lambda key: {BOB: later}).states[EAST].state == SUSPECT
     fresh = RoadStates(street_graph())
     fresh.evaluate(BoxBelief(), either, witnesses=lambda key: {ALICE: either} if key == EAST else {})
     fresh.evaluate(_FreeBox(29.0, -1.0, 31.0, 1.0))  # seen open between the two sightings: ALICE's is forgotten
-    assert fresh.evaluate(BoxBelief(), later, witnesses=lambda key: {BOB: later}).states[EAST].state == SUSPECT
+    again = fresh.evaluate(BoxBelief(), later, witnesses=lambda key: {ALICE: faded, BOB: later} if key == EAST else {})
+    assert again.states[EAST].state == SUSPECT
 
 
 class _FreeBox(BoxBelief):
