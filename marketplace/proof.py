@@ -9,6 +9,13 @@ telemetry around t at all (the marketplace restarted, or telemetry is late) the
 receipt is not judged: ``no_evidence``, and the robot sends it again. A recipient's
 countersignature (optional) is an Ed25519 signature by the customer's key over
 the canonical ``{"robot", "t", "task"}``.
+
+A consistent liar passes all of that: its own trail says what it likes. So a
+receipt can also be judged by what peers' lidar saw (``judge_presence``, on the
+map service's ``map.presence`` verdicts): paid at once when the robot was seen
+leaving the pickup and reaching the dropoff, refused when peers saw through
+where it claimed to be, else held until it is seen later or the hold runs out
+(``WitnessRule``; docs/marketplace.md#proof-of-delivery).
 """
 
 from __future__ import annotations
@@ -114,21 +121,26 @@ class Sighting:
 class WitnessRule:
     """When peers' lidar (the map service's ``map.presence`` verdicts) makes a receipt payable, refused or held.
 
-    ``near_m``: a ``seen`` within this of the pickup (between the award and the receipt) is "left the pickup";
-    one within it of the dropoff from ``dropoff_window_s`` before the receipt to ``after_s`` after is "reached
-    the dropoff". Both: paid at once. Contradicted: more than ``impossible_allowance`` ``impossible`` verdicts,
-    or more than ``unseen_allowance`` ``unseen`` ones that are also more than ``unseen_ratio`` times the ``seen``
-    ones, from the award to ``after_s`` past the receipt (the allowances absorb honest robots' false unseens,
-    measured in benchmarks/delivery_fraud.py). Neither: held for ``hold_s`` after the receipt arrived, paid by a
-    ``seen`` of the robot at or after the receipt's time, else refused ``unwitnessed``.
+    The verdicts judged are those on the robot's claimed poses from the award to ``after_s`` past the receipt;
+    their seen share is seen / (seen + unseen). Refused ``contradicted``: more than ``impossible_allowance``
+    ``impossible`` verdicts, or more than ``unseen_allowance`` ``unseen`` ones with a seen share below
+    ``contradict_share`` (the allowances absorb honest robots' false unseens: a peer's beam through a pose
+    claimed with GNSS-sized error; benchmarks/delivery_fraud.py measures them). Paid at once: a ``seen`` within
+    ``near_m`` of the pickup before the receipt ("left the pickup"), one within ``near_m`` of the dropoff from
+    ``dropoff_window_s`` before the receipt on ("reached the dropoff"), and a seen share of at least
+    ``pay_share``. Otherwise held for ``hold_s`` after the receipt arrived: paid once it was seen ``later_seen``
+    times since the receipt's time, with a seen share of at least ``pay_share`` both during the task and since
+    (peers saw it on its way, only not at the ends), else refused ``unwitnessed``.
     """
 
-    near_m: float = 15.0
+    near_m: float = 50.0
     dropoff_window_s: float = 60.0
     after_s: float = 10.0
-    unseen_allowance: int = 2
-    unseen_ratio: float = 1.0
+    pay_share: float = 0.4
+    contradict_share: float = 0.1
+    unseen_allowance: int = 12
     impossible_allowance: int = 0
+    later_seen: int = 3
     hold_s: float = 300.0
 
 
@@ -136,25 +148,31 @@ def judge_presence(sightings: Sequence[Sighting], *, pickup: tuple[float, float]
                    awarded_ms: int, receipt_ms: int, arrived_ms: int, now_ms: int,
                    rule: WitnessRule = WitnessRule()) -> Verdict:
     """The witnessed verdict on a receipt whose own checks passed: paid, refused, or ``held`` (judged again later)."""
-    end_ms = receipt_ms + int(rule.after_s * 1000)
-    during = [s for s in sightings if awarded_ms <= s.t_ms <= end_ms]
-    seen = [s for s in during if s.verdict == SEEN]
-    unseen = sum(s.verdict == UNSEEN for s in during)
+    since = [s for s in sightings if s.t_ms >= awarded_ms]
+    during = [s for s in since if s.t_ms <= receipt_ms + rule.after_s * 1000]
     impossible = sum(s.verdict == IMPOSSIBLE for s in during)
     if impossible > rule.impossible_allowance:
         return Verdict(False, f"contradicted: {impossible} of its claimed poses were inside a corroborated obstacle")
-    if unseen > rule.unseen_allowance and unseen > rule.unseen_ratio * len(seen):
+    seen, unseen = _counts(during)
+    if unseen > rule.unseen_allowance and seen < rule.contradict_share * (seen + unseen):
         return Verdict(False, f"contradicted: peers' lidar passed through {unseen} of its claimed poses "
-                              f"and saw it at {len(seen)}")
-    near = rule.near_m
-    left_pickup = any(s.t_ms <= receipt_ms and math.dist((s.x, s.y), pickup) <= near for s in seen)
-    reached = any(s.t_ms >= receipt_ms - rule.dropoff_window_s * 1000 and math.dist((s.x, s.y), dropoff) <= near
-                  for s in seen)
-    if left_pickup and reached:
+                              f"and saw it at {seen}")
+    witnessed = [s for s in during if s.verdict == SEEN]
+    left_pickup = any(s.t_ms <= receipt_ms and math.dist((s.x, s.y), pickup) <= rule.near_m for s in witnessed)
+    reached = any(s.t_ms >= receipt_ms - rule.dropoff_window_s * 1000
+                  and math.dist((s.x, s.y), dropoff) <= rule.near_m for s in witnessed)
+    if left_pickup and reached and seen >= rule.pay_share * (seen + unseen):
         return Verdict(True, "witnessed: seen leaving the pickup and reaching the dropoff")
-    if any(s.verdict == SEEN and receipt_ms <= s.t_ms for s in sightings):
-        return Verdict(True, "witnessed_later: seen where it said it was after the delivery")
+    seen_later, unseen_later = _counts([s for s in since if s.t_ms >= receipt_ms])
+    if seen and seen >= rule.pay_share * (seen + unseen) and seen_later >= rule.later_seen \
+            and seen_later >= rule.pay_share * (seen_later + unseen_later):
+        return Verdict(True, f"witnessed_later: seen {seen_later} times where it said it was since the delivery")
     if now_ms - arrived_ms >= rule.hold_s * 1000:
-        return Verdict(False, f"unwitnessed: no peer saw the robot at the pickup, the dropoff or within "
+        return Verdict(False, f"unwitnessed: peers did not see the robot deliver, nor often enough within "
                               f"{rule.hold_s:.0f} s after")
-    return Verdict(False, "held: not yet witnessed by a peer; judged again as verdicts arrive", held=True)
+    return Verdict(False, "held: not yet witnessed by peers; judged again as their verdicts arrive", held=True)
+
+
+def _counts(sightings: Sequence[Sighting]) -> tuple[int, int]:
+    """(seen, unseen) among ``sightings``."""
+    return sum(s.verdict == SEEN for s in sightings), sum(s.verdict == UNSEEN for s in sightings)

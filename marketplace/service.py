@@ -53,7 +53,7 @@ class MarketService:
         self._presence_gate = ServiceGate(verifier.keys, map_services, clock=clock)
         self.sightings = 0  # map.presence verdicts kept
         self.presence_refused: Counter[str] = Counter()
-        self.held = 0  # receipts held for a witness when they arrived
+        self.held: list[str] = []  # tasks whose receipt was held for a witness when it arrived
         self.evaluator = EVALUATORS[policy.evaluator]
         self.delivered: list[str] = []
         self.failed: list[str] = []
@@ -181,7 +181,7 @@ class MarketService:
             if isinstance(outcome, MarketError):
                 self.refused[outcome.code] += 1
             elif outcome.state == AWARDED:
-                self.held += 1
+                self.held.append(outcome.id)
             else:
                 (self.delivered if outcome.state == "settled" else self.failed).append(outcome.id)
         closed = [task for task, at in self._posted.items() if now - at >= self.policy.bid_window_s]

@@ -16,8 +16,8 @@ from marketplace.proof import Sighting, WitnessRule, countersignature_message, j
 from marketplace.service import MarketService
 from tests.marketplace.test_market import DROPOFF, Party, World
 
-RULE = WitnessRule(near_m=10.0, dropoff_window_s=30.0, after_s=5.0, unseen_allowance=2, unseen_ratio=1.0,
-                   impossible_allowance=0, hold_s=120.0)
+RULE = WitnessRule(near_m=10.0, dropoff_window_s=30.0, after_s=5.0, pay_share=0.4, contradict_share=0.2,
+                   unseen_allowance=2, impossible_allowance=0, later_seen=2, hold_s=120.0)
 PICKUP = (0.0, 0.0)
 T0 = 1_000_000  # the award, ms
 
@@ -47,8 +47,19 @@ def test_seen_only_on_one_end_or_not_at_all_is_held_then_refused_unwitnessed() -
     assert _judge([_seen(2, (3.0, 1.0)), _seen(19, (45.0, 18.0))]) == "held"
 
 
-def test_a_later_sighting_pays_a_held_receipt() -> None:
-    assert _judge([_seen(45, (45.0, 18.0)), _seen(80, (90.0, 20.0))]) == "paid:witnessed_later"
+def test_later_sightings_pay_a_held_receipt_unless_peers_mostly_saw_through_it() -> None:
+    later = [_seen(45, (45.0, 18.0)), _seen(80, (90.0, 20.0)), _seen(90, (95.0, 20.0))]
+    assert _judge(later[:2]) == "held"  # one sighting since the delivery: not yet enough
+    assert _judge(later) == "paid:witnessed_later"
+    assert _judge(later[1:] + [_seen(100, (99.0, 20.0))]) == "held"  # never seen on the task: a ghost at a busy spot
+    through = [Sighting(T0 + 60_000 + 1000 * i, 100.0, 20.0, "unseen") for i in range(5)]
+    assert _judge(later + through) == "held"  # 3 seen of 8 since the award: a ghost a peer brushed by
+
+
+def test_seeing_the_robot_only_rarely_does_not_pay_at_once() -> None:
+    ends = [_seen(2, (3.0, 1.0)), _seen(45, (45.0, 18.0))]
+    unseen = [Sighting(T0 + 1000 * i, 10.0 * i, 0.0, "unseen") for i in range(10, 14)]
+    assert _judge(ends + unseen) == "held"  # 2 seen of 6: seen at both ends, but not where it said most of the way
 
 
 def test_peers_seeing_through_the_claimed_poses_contradict_it_beyond_the_allowance() -> None:
@@ -104,7 +115,9 @@ def test_a_held_receipt_survives_a_restart_and_is_paid_once(world, registry) -> 
     assert world.market.expire() == [] and world.market.task("t1").state == AWARDED
     reopened = Marketplace(world.ledger, None, clock=world.clock, witness=RULE)  # the process was killed
     assert list(reopened.held()) == ["t1"] and reopened.judge_held() == []
-    reopened.record_presence([_presence(world, "seen", (80.0, 20.0))])
+    reopened.record_presence([_presence(world, "seen", (25.0, 10.0), dt_s=-30)])  # on its way, not at the ends
+    assert reopened.judge_held() == []
+    reopened.record_presence([_presence(world, "seen", (80.0, 20.0), dt_s=dt) for dt in (1, 2)])
     done = reopened.judge_held()
     assert [(t.id, t.state, t.outcome) for t in done] == [("t1", SETTLED, "delivered")]
     assert reopened.judge_held() == [] and reopened.held() == {}
