@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from bus.session import MachineSession, Outgoing, connection_greeting
-from bus.topics import MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
+from bus.topics import MAP_GRAPH, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, topic_root
 from bus.trusted import Refused
 from identity.did import did_peaq
 from identity.document import MachineProfile, current_key
@@ -137,6 +137,9 @@ class Enroll(Protocol):
                  with_topic_root: bool = False) -> Identity: ...
 
 
+_BELIEF_TILES = f"{MAP_TILES}/belief/"
+
+
 class SimFleet:
     """The world and one agent per robot, each with its own registered identity."""
 
@@ -241,7 +244,7 @@ class SimFleet:
         """A message for the robots: a command to the robot whose topic it is, the road graph to the fleet's
         map view; a marketplace announcement or award is verified once here, then an award goes to the robot it
         names and an announcement to every robot free to bid on it (a refused one is counted in market_refused)."""
-        if topic == MAP_GRAPH:
+        if topic == MAP_GRAPH or topic.startswith(_BELIEF_TILES):  # the robots localize on the belief layer
             self.map_view.receive(topic, payload)
             return
         if topic in (MARKET_TASKS, MARKET_AWARDS):

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bus.session import MachineSession, Outgoing
 from bus.topics import MARKET_AWARDS, MARKET_TASKS
 from bus.trusted import Refused
@@ -24,18 +26,20 @@ from identity.canonical import canonicalize
 from identity.envelope import Envelope
 from robots.avoid import Avoider, BlockageDetector
 from robots.bidding import Pricing, quote
-from robots.body import Body, Sensors
+from robots.body import Body, LidarScan, Sensors
 from robots.commands import CommandGate
 from robots.energy import charge_time_s, must_charge
 from robots.follow import PurePursuit
 from robots.lanes import keep_right
 from robots.localize import PoseEstimator
 from robots.planner import NoRoute, RoadPlanner
+from robots.scan_match import Match, field_for, match, scan_points
 from robots.tasks import DeliveryTask, IllegalTransition, TaskMachine, TaskState
 from spatial.view import MapView
 
 FIRST_FIX_WAIT_S = 3.0  # how long a robot waits for GNSS before trusting its odometry pose alone
 MAX_OPEN_OFFERS = 32  # bids a robot remembers while waiting for awards; the oldest is forgotten first
+_UNBELIEVED_VAR = 1e4  # m^2: the variance given a map match's position when only its heading is taken
 REBID_S = 30.0  # a standing bid is not sent again for a re-announced task sooner than this (the market keeps it)
 EdgeCost = Callable[[str, str, dict], float | None]
 
@@ -59,6 +63,8 @@ class AgentConfig:
     goal_street_tries: int = 3  # blocked this often on the goal's own street in a row: the goal is out of reach
     pricing: Pricing = Pricing()  # what this robot's owner charges for a task
     seed: int = 0  # the robot's own randomness (how long it holds back), for repeatable runs
+    map_match_hz: float = 2.0  # how often a robot with a shared map matches its lidar scan to it (0: never)
+    map_match_position: bool = False  # take the match's position too, not only its heading (a surveyed map)
 
 
 class RobotAgent:
@@ -118,6 +124,9 @@ class RobotAgent:
         self._backoff_until = -math.inf
         self._hold_until = -math.inf
         self._random = random.Random(config.seed)
+        self._match_period = 1.0 / config.map_match_hz if config.map_match_hz > 0 else math.inf
+        self._next_match = 0.0
+        self.localization: Counter[str] = Counter()  # map matches used, gated out, or refused (by reason)
 
     @property
     def did(self) -> str:
@@ -212,6 +221,29 @@ class RobotAgent:
         self.estimator.predict(odometry)
         if fix is not None:
             self.estimator.correct(fix)  # a fix it already used is ignored
+        scan = sensors.scan
+        fresh = scan is not None and scan.t_s == sensors.t_s
+        if self.map_view is not None and fresh and sensors.t_s >= self._next_match:
+            self._next_match = sensors.t_s + self._match_period
+            self._match_map(scan)
+
+    def _match_map(self, scan: LidarScan) -> None:
+        """Match a fresh lidar scan against the shared map around the estimate and, if it fits, correct by it: its
+        heading always, its position only with map_match_position (a map the fleet built from consumer-GNSS poses
+        has its walls deeper than they are, and following their position made the fleet's poses worse)."""
+        assert self.estimator is not None and self.map_view is not None
+        field = field_for(self.map_view, scan.t_s)
+        if field is None:
+            self.localization["no_map"] += 1
+            return
+        found = match(field, scan_points(scan.ranges, scan.angle_min, scan.angle_increment), self.estimator.pose)
+        if not isinstance(found, Match):
+            self.localization[found.reason] += 1
+            return
+        covariance = found.covariance
+        if not self.config.map_match_position:  # see docs/map.md, "Localizing against the map"
+            covariance = np.diag((_UNBELIEVED_VAR, _UNBELIEVED_VAR, covariance[2, 2]))
+        self.localization["matched" if self.estimator.correct_pose(found.pose, covariance) else "gated"] += 1
 
     def _goal(self) -> tuple[float, float] | None:
         if self.mode == "charging":
