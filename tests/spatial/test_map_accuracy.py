@@ -3,21 +3,26 @@
 The runs are benchmarks/map_accuracy.py's scenarios, shortened: a small fleet
 delivering orders in a city with parked vans and closed streets, every robot
 publishing signed scans, one robot in ten lying in the second run (the issue's 10 %).
+With RTK-class GNSS (5 cm) the map meets the goals; with consumer GNSS (1.5 m)
+the robots match their scans against the shared map, which takes the map's IoU
+from 0.56 to 0.74 here, short of issue #20's goals (IoU >= 0.9 and pose error
+p95 <= 0.3 m; see docs/map.md, "Localizing against the map").
 """
 
 import pytest
 
-from benchmarks.map_accuracy import run_scenario
+from benchmarks.map_accuracy import CONSUMER_SIGMA_M, RTK_SIGMA_M, run_scenario
 
 
 @pytest.fixture(scope="module")
 def honest():
-    return run_scenario(seed=3, robots=10, liar_fraction=0.0, duration_s=200)
+    return run_scenario(seed=3, robots=10, liar_fraction=0.0, duration_s=200, gnss_sigma_m=RTK_SIGMA_M)
 
 
 def test_an_honest_fleets_map_matches_the_ground_truth(honest) -> None:
     assert honest.observed_cells > 20_000, "the fleet should have seen a good part of the city"
     assert honest.iou >= 0.9
+    assert honest.pose_p95 <= 0.3  # the robots' own pose estimates, against ground truth
     assert honest.false_blockages == 0 and honest.refused == 0
 
 
@@ -30,8 +35,16 @@ def test_a_closed_road_a_robot_found_is_confirmed_and_believed(honest) -> None:
 
 
 def test_liars_lose_trust_and_do_not_move_the_map(honest) -> None:
-    lying = run_scenario(seed=3, robots=10, liar_fraction=0.1, duration_s=200)
+    lying = run_scenario(seed=3, robots=10, liar_fraction=0.1, duration_s=200, gnss_sigma_m=RTK_SIGMA_M)
     assert lying.liars == 1
     assert honest.iou - lying.iou <= 0.02
     assert lying.false_blockages == 0 and lying.precision == 1.0
     assert lying.liar_weight < lying.honest_weight / 2
+
+
+def test_with_consumer_gnss_matching_scans_to_the_map_keeps_it_better_than_gnss_alone() -> None:
+    """Measured in this run: IoU 0.74 (0.56 without matching), pose error p95 0.66 m (0.65 without)."""
+    consumer = run_scenario(seed=3, robots=10, liar_fraction=0.0, duration_s=200, gnss_sigma_m=CONSUMER_SIGMA_M)
+    assert consumer.iou >= 0.65
+    assert consumer.pose_p95 <= 0.75 and consumer.pose_p50 <= 0.35
+    assert consumer.false_blockages == 0 and consumer.refused == 0
