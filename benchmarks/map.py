@@ -304,7 +304,8 @@ class PerScanService(MapService):
                                          np.array([body["angle_increment"]]), np.array([len(ranges)]), ranges)
                 droppable &= witness.robot_shaped(beams, self.witness)
                 poses = self._poses.copy()
-                self._witness([item], beams, droppable, list(poses), np.array(list(poses.values())), item.t_s)
+                self._witness([item], beams, droppable, list(poses), {did: i for i, did in enumerate(poses)},
+                              np.array(list(poses.values())), item.t_s)
             others = [(x + v * (item.t_s - t) * math.cos(th), y + v * (item.t_s - t) * math.sin(th))
                       for did, (t, x, y, th, v) in list(self._poses.items())
                       if did != item.did and abs(item.t_s - t) <= self.teammate_window_s

@@ -252,6 +252,7 @@ class MapService:
         ranges[~(ranges < np.repeat(caps, lengths))] = math.inf
         poses = self._poses.copy()  # one atomic copy: telemetry adds lock-free
         dids = list(poses)
+        number = {did: index for index, did in enumerate(dids)}
         heard = np.array(list(poses.values())).reshape(-1, 5)  # t, x, y, theta, v per robot
         droppable = None
         if self.witness is not None and batch:
@@ -260,14 +261,15 @@ class MapService:
                              np.array([float(item.body["angle_increment"]) for item in batch]),
                              np.array(lengths), ranges)
             droppable = robot_shaped(beams, self.witness)
-            self._witness(batch, beams, droppable, dids, heard, now)
-        self._drop_teammates(batch, lengths, ranges, droppable, dids, heard, now)
+            self._witness(batch, beams, droppable, dids, number, heard, now)
+        self._drop_teammates(batch, lengths, ranges, droppable, number, heard, now)
         return [Scan(item.did, (item.x, item.y, item.theta), float(item.body["angle_min"]),
                      float(item.body["angle_increment"]), cap, beams, item.t_s)
                 for item, cap, beams in zip(batch, caps, np.split(ranges, np.cumsum(lengths)[:-1]), strict=True)]
 
     def _drop_teammates(self, batch: Sequence[_Pending], lengths: list[int], ranges: np.ndarray,
-                        droppable: np.ndarray | None, dids: list[str], heard: np.ndarray, now: float) -> None:
+                        droppable: np.ndarray | None, number: Mapping[str, int], heard: np.ndarray,
+                        now: float) -> None:
         """Drop (in place: a negative range) the returns that land on another robot: a teammate is not part of the map.
 
         Each robot's last reported pose, heard within teammate_window_s of a scan, is carried forward
@@ -281,9 +283,8 @@ class MapService:
         """
         usable = np.isfinite(ranges) if droppable is None else np.isfinite(ranges) & droppable
         returns = np.flatnonzero(usable)
-        if len(dids) < 2 or not len(returns):
+        if len(number) < 2 or not len(returns):
             return
-        number = {did: index for index, did in enumerate(dids)}
         if self._contradicted:  # a contradicted claim is no teammate: carried to where nobody's returns are
             silenced = [number[did] for did, until in self._contradicted.items() if until >= now and did in number]
             heard = heard.copy()
@@ -353,15 +354,13 @@ class MapService:
         scanned = [(item.did, item.t_s, item.x, item.y) for item in chunk]
         claimed = {self._claimed.popleft() for _ in range(len(self._claimed))}
         poses = self._poses
-        fresh = [(did, *poses[did][:3]) for did in claimed]
-        claims = scanned + sorted(set(fresh) - set(scanned))
+        claims = scanned + list({(did, *poses[did][:3]) for did in claimed} - set(scanned))
         if not claims:
             return chunk
-        dids = sorted({claim[0] for claim in claims})
-        number = {did: index for index, did in enumerate(dids)}
-        cells = np.array([self.grid.cell_of(x, y) for _, _, x, y in claims], dtype=np.int64)
-        of = np.array([number[claim[0]] for claim in claims], dtype=np.int64)
-        states = self.grid.consensus_without(cells, dids, of, self._trust_snapshot(now), now,
+        number: dict[str, int] = {}
+        of = np.array([number.setdefault(claim[0], len(number)) for claim in claims], dtype=np.int64)
+        cells = np.floor(np.array([claim[2:] for claim in claims]) / self.grid.spec.resolution_m).astype(np.int64)
+        states = self.grid.consensus_without(cells, list(number), of, self._trust_snapshot(now), now,
                                              occupied_only=np.ones(len(claims), dtype=bool))
         impossible = states == OCCUPIED
         for (did, t_s, x, y), bad in zip(claims, impossible.tolist(), strict=True):
@@ -374,15 +373,14 @@ class MapService:
         return kept
 
     def _witness(self, batch: Sequence[_Pending], beams: Beams, shaped: np.ndarray, dids: list[str],
-                 heard: np.ndarray, now: float) -> None:
-        """Judge every claimed pose (``heard``: t, x, y, theta, v per robot of ``dids``) near each scan of the
-        batch from that scan (spatial.witness), and record the verdicts of peers the map trusts: presence
-        evidence, contradicted claims, map.presence verdicts."""
+                 number: Mapping[str, int], heard: np.ndarray, now: float) -> None:
+        """Judge every claimed pose (``heard``: t, x, y, theta, v per robot of ``dids``, numbered by ``number``)
+        near each scan of the batch from that scan (spatial.witness), and record the verdicts of peers the map
+        trusts: presence evidence, contradicted claims, map.presence verdicts."""
         assert self.witness is not None
         if len(dids) < 2:
             return
         weights = self._trust_snapshot(now)
-        number = {did: index for index, did in enumerate(dids)}
         t_s = np.array([item.t_s for item in batch])
         owner = np.array([number.get(item.did, -1) for item in batch])
         peer_weight = np.array([weights.get(item.did, DEFAULT_WEIGHT) for item in batch])
@@ -414,9 +412,16 @@ class MapService:
         unseen = np.bincount(robot[judged], weights=by * (verdict[judged] == UNSEEN), minlength=len(dids))
         for index in np.flatnonzero(seen + unseen).tolist():
             self._doubt(dids[index], float(unseen[index]), float(seen[index]), now)
-        for i, j, kind, at_x, at_y in zip(scan[judged].tolist(), robot[judged].tolist(), verdict[judged].tolist(),
-                                          x[judged].tolist(), y[judged].tolist(), strict=True):
-            self._record(dids[j], float(t_s[i]), at_x, at_y, VERDICT_NAMES[kind], (batch[i].did,), now)
+        # One record per (robot, verdict, second) of the batch, naming every witness behind it.
+        second = np.floor(t_s[scan[judged]])
+        order = np.lexsort((t_s[scan[judged]], second, verdict[judged], robot[judged]))
+        key = np.stack((robot[judged], verdict[judged], second), axis=1)[order]
+        starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)])
+        witnesses = [batch[i].did for i in scan[judged][order].tolist()]
+        for first, last in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
+            pair = judged[order[first]]
+            self._record(dids[robot[pair]], float(t_s[scan[pair]]), float(x[pair]), float(y[pair]),
+                         VERDICT_NAMES[int(verdict[pair])], witnesses[first:last], now)
 
     def _occupied(self, xs: np.ndarray, ys: np.ndarray, now: float) -> np.ndarray:
         """Whether the map believes these points OCCUPIED (asked at those cells only, not of whole tiles)."""

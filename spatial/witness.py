@@ -10,9 +10,10 @@ claimed pose is judged from each peer scan that looks at it:
   return must not lie on a corroborated map obstacle (a post is not a robot), and it is credited to
   the claim nearest to it only, so one body cannot vouch for two robots.
 - UNSEEN: not seen, the peer was close enough that its beams cannot miss a robot-sized body, and
-  every beam that would cross the claimed body passed beyond its centre or ended inside it on a
-  surface that is not robot-shaped (a wall or barrier through where the robot claims to stand). A
-  beam that ends in front of the body (something in the way) leaves the claim unjudged.
+  every beam that would cross the claimed body passed beyond its centre or ended in the inner half
+  of the body on a surface that is not robot-shaped (a wall or barrier through where the robot
+  claims to stand). A beam that ends in front of that (something in the way, or a robot's own
+  returns merged with a wall right behind it) leaves the claim unjudged.
 - IMPOSSIBLE (judged in ``spatial.service``): the claimed centre lies in a cell the map believes
   OCCUPIED on corroborated evidence of other robots.
 
@@ -117,29 +118,24 @@ def robot_shaped(beams: Beams, spec: WitnessSpec) -> np.ndarray:
     wraps = carried & (closing[scan] != opening[scan])
     label[wraps] = closing[scan[wraps]]
     labels = int(label.max()) + 1
-    seg = label[returned]
-    xs, ys = beams.end_x[returned], beams.end_y[returned]
-    low_x = np.full(labels, np.inf)
-    low_y = np.full(labels, np.inf)
-    high_x = np.full(labels, -np.inf)
-    high_y = np.full(labels, -np.inf)
-    np.minimum.at(low_x, seg, xs)
-    np.minimum.at(low_y, seg, ys)
-    np.maximum.at(high_x, seg, xs)
-    np.maximum.at(high_y, seg, ys)
-    narrow = np.hypot(high_x - low_x, high_y - low_y) <= 2 * spec.body_radius_m + spec.width_slack_m
-    # Standing out: the beam before the segment's first and after its last return further, or not at all.
+    # Standing out: the beam before the segment's first and after its last return further, or not at all; and
+    # narrow: its first and last returns no further apart than a robot is wide.
+    b = np.flatnonzero(begins)
+    e = np.flatnonzero(ends)
     clear = np.zeros(labels, dtype=bool)
     before = np.zeros(labels, dtype=bool)
     after = np.zeros(labels, dtype=bool)
-    b = np.flatnonzero(begins)
-    e = np.flatnonzero(ends)
+    first_x, first_y = np.zeros(labels), np.zeros(labels)
+    last_x, last_y = np.zeros(labels), np.zeros(labels)
     before[label[b]] = _stands_out(r, b, prv[b], spec.depth_jump_m)
     after[label[e]] = _stands_out(r, e, nxt[e], spec.depth_jump_m)
     clear[label[b]] = True  # a closed ring with no first beam (all one surface) is no robot
+    first_x[label[b]], first_y[label[b]] = beams.end_x[b], beams.end_y[b]
+    last_x[label[e]], last_y[label[e]] = beams.end_x[e], beams.end_y[e]
+    narrow = np.hypot(last_x - first_x, last_y - first_y) <= 2 * spec.body_radius_m + spec.width_slack_m
     shaped = narrow & clear & before & after
     out = np.zeros(n, dtype=bool)
-    out[returned] = shaped[seg]
+    out[returned] = shaped[label[returned]]
     return out
 
 
@@ -206,7 +202,7 @@ def judge(beams: Beams, shaped: np.ndarray, pair_scan: np.ndarray, claim_x: np.n
     chord = np.sqrt(np.maximum(radius * radius - across * across, 0.0))
     crossing = across < radius
     through = r > along  # passed the claimed centre, or returned nothing
-    surface = ~shaped[beam] & (r >= along - chord)  # ended inside the claimed body on something no robot
+    surface = ~shaped[beam] & (r >= along - chord / 2)  # ended deep inside the claimed body on something no robot
     blocked = crossing & ~(through | surface)
     crossings = np.bincount(pair[crossing], minlength=pairs)
     covered = judged & (distance * increment <= spec.coverage * 2 * radius) & (crossings >= 1)

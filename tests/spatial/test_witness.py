@@ -82,7 +82,8 @@ def test_nothing_where_a_robot_says_it_is_is_unseen() -> None:
 
 def test_a_robot_claimed_on_or_at_a_wall_is_unseen_and_one_standing_there_is_seen() -> None:
     wall = _ranges(64, wall_x=4.0)
-    assert _judge(wall, [(4.0, 0.5), (3.7, -1.0), (4.25, 0.0)]) == [UNSEEN] * 3  # on, before and in the wall
+    assert _judge(wall, [(4.0, 0.5), (3.7, -1.0), (4.1, 0.0)]) == [UNSEEN] * 3  # on, before and just in the wall
+    assert _judge(wall, [(4.3, 0.0)]) == [NONE]  # a robot could stand there behind a thin wall
     assert _judge(_ranges(64, [(3.5, 0.5)], wall_x=4.2), [(3.5, 0.5)]) == [SEEN]
 
 
