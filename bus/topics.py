@@ -115,6 +115,11 @@ def map_tile_topic(layer: str, x: int, y: int) -> str:
     return f"{MAP_TILES}/{layer}/{x}/{y}"
 
 
+def map_tiles_filter(layer: str) -> str:
+    """The subscription filter for every tile of one map layer (robots localize on the "belief" layer)."""
+    return f"{MAP_TILES}/{layer}/#"
+
+
 def gateway_topic(partition: int, gateway: str) -> str:
     """Where gateway ``gateway`` publishes its batches of robots in ``partition``."""
     return f"{GATEWAYS}/{partition:x}/{gateway}"

@@ -26,6 +26,7 @@ from bus.topics import (
     MARKET_AWARDS,
     MARKET_TASKS,
     gateway_topic,
+    map_tiles_filter,
     parse_robot_topic,
     robot_filter,
 )
@@ -35,6 +36,7 @@ from launch.output import EXIT_USAGE, CliError
 from marketplace.dispatch import Dispatcher
 from marketplace.service import MarketService
 from spatial.service import MapService
+from spatial.tiles import BELIEF
 
 
 class LoopbackLink:
@@ -96,7 +98,8 @@ class MqttLink:
         self.gateway = BusClient(url, client_id=f"depai-sim-{gateway_address[:16]}", username=user,
                                  password=password, on_session=fleet.greeting(),
                                  outbox_path=state_dir / "gateway-outbox.sqlite3" if state_dir else None)
-        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, MARKET_TASKS, MARKET_AWARDS]:
+        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, map_tiles_filter(BELIEF), MARKET_TASKS,
+                             MARKET_AWARDS]:  # the robots plan on the graph and localize on the belief tiles
             self.gateway.subscribe(topic_filter, self._arrive)
         user, password = service_login or (None, None)
         self.service = BusClient(url, client_id=f"depai-services-{gateway_address[:16]}", username=user,
@@ -169,7 +172,8 @@ class ShardLink:
             return will, births
 
         self.client = BusClient(url, client_id=f"depai-sim-{name}", on_session=greet, outbox_path=outbox)
-        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, MARKET_TASKS, MARKET_AWARDS]:
+        for topic_filter in [*robot_filter(COMMAND_CHANNEL), MAP_GRAPH, map_tiles_filter(BELIEF), MARKET_TASKS,
+                             MARKET_AWARDS]:
             self.client.subscribe(topic_filter, self._arrive)
         for topic_filter, handler in (subscribe_extra or {}).items():
             self.client.subscribe(topic_filter, handler)

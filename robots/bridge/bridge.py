@@ -23,7 +23,7 @@ import networkx as nx
 
 from bus.client import BusClient
 from bus.session import MachineSession, Outgoing, connection_greeting
-from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MARKET_AWARDS, MARKET_TASKS, topic_root
+from bus.topics import COMMAND_CHANNEL, MAP_GRAPH, MAP_TILES, MARKET_AWARDS, MARKET_TASKS, map_tiles_filter, topic_root
 from identity.envelope import Envelope, EnvelopeSigner
 from identity.errors import DepaiError, DidError, RegistryError
 from identity.http_resolver import HttpResolver
@@ -33,6 +33,7 @@ from robots.agent import AgentConfig, RobotAgent
 from robots.body import Body
 from robots.commands import CommandGate
 from robots.planner import RoadPlanner
+from spatial.tiles import BELIEF
 from spatial.view import MapView
 
 
@@ -104,7 +105,8 @@ class Bridge:
                                 username=username, password=password, on_session=connection_greeting([self.session]),
                                 outbox_path=state_dir / "outbox.sqlite3" if state_dir else None, outbox_durable=True,
                                 ca_file=ca_file)
-        for topic_filter in (f"{root}/{COMMAND_CHANNEL}", MARKET_TASKS, MARKET_AWARDS, MAP_GRAPH):
+        for topic_filter in (f"{root}/{COMMAND_CHANNEL}", MARKET_TASKS, MARKET_AWARDS, MAP_GRAPH,
+                             map_tiles_filter(BELIEF)):  # the agent localizes on the map's belief tiles
             self.client.subscribe(topic_filter, self._arrive)
         self._stop = threading.Event()
 
@@ -124,7 +126,7 @@ class Bridge:
         arrived = self._arrived
         while arrived:
             topic, payload = arrived.popleft()
-            if topic == MAP_GRAPH:
+            if topic == MAP_GRAPH or topic.startswith(MAP_TILES):
                 self.map_view.receive(topic, payload)
             else:
                 self.agent.receive(topic, payload)
