@@ -302,9 +302,10 @@ class PerScanService(MapService):
             if self.witness is not None:
                 beams = witness.Beams.of(np.array([(item.x, item.y)]), np.array([item.theta + body["angle_min"]]),
                                          np.array([body["angle_increment"]]), np.array([len(ranges)]), ranges)
-                droppable &= witness.robot_shaped(beams, self.witness)
+                shape = witness.shapes(beams, self.witness)
+                droppable &= shape.robot
                 poses = self._poses.copy()
-                self._witness([item], beams, droppable, list(poses), {did: i for i, did in enumerate(poses)},
+                self._witness([item], beams, shape, list(poses), {did: i for i, did in enumerate(poses)},
                               np.array(list(poses.values())), item.t_s)
             others = [(x + v * (item.t_s - t) * math.cos(th), y + v * (item.t_s - t) * math.sin(th))
                       for did, (t, x, y, th, v) in list(self._poses.items())

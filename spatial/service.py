@@ -39,7 +39,7 @@ from spatial.grid import (CORROBORATING_WEIGHT, DEFAULT_WEIGHT, OCCUPIED, UNKNOW
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message, vantage_points
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
-from spatial.witness import SEEN, UNSEEN, Beams, WitnessSpec, judge, robot_shaped
+from spatial.witness import SEEN, UNSEEN, Beams, Shapes, WitnessSpec, judge, shapes
 
 log = logging.getLogger("depai.spatial.map")
 
@@ -260,8 +260,9 @@ class MapService:
                              np.array([item.theta + float(item.body["angle_min"]) for item in batch]),
                              np.array([float(item.body["angle_increment"]) for item in batch]),
                              np.array(lengths), ranges)
-            droppable = robot_shaped(beams, self.witness)
-            self._witness(batch, beams, droppable, dids, number, heard, now)
+            shape = shapes(beams, self.witness)
+            droppable = shape.robot
+            self._witness(batch, beams, shape, dids, number, heard, now)
         self._drop_teammates(batch, lengths, ranges, droppable, number, heard, now)
         return [Scan(item.did, (item.x, item.y, item.theta), float(item.body["angle_min"]),
                      float(item.body["angle_increment"]), cap, beams, item.t_s)
@@ -372,7 +373,7 @@ class MapService:
             self._refuse("impossible_pose")
         return kept
 
-    def _witness(self, batch: Sequence[_Pending], beams: Beams, shaped: np.ndarray, dids: list[str],
+    def _witness(self, batch: Sequence[_Pending], beams: Beams, shape: Shapes, dids: list[str],
                  number: Mapping[str, int], heard: np.ndarray, now: float) -> None:
         """Judge every claimed pose (``heard``: t, x, y, theta, v per robot of ``dids``, numbered by ``number``)
         near each scan of the batch from that scan (spatial.witness), and record the verdicts of peers the map
@@ -403,7 +404,7 @@ class MapService:
         lead = heard[robot, 4] * lag
         x = heard[robot, 1] + lead * np.cos(heard[robot, 3])
         y = heard[robot, 2] + lead * np.sin(heard[robot, 3])
-        verdict = judge(beams, shaped, scan, x, y, robot, self.witness, lambda xs, ys: self._occupied(xs, ys, now))
+        verdict = judge(beams, shape, scan, x, y, robot, self.witness, lambda xs, ys: self._occupied(xs, ys, now))
         judged = np.flatnonzero(verdict)
         if not len(judged):
             return

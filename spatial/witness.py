@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class WitnessSpec:
     pose_margin_m: float = 0.45  # how far a claimed centre may be from the body the peer saw (both robots' errors)
     depth_jump_m: float = 0.25  # a body stands this much in front of what its neighbouring beams return from
     width_slack_m: float = 0.3  # a segment wider than a body's diameter plus this is a surface, not a robot
+    flat_m: float = 0.1  # a return this close to its segment's end-to-end line lies on a surface, not a bulge
     coverage: float = 0.8  # UNSEEN needs beams spaced at most coverage * body diameter across the claim
     witness_range_m: float = 5.0  # claims further than this from a peer's scan are not judged by it
 
@@ -82,11 +84,21 @@ class Beams:
                    np.asarray(start, dtype=np.float64), np.asarray(increment, dtype=np.float64), cyclic)
 
 
-def robot_shaped(beams: Beams, spec: WitnessSpec) -> np.ndarray:
-    """Per beam: its return lies on a segment shaped like a robot seen from the scanner (see the module docstring)."""
+class Shapes(NamedTuple):
+    """Per beam of a batch: its return lies on a robot-shaped segment (``robot``), or on a flat stretch of a
+    segment wider than any robot (``surface``: within flat_m of the line between the segment's end returns).
+    A short segment that is not robot-shaped (a robot partly hidden by another, a wall seen edge-on in
+    separate returns) is neither: it proves nothing either way."""
+
+    robot: np.ndarray
+    surface: np.ndarray
+
+
+def shapes(beams: Beams, spec: WitnessSpec) -> Shapes:
+    """Which returns are robot-shaped and which lie on a surface, per beam (see the module docstring)."""
     n = len(beams.ranges)
     if not n:
-        return np.zeros(0, dtype=bool)
+        return Shapes(np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
     r = beams.ranges
     returned = np.isfinite(r)
     index = np.arange(n)
@@ -132,11 +144,19 @@ def robot_shaped(beams: Beams, spec: WitnessSpec) -> np.ndarray:
     clear[label[b]] = True  # a closed ring with no first beam (all one surface) is no robot
     first_x[label[b]], first_y[label[b]] = beams.end_x[b], beams.end_y[b]
     last_x[label[e]], last_y[label[e]] = beams.end_x[e], beams.end_y[e]
-    narrow = np.hypot(last_x - first_x, last_y - first_y) <= 2 * spec.body_radius_m + spec.width_slack_m
-    shaped = narrow & clear & before & after
-    out = np.zeros(n, dtype=bool)
-    out[returned] = shaped[label[returned]]
-    return out
+    width = np.hypot(last_x - first_x, last_y - first_y)
+    wide = width > 2 * spec.body_radius_m + spec.width_slack_m
+    shaped = ~wide & clear & before & after
+    robot = np.zeros(n, dtype=bool)
+    robot[returned] = shaped[label[returned]]
+    # A surface: how far each return lies off its segment's end-to-end line (a robot in front of a wall it
+    # merges with bulges out of that line; a wall or barrier does not).
+    at = label[returned]
+    along_x, along_y = last_x[at] - first_x[at], last_y[at] - first_y[at]
+    off = np.abs((beams.end_x[returned] - first_x[at]) * along_y - (beams.end_y[returned] - first_y[at]) * along_x)
+    surface = np.zeros(n, dtype=bool)
+    surface[returned] = wide[at] & (off <= spec.flat_m * width[at])
+    return Shapes(robot, surface)
 
 
 def _stands_out(r: np.ndarray, edge: np.ndarray, neighbour: np.ndarray, jump: float) -> np.ndarray:
@@ -147,7 +167,7 @@ def _stands_out(r: np.ndarray, edge: np.ndarray, neighbour: np.ndarray, jump: fl
     return out
 
 
-def judge(beams: Beams, shaped: np.ndarray, pair_scan: np.ndarray, claim_x: np.ndarray, claim_y: np.ndarray,
+def judge(beams: Beams, shape: Shapes, pair_scan: np.ndarray, claim_x: np.ndarray, claim_y: np.ndarray,
           pair_claim: np.ndarray, spec: WitnessSpec,
           static_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Each (peer scan, claimed centre) pair's verdict: SEEN, UNSEEN or NONE (int8), as the module docstring says.
@@ -187,7 +207,7 @@ def judge(beams: Beams, shaped: np.ndarray, pair_scan: np.ndarray, claim_x: np.n
     r = beams.ranges[beam]
     gap = np.hypot(beams.end_x[beam] - claim_x[pair], beams.end_y[beam] - claim_y[pair])
     # SEEN: a robot-shaped return near the claim, not on the map's obstacles, nearer this claim than any other.
-    body = shaped[beam] & (gap <= reach)
+    body = shape.robot[beam] & (gap <= reach)
     candidates = np.flatnonzero(body)
     if len(candidates) and static_at is not None:
         candidates = candidates[~static_at(beams.end_x[beam[candidates]], beams.end_y[beam[candidates]])]
@@ -202,7 +222,7 @@ def judge(beams: Beams, shaped: np.ndarray, pair_scan: np.ndarray, claim_x: np.n
     chord = np.sqrt(np.maximum(radius * radius - across * across, 0.0))
     crossing = across < radius
     through = r > along  # passed the claimed centre, or returned nothing
-    surface = ~shaped[beam] & (r >= along - chord / 2)  # ended deep inside the claimed body on something no robot
+    surface = shape.surface[beam] & (r >= along - chord)  # ended inside the claimed body on a flat surface
     blocked = crossing & ~(through | surface)
     crossings = np.bincount(pair[crossing], minlength=pairs)
     covered = judged & (distance * increment <= spec.coverage * 2 * radius) & (crossings >= 1)

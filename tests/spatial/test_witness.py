@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spatial.witness import NONE, SEEN, UNSEEN, Beams, WitnessSpec, judge, robot_shaped
+from spatial.witness import NONE, SEEN, UNSEEN, Beams, WitnessSpec, judge, shapes
 
 SPEC = WitnessSpec()
 
@@ -41,18 +41,18 @@ def _beams(ranges: np.ndarray, origin: tuple[float, float] = (0.0, 0.0), start: 
 def _judge(ranges: np.ndarray, claims: list[tuple[float, float]], static_at=None) -> list[int]:
     beams = _beams(ranges)
     x, y = np.array(claims, dtype=float).reshape(-1, 2).T
-    return judge(beams, robot_shaped(beams, SPEC), np.zeros(len(claims), dtype=np.int64), x, y,
+    return judge(beams, shapes(beams, SPEC), np.zeros(len(claims), dtype=np.int64), x, y,
                  np.arange(len(claims)), SPEC, static_at).tolist()
 
 
 def test_a_disc_in_free_space_is_robot_shaped_and_a_wall_is_not() -> None:
     disc = _ranges(64, [(3.0, 0.0)])
-    shaped = robot_shaped(_beams(disc), SPEC)
+    shaped = shapes(_beams(disc), SPEC).robot
     assert shaped[np.isfinite(disc)].all() and np.isfinite(disc).sum() >= 2
     wall = _ranges(64, wall_x=3.0)
-    assert not robot_shaped(_beams(wall), SPEC)[np.isfinite(wall)].any()
+    assert not shapes(_beams(wall), SPEC).robot[np.isfinite(wall)].any()
     both = _ranges(64, [(2.0, 0.0)], wall_x=4.0)  # the disc stands out in front of the wall; the wall is a wall
-    shaped = robot_shaped(_beams(both), SPEC)
+    shaped = shapes(_beams(both), SPEC).robot
     assert shaped[np.isfinite(both) & (both < 2.0)].all() and not shaped[both >= 3.5].any()
 
 
@@ -60,9 +60,9 @@ def test_a_disc_across_the_scans_first_and_last_beams_is_one_robot() -> None:
     """Beam 0 points at -pi: a robot straight behind is split between the scan's ends, and joined again."""
     disc = _ranges(64, [(-3.0, 0.0)])
     assert np.isfinite(disc[0]) and np.isfinite(disc[-1])
-    assert robot_shaped(_beams(disc), SPEC)[np.isfinite(disc)].all()
+    assert shapes(_beams(disc), SPEC).robot[np.isfinite(disc)].all()
     wide = _ranges(64, [(-3.0, y) for y in np.arange(-1.0, 1.01, 0.25)])  # a row of discs: a surface
-    assert not robot_shaped(_beams(wide), SPEC)[np.isfinite(wide)].any()
+    assert not shapes(_beams(wide), SPEC).robot[np.isfinite(wide)].any()
 
 
 @pytest.mark.parametrize("distance", [1.0, 2.5, 4.0, 5.0])
@@ -82,8 +82,11 @@ def test_nothing_where_a_robot_says_it_is_is_unseen() -> None:
 
 def test_a_robot_claimed_on_or_at_a_wall_is_unseen_and_one_standing_there_is_seen() -> None:
     wall = _ranges(64, wall_x=4.0)
-    assert _judge(wall, [(4.0, 0.5), (3.7, -1.0), (4.1, 0.0)]) == [UNSEEN] * 3  # on, before and just in the wall
-    assert _judge(wall, [(4.3, 0.0)]) == [NONE]  # a robot could stand there behind a thin wall
+    assert _judge(wall, [(4.0, 0.5), (3.7, -1.0), (4.25, 0.0)]) == [UNSEEN] * 3  # on, before and in the wall
+    assert _judge(wall, [(4.5, 0.0)]) == [NONE]  # a robot could stand there behind a thin wall
+    facing = wall < 4.6  # further out, returns 0.3-0.5 m apart in range are separate segments: unjudged
+    assert facing.sum() >= 9 and shapes(_beams(wall), SPEC).surface[facing].all()
+    assert _judge(_ranges(64, [(3.55, 0.0)], wall_x=4.0), [(3.55, 0.0)]) == [SEEN]  # backed against the wall
     assert _judge(_ranges(64, [(3.5, 0.5)], wall_x=4.2), [(3.5, 0.5)]) == [SEEN]
 
 
