@@ -58,7 +58,7 @@ from launch.fleet import FleetConfig, SimFleet, register, run  # noqa: E402
 from launch.links import LoopbackLink  # noqa: E402
 from launch.simbody import SimBody  # noqa: E402
 from ledger.journal import Ledger  # noqa: E402
-from marketplace.market import SETTLED, Marketplace  # noqa: E402
+from marketplace.market import AWARDED, SETTLED, Marketplace  # noqa: E402
 from marketplace.policy import MarketPolicy  # noqa: E402
 from marketplace.proof import Sighting, WitnessRule  # noqa: E402
 from marketplace.service import MarketService  # noqa: E402
@@ -133,6 +133,8 @@ class Receipt:
     awarded_ms: int = 0
     pickup: tuple[float, float] = (0.0, 0.0)
     dropoff: tuple[float, float] = (0.0, 0.0)
+    peers_in_range: int = 0  # other real bodies within lidar range of the sender's body when it signed
+    judged_after_s: float | None = None  # from the receipt's time to its task's settlement or refund (1 s steps)
     sightings: list[Sighting] = field(default_factory=list)  # the verdicts from its award to the end of the run
 
     @property
@@ -200,10 +202,12 @@ def run_fleet(*, seed: int = 5, robots: int = 20, spoofers: int = 2, orders_s: f
                     return
                 task = market.task(envelope.body["task"])
                 i = index[envelope.issuer]
-                x, y = fleet.world.truth.poses[i, :2]
+                poses = fleet.world.truth.poses
+                x, y = poses[i, :2]
+                near = np.hypot(poses[:, 0] - x, poses[:, 1] - y) <= config.lidar.range_max_m
                 receipts[task.id] = Receipt(task.id, envelope.issuer, i in spoofing,
                                             math.hypot(x - task.dropoff[0], y - task.dropoff[1]),
-                                            receipt_ms=int(envelope.body["t"]))
+                                            receipt_ms=int(envelope.body["t"]), peers_in_range=int(near.sum()) - 1)
 
             reader = EnvelopeVerifier(registry, clock=clock)
 
@@ -225,6 +229,9 @@ def run_fleet(*, seed: int = 5, robots: int = 20, spoofers: int = 2, orders_s: f
             for second in range(int(orders_s + tail)):
                 run(fleet, link, duration_s=1.0, demand=demand if second < orders_s else None,
                     services=[shared_map, service], orders=orders)
+                for receipt in receipts.values():
+                    if receipt.judged_after_s is None and market.task(receipt.task).state != AWARDED:
+                        receipt.judged_after_s = clock() - receipt.receipt_ms / 1000
             held = set(service.held)
             for receipt in receipts.values():
                 task = market.task(receipt.task)
@@ -261,15 +268,17 @@ def report(outcome: Outcome) -> str:
     lines = [f"{outcome.robots} robots ({outcome.spoofers} spoofers), {outcome.sim_s:.0f} simulated s; "
              f"{outcome.sightings} presence verdicts kept ({outcome.presence_refused} refused); verdicts on honest "
              f"robots {dict(outcome.verdicts)}, on spoofers {dict(outcome.spoofer_verdicts)}", "",
-             "| robots | receipts | truly at the dropoff | paid at once | paid after a hold | refused (why) "
-             "| still held |", "|---|---:|---:|---:|---:|---|---:|"]
+             "| robots | receipts | truly at the dropoff | no other robot within lidar range | paid at once "
+             "| paid after a hold (median wait) | refused (why) | still held |", "|---|---:|---:|---:|---:|---|---|---:|"]
     for spoofer in (False, True):
         mine = [r for r in outcome.receipts if r.spoofer == spoofer]
         why = Counter(r.outcome for r in mine if r.outcome not in ("paid", "held", "pending"))
+        waits = [r.judged_after_s for r in mine if r.outcome == "paid" and r.held and r.judged_after_s is not None]
         lines.append(f"| {'spoofers' if spoofer else 'honest'} | {len(mine)} "
                      f"| {sum(r.true_gap_m <= TRUE_AT_DROPOFF_M for r in mine)} "
+                     f"| {sum(r.peers_in_range == 0 for r in mine)} "
                      f"| {sum(r.outcome == 'paid' and not r.held for r in mine)} "
-                     f"| {sum(r.outcome == 'paid' and r.held for r in mine)} "
+                     f"| {len(waits)}{f' ({float(np.median(waits)):.0f} s)' if waits else ''} "
                      f"| {sum(why.values())} {dict(why) if why else ''} "
                      f"| {sum(r.outcome in ('held', 'pending') for r in mine)} |")
     refused, fakes = outcome.share(True, lambda r: r.outcome not in ("paid", "held", "pending"))
