@@ -10,10 +10,11 @@ claimed pose is judged from each peer scan that looks at it:
   return must not lie on a corroborated map obstacle (a post is not a robot), and it is credited to
   the claim nearest to it only, so one body cannot vouch for two robots.
 - UNSEEN: not seen, the peer was close enough that its beams cannot miss a robot-sized body, and
-  every beam that would cross the claimed body passed beyond its centre or ended in the inner half
-  of the body on a surface that is not robot-shaped (a wall or barrier through where the robot
-  claims to stand). A beam that ends in front of that (something in the way, or a robot's own
-  returns merged with a wall right behind it) leaves the claim unjudged.
+  every beam that would cross the claimed body passed beyond its centre, returned nothing, or ended
+  inside the body on a *surface*: a flat stretch (within ``flat_m`` of the line between its end
+  returns) of a segment wider than any robot, such as a wall or barrier through where the robot
+  claims to stand. A beam that ends in front of the body, or on a short segment that is no robot
+  (a robot half hidden by another), leaves the claim unjudged.
 - IMPOSSIBLE (judged in ``spatial.service``): the claimed centre lies in a cell the map believes
   OCCUPIED on corroborated evidence of other robots.
 
