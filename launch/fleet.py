@@ -43,6 +43,7 @@ from sim.lidar import LidarSpec
 from sim.obstacles import ObstacleSchedule
 from sim.sensors import NoiseSpec
 from sim.world import RobotSpec, World
+from spatial.roads import BLOCKED, RouteCosts
 from spatial.service import MapService, Suspect
 from spatial.view import MapView
 
@@ -329,7 +330,9 @@ class SurveyRequests:
     without settling it) becomes a survey, with the witnesses excluded so the second look is independent;
     a survey whose road was confirmed or cleared meanwhile is called off. A road the map holds closed
     (latched until robots see it open) is looked at every ``recheck_s`` from when it closed: the fleet
-    plans around it, so without these looks nobody would see it reopen.
+    plans around it, so without these looks nobody would see it reopen. Each survey's robot is the one with
+    the shortest road to a vantage point around the roads the map holds closed at that moment (spatial.roads
+    RouteCosts), not the nearest as the crow flies: that one may sit behind the very closure it would be sent past.
     """
 
     def __init__(self, map_service: MapService, dispatcher: Dispatcher, *, resurvey_s: float = 120.0,
@@ -337,6 +340,7 @@ class SurveyRequests:
         self.map_service, self.dispatcher = map_service, dispatcher
         self.resurvey_s, self.retry_s, self.recheck_s = resurvey_s, retry_s, recheck_s
         self.vantage_m = vantage_m
+        self.routes = RouteCosts(map_service.graph)
         self._asked: dict[tuple[str, str], float] = {}  # suspect -> when last asked
         self._checked: dict[tuple[str, str], float] = {}  # closure -> when it closed or was last asked
         self._ended: dict[str, float] = {}  # survey key -> when the dispatcher last finished it
@@ -369,7 +373,15 @@ class SurveyRequests:
             if now - last >= every_s or (retry and ended >= last and now - ended >= self.retry_s):
                 asked[(u, v)] = now
                 self.requested += 1
-                self.dispatcher.survey(key, road.vantage_points, exclude=road.contributors if retry else ())
+                self.dispatcher.survey(key, road.vantage_points, exclude=road.contributors if retry else (),
+                                       cost=self.route_cost)
+
+    def route_cost(self, target: tuple[float, float], starts: list[tuple[float, float]]) -> list[float | None]:
+        """Metres of road from each of ``starts`` to ``target`` around the roads the map holds closed now."""
+        report = self.map_service.report
+        blocked = {} if report is None else {key: state.at for key, state in report.states.items()
+                                             if state.state == BLOCKED and state.at is not None}
+        return self.routes(target, starts, blocked)
 
 
 class OrderSink(Protocol):

@@ -381,9 +381,11 @@ class MapRole(Role):
         self.inbound.subscribe(ctx.client)
 
     def _resume_graph_version(self, did: str) -> None:
-        """Go on from the version of the road graph an earlier map process retained (robots ignore a graph not
-        newer than the one they hold), waiting briefly for it; a first run has none."""
+        """Go on from the road graph an earlier map process retained, waiting briefly for it (a first run has
+        none): from its version (robots ignore a graph not newer than the one they hold), and with its
+        closures held until the fleet sees them open (the grid starts empty, and nobody drives a closed road)."""
         verifier, heard = EnvelopeVerifier(self.ctx.registry), threading.Event()
+        retained: list[dict[str, Any]] = []
 
         def take(topic: str, payload: bytes) -> None:
             try:
@@ -392,17 +394,34 @@ class MapRole(Role):
                 return
             if envelope.issuer == did:
                 self.map.graph_version = max(self.map.graph_version, int(envelope.body["version"]))
+                if not heard.is_set():  # the retained one; what follows is this process's own
+                    retained.append(envelope.body)
                 heard.set()
 
         self.ctx.client.subscribe(MAP_GRAPH, take)
-        heard.wait(2.0)
+        self.closures_resumed = self.resume_closures(self.map, retained[0]) if heard.wait(2.0) else 0
+
+    @staticmethod
+    def resume_closures(service: MapService, graph: dict[str, Any]) -> int:
+        """Latch in ``service`` every blocked road of a ``map.graph`` body at the point it names, as the map process
+        that published the body held them; how many. A road this city lacks (another city's body) is skipped."""
+        resumed = 0
+        for edge in graph["edges"]:
+            if edge["state"] == "blocked" and "at" in edge:
+                try:
+                    service.roads.latch((edge["u"], edge["v"]), (edge["at"]["x"], edge["at"]["y"]))
+                except ValueError:
+                    continue
+                resumed += 1
+        return resumed
 
     def turn(self) -> None:
         self.ctx.publish(self.dispatcher.step() + self.surveys.step() + self.map.step())
 
     def counters(self) -> dict[str, Any]:
         return {"scans": self.map.scans, "refused": dict(self.map.refused), "graph_version": self.map.graph_version,
-                "surveys": self.surveys.requested, "received": self.inbound.received,
+                "closures_resumed": self.closures_resumed, "surveys": self.surveys.requested,
+                "received": self.inbound.received,
                 "trust": {did: round(w, 4) for did, w in self.map.trust.weights().items()}}
 
     @property

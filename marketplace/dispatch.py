@@ -8,12 +8,19 @@ replaces the choice of robot in the marketplace proper; the rest stays.)
 
 It also runs surveys: when the map asks for a second pair of eyes on a place
 (a road only one robot has seen blocked), the nearest free robot that is not
-one of the first witnesses gets a ``goto`` to the nearest vantage point.
-Surveys go before orders: they are short, and the fleet plans on their answer.
+one of the first witnesses gets a ``goto`` to the nearest vantage point:
+nearest by the survey's route cost when it has one (metres of road around the
+roads the map holds closed, given by whoever asks: the dispatcher knows no
+roads), else by straight-line (Manhattan) distance. With a route cost, a
+survey under way goes to another idle robot when that one's route has become
+REASSIGN_GAIN_M shorter (a road closed since turned the first one's trip into
+a detour). Surveys go before orders: they are short, and the fleet plans on
+their answer.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -28,7 +35,13 @@ from identity.envelope import Envelope, EnvelopeSigner
 ACK_TIMEOUT_S = 15.0  # a robot that has not shown the task in its telemetry by then did not get it
 MIN_BATTERY = 0.35
 MAX_ATTEMPTS = 3
+REASSIGN_GAIN_M = 40.0  # a survey under way goes to another robot only if that one's route is this much shorter
+REASSIGN_EVERY_S = 5.0  # how often a survey under way is reconsidered (one route-cost evaluation each time)
 FREE_STATES = ("idle", "charging")  # a charging robot takes a task and sets off once charged
+
+Point = tuple[float, float]
+RouteCost = Callable[[Point, list[Point]], Sequence[float | None]]
+"""Given a point and robots' positions, each robot's travel cost to it; None where it cannot get there."""
 
 
 class OrderLike(Protocol):
@@ -54,11 +67,13 @@ class RobotView:
 
 @dataclass(slots=True)
 class _Survey:
-    points: tuple[tuple[float, float], ...]
+    points: tuple[Point, ...]
     exclude: frozenset[str]
+    cost: RouteCost | None = None
     robot: str | None = None
     sent_s: float = 0.0
     acknowledged: bool = False
+    checked_s: float = -math.inf  # when a cheaper robot was last looked for, once under way
 
 
 @dataclass(slots=True)
@@ -98,8 +113,10 @@ class Dispatcher:
         with self._lock:
             self._open.append((order, 1))
 
-    def survey(self, key: str, points: Sequence[tuple[float, float]], exclude: Collection[str] = ()) -> bool:
-        """Ask for a robot (not one of ``exclude``) to go and look from the nearest of ``points``.
+    def survey(self, key: str, points: Sequence[Point], exclude: Collection[str] = (),
+               cost: RouteCost | None = None) -> bool:
+        """Ask for a robot (not one of ``exclude``) to go and look from the nearest of ``points``: the cheapest
+        robot and point by ``cost`` (a robot it gives None for cannot get there), else by Manhattan distance.
 
         ``key`` names the survey (one at a time per key); False when it is already under way.
         """
@@ -108,7 +125,7 @@ class Dispatcher:
         with self._lock:
             if key in self._surveys:
                 return False
-            self._surveys[key] = _Survey(tuple((float(x), float(y)) for x, y in points), frozenset(exclude))
+            self._surveys[key] = _Survey(tuple((float(x), float(y)) for x, y in points), frozenset(exclude), cost)
             return True
 
     def cancel_survey(self, key: str) -> bool:
@@ -206,14 +223,20 @@ class Dispatcher:
                     and now - view.seen_s <= self.stale_s}
             commands = []
             for key, survey in self._surveys.items():
-                candidates = [(abs(free[did].x - x) + abs(free[did].y - y), did, (x, y))
-                              for did in free if did not in survey.exclude and free[did].state == "idle"
-                              for x, y in survey.points]  # a goto would take a robot off its charger
-                if survey.robot is not None or not candidates:
+                idle = [did for did in free if did not in survey.exclude and free[did].state == "idle"]
+                if not idle:  # a goto would take a robot off its charger
+                    continue
+                if survey.robot is None:
+                    candidates = self._survey_candidates(survey, [(did, free[did]) for did in idle])
+                elif self._reconsider(survey, now):
+                    candidates = self._cheaper_than_going(survey, [(did, free[did]) for did in idle])
+                else:
+                    continue
+                if not candidates:
                     continue
                 _, robot, (x, y) = min(candidates)
                 del free[robot]
-                survey.robot, survey.sent_s = robot, now
+                survey.robot, survey.sent_s, survey.acknowledged = robot, now, False
                 commands.append(self._command(robot, "goto", key, {"x": x, "y": y}))
             while self._open and free:
                 order, attempts = self._open.popleft()
@@ -223,6 +246,40 @@ class Dispatcher:
                 self._assigned[order.id] = _Assignment(order, robot, now, attempts=attempts)
                 commands.append(self._deliver(robot, order))
         return commands
+
+    def _reconsider(self, survey: _Survey, now: float) -> bool:
+        """Whether to see, now, if a survey under way has a much cheaper robot: only with a route cost (a road
+        closed since may have turned its robot's trip into a detour), once its robot took it, every
+        REASSIGN_EVERY_S."""
+        if survey.cost is None or not survey.acknowledged or survey.robot not in self.robots:
+            return False
+        if now - survey.checked_s < REASSIGN_EVERY_S:
+            return False
+        survey.checked_s = now
+        return True
+
+    def _cheaper_than_going(self, survey: _Survey,
+                            robots: list[tuple[str, RobotView]]) -> list[tuple[float, str, Point]]:
+        """The candidates among ``robots`` at least REASSIGN_GAIN_M cheaper than the survey's robot from where
+        it is now (any, when it can no longer get there): the robot sent keeps its trip, the new one goes."""
+        assert survey.robot is not None
+        going = survey.robot
+        candidates = self._survey_candidates(survey, [(going, self.robots[going]), *robots])
+        now_cost = min((cost for cost, did, _ in candidates if did == going), default=math.inf)
+        return [(cost, did, point) for cost, did, point in candidates
+                if did != going and cost + REASSIGN_GAIN_M < now_cost]
+
+    @staticmethod
+    def _survey_candidates(survey: _Survey, robots: list[tuple[str, RobotView]]) -> list[tuple[float, str, Point]]:
+        """(cost, robot, point) for every robot that can get to every point of ``survey``."""
+        out = []
+        for point in survey.points:
+            if survey.cost is None:
+                costs: Sequence[float | None] = [abs(view.x - point[0]) + abs(view.y - point[1]) for _, view in robots]
+            else:
+                costs = survey.cost(point, [(view.x, view.y) for _, view in robots])
+            out += [(cost, did, point) for cost, (did, _) in zip(costs, robots) if cost is not None]
+        return out
 
     def _deliver(self, robot: str, order: OrderLike) -> Outgoing:
         return self._command(robot, "deliver", order.id, {

@@ -163,6 +163,16 @@ class RoadStates:
         """The edges latched BLOCKED at the last evaluation, each as it was when it last blocked (where, who)."""
         return {key: state for key, (_, state) in self._latched.copy().items()}
 
+    def latch(self, key: EdgeKey, at: tuple[float, float]) -> None:
+        """Hold edge ``key`` BLOCKED at point ``at`` until a belief sees a way through there, as if it had just
+        blocked there: how a restarted map takes back the closures it had published (who closed it is not
+        known then). ValueError for an edge this graph does not have."""
+        key = (min(key), max(key))
+        if key not in self._index:
+            raise ValueError(f"no road {key[0]}-{key[1]} in this graph: was the closure published for another city?")
+        row = self._row_at(key, at)
+        self._latched[key] = ((row, row + 1), EdgeState(BLOCKED, 0.0, {}, (float(at[0]), float(at[1]))))
+
     def _latch(self, edge_states: dict[EdgeKey, EdgeState], belief: Belief) -> None:
         """Latch every BLOCKED edge at its blocking cross-sections; hold a latched edge BLOCKED (with the state
         that last blocked it) until ``belief`` sees a way through them, then let it go. Witnesses' sightings
@@ -280,6 +290,74 @@ def vantage_points(graph: nx.Graph, key: EdgeKey, at: tuple[float, float],
             step = min(vantage_m, gap) / gap
             views.append((at[0] + (ex - at[0]) * step, at[1] + (ey - at[1]) * step))
     return tuple(views)
+
+
+class RouteCosts:
+    """Metres of road to one point from many others, around the edges held BLOCKED: what a survey's robot
+    would drive, where straight-line distance would send one up a road the map already holds closed.
+
+    Each point is placed on its nearest edge. A point on a BLOCKED edge reaches only the end on its side of
+    the blockage (a robot stopped by it turns back; a vantage point short of it is reached from that side).
+    One shortest-path tree (networkx ``single_source_dijkstra_path_length``, Dijkstra 1959) from each end
+    the target can be reached from, at most two per target, whatever the number of starts.
+    """
+
+    def __init__(self, graph: nx.Graph) -> None:
+        self.graph = graph
+        self._keys: tuple[EdgeKey, ...] = tuple(sorted(tuple(sorted((u, v))) for u, v in graph.edges))
+        ends = np.array([[*graph.nodes[u]["pos"], *graph.nodes[v]["pos"]] for u, v in self._keys], dtype=float)
+        self._a, self._d = ends[:, :2], ends[:, 2:] - ends[:, :2]
+        self._lengths = np.array([float(graph.edges[key]["length"]) for key in self._keys])
+
+    def __call__(self, target: tuple[float, float], starts: list[tuple[float, float]],
+                 blocked: Mapping[EdgeKey, tuple[float, float]]) -> list[float | None]:
+        """Per start, the metres of road from it to ``target`` avoiding ``blocked`` (edge -> where it is
+        blocked); None where no way is open."""
+        if not starts:
+            return []
+        (goal,), (goal_t,) = self._place([target])
+        reach: dict[Any, float] = {}
+        for end, offset in self._ends(goal, goal_t, blocked):
+            tree = nx.single_source_dijkstra_path_length(
+                self.graph, end, weight=lambda u, v, data: None if (min(u, v), max(u, v)) in blocked
+                else data["length"])
+            for node, metres in tree.items():
+                reach[node] = min(reach.get(node, math.inf), metres + offset)
+        costs: list[float | None] = []
+        for edge, t in zip(*self._place(starts)):
+            ways = [offset + reach[end] for end, offset in self._ends(edge, t, blocked) if end in reach]
+            if edge == goal and self._side(edge, t, blocked) == self._side(goal, goal_t, blocked):
+                ways.append(abs(t - goal_t) * self._lengths[edge])
+            costs.append(float(min(ways)) if ways else None)
+        return costs
+
+    def _place(self, points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's nearest edge (index) and where along it (0 at its first end, 1 at its second)."""
+        p = np.asarray(points, dtype=float)[:, None, :]
+        t = np.clip(((p - self._a) * self._d).sum(axis=2) / (self._d * self._d).sum(axis=1), 0.0, 1.0)
+        gaps = np.hypot(*np.moveaxis(self._a + t[:, :, None] * self._d - p, 2, 0))
+        edges = gaps.argmin(axis=1)
+        return edges, t[np.arange(len(edges)), edges]
+
+    def _side(self, edge: int, t: float, blocked: Mapping[EdgeKey, tuple[float, float]]) -> int | None:
+        """0 or 1: which end of a blocked edge a point at ``t`` is on the side of; None on an open edge."""
+        at = blocked.get(self._keys[edge])
+        if at is None:
+            return None
+        return 0 if t < self._along(edge, at) else 1
+
+    def _along(self, edge: int, point: tuple[float, float]) -> float:
+        """Where along edge ``edge`` (0 at its first end, 1 at its second) ``point`` projects."""
+        d = self._d[edge]
+        return float(np.clip(np.dot(np.asarray(point, dtype=float) - self._a[edge], d) / np.dot(d, d), 0.0, 1.0))
+
+    def _ends(self, edge: int, t: float, blocked: Mapping[EdgeKey, tuple[float, float]]) -> list[tuple[Any, float]]:
+        """The ends a point at ``t`` along ``edge`` can drive to, with the metres to each: both on an open edge,
+        only the one on its side of the blockage on a blocked one."""
+        key, length = self._keys[edge], self._lengths[edge]
+        ends = [(key[0], t * length), (key[1], (1.0 - t) * length)]
+        side = self._side(edge, t, blocked)
+        return ends if side is None else [ends[side]]
 
 
 def _labels(states: dict[EdgeKey, EdgeState]) -> dict[EdgeKey, str]:

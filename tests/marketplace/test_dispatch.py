@@ -5,7 +5,7 @@ import pytest
 from identity.envelope import Envelope, EnvelopeSigner, EnvelopeVerifier
 from identity.keys import Signer
 from identity.lifecycle import create_identity
-from marketplace.dispatch import ACK_TIMEOUT_S, MAX_ATTEMPTS, Dispatcher
+from marketplace.dispatch import ACK_TIMEOUT_S, MAX_ATTEMPTS, REASSIGN_EVERY_S, REASSIGN_GAIN_M, Dispatcher
 from sim.demand import Order
 
 NEAR, FAR = "did:peaq:5NearRobot", "did:peaq:5FarRobot"
@@ -106,6 +106,55 @@ def test_a_survey_sends_the_nearest_idle_robot_that_is_not_a_witness_first(dispa
     assert goto["to"] == MID and goto["task"] == "survey-a-b" and goto["args"] == {"x": 10.0, "y": 0.0}
     assert order.topic.endswith("/5NearRobot/cmd")  # orders get the robots the surveys left
     assert dispatcher.open_surveys == 1 and dispatcher.step() == []
+
+
+def test_a_survey_with_a_route_cost_sends_the_cheapest_robot_and_never_one_that_cannot_get_there(
+        dispatcher, registry, clock) -> None:
+    """A closed road between NEAR and the vantage points: NEAR is nearest as the crow flies, but cannot get there."""
+    for robot, x in ((NEAR, 2.0), (MID, 30.0), (FAR, 90.0)):
+        dispatcher.observe("t", _telemetry(robot, x))
+    asked: list[tuple[tuple[float, float], list[tuple[float, float]]]] = []
+    by_road = {(10.0, 0.0): {2.0: None, 30.0: 120.0, 90.0: 150.0}, (60.0, 0.0): {2.0: None, 30.0: 130.0, 90.0: 35.0}}
+
+    def cost(point: tuple[float, float], starts: list[tuple[float, float]]) -> list[float | None]:
+        asked.append((point, starts))
+        return [by_road[point][x] for x, _ in starts]
+
+    dispatcher.survey("survey-a-b", [(10.0, 0.0), (60.0, 0.0)], cost=cost)
+    [command] = dispatcher.step()
+    goto = _goto_of(command, registry, clock)
+    assert goto["to"] == FAR and goto["args"] == {"x": 60.0, "y": 0.0}  # by Manhattan it would be NEAR to (10, 0)
+    assert [point for point, _ in asked] == [(10.0, 0.0), (60.0, 0.0)]  # one call per vantage point, all robots
+    assert sorted(asked[0][1]) == [(2.0, 0.0), (30.0, 0.0), (90.0, 0.0)]
+    dispatcher.survey("survey-c-d", [(10.0, 0.0)], cost=lambda point, starts: [None] * len(starts))
+    assert dispatcher.step() == [] and dispatcher.open_surveys == 2  # nobody can get there: it waits
+
+
+def test_a_survey_under_way_goes_to_an_idle_robot_whose_route_became_much_shorter(dispatcher, registry,
+                                                                                  clock) -> None:
+    """MID set off; then a road closed on its way (its trip became a detour): FAR, now idle, goes instead."""
+    metres = {30.0: 50.0}
+
+    def cost(point: tuple[float, float], starts: list[tuple[float, float]]) -> list[float | None]:
+        return [metres.get(x) for x, _ in starts]
+
+    dispatcher.observe("t", _telemetry(MID, 30.0))
+    dispatcher.survey("survey-a-b", [(10.0, 0.0)], cost=cost)
+    assert _goto_of(dispatcher.step()[0], registry, clock)["to"] == MID
+    dispatcher.observe("t", _telemetry(MID, 25.0, state="goto"))
+    dispatcher.observe("t", _telemetry(FAR, 90.0))
+    metres.update({25.0: 200.0, 90.0: 200.0 - REASSIGN_GAIN_M})  # not enough shorter
+    clock.advance(REASSIGN_EVERY_S)
+    assert dispatcher.step() == []
+    metres[90.0] = 35.0
+    assert dispatcher.step() == []  # reconsidered only every REASSIGN_EVERY_S
+    clock.advance(REASSIGN_EVERY_S)
+    [command] = dispatcher.step()
+    assert _goto_of(command, registry, clock)["to"] == FAR and dispatcher.open_surveys == 1
+    dispatcher.observe("e", _envelope("event", MID, {"t": 0, "type": "goto.arrived"}))
+    assert dispatcher.open_surveys == 1  # no longer MID's survey
+    dispatcher.observe("e", _envelope("event", FAR, {"t": 0, "type": "goto.arrived"}))
+    assert dispatcher.surveyed == ["survey-a-b"]
 
 
 def test_a_survey_ends_when_the_robot_arrives_and_passes_over_charging_robots(dispatcher, registry, clock) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from bus.schemas import SchemaError, validate_body
 from spatial.grid import OCCUPIED, OccupancyGrid
-from spatial.roads import BLOCKED, FREE, SLOW, SUSPECT, EdgeState, RoadStates, graph_message, vantage_points
+from spatial.roads import (BLOCKED, FREE, SLOW, SUSPECT, EdgeState, RoadStates, RouteCosts, graph_message,
+                           vantage_points)
 
 ALICE, BOB, CAROL = "did:key:zAlice", "did:key:zBob", "did:key:zCarol"
 EAST = ("depot-0", "n1_0")  # depot-0 (20, 0) to junction n1_0 (48, 0); its road spans x in [20, 44], y in [-4, 4]
@@ -235,6 +236,17 @@ def test_a_latched_closure_opens_only_when_its_cross_section_is_seen_free_robot_
     assert roads.latched() == {} and roads.evaluate(BoxBelief()).states[EAST].state == FREE  # no longer held
 
 
+def test_a_closure_latched_from_a_published_point_holds_until_seen_open_there(roads: RoadStates) -> None:
+    """What a restarted map does with the closures its last road graph published: nobody is named for them."""
+    roads.latch(("n1_0", "depot-0"), (29.9, 0.0))
+    assert roads.latched() == {EAST: EdgeState(BLOCKED, 0.0, {}, at=(29.9, 0.0))}
+    assert roads.evaluate(BoxBelief()).states[EAST].state == BLOCKED  # an empty map is no sight of it open
+    assert roads.evaluate(_FreeBox(35.0, -0.5, 40.0, 0.5)).states[EAST].state == BLOCKED  # open elsewhere only
+    assert roads.evaluate(_FreeBox(29.0, -0.5, 31.0, 0.5)).states[EAST].state == FREE and roads.latched() == {}
+    with pytest.raises(ValueError, match="another city"):
+        roads.latch(("n0_0", "n1_1"), (0.0, 0.0))
+
+
 def test_a_closure_k_witnesses_confirm_latches_but_a_suspect_never_does(roads: RoadStates) -> None:
     south, north = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE)), BoxBelief((33.0, -4.0, 33.2, 4.0, BOB))
     either = BoxBelief((30.0, -4.0, 30.2, 4.0, ALICE), (33.0, -4.0, 33.2, 4.0, BOB))
@@ -323,6 +335,21 @@ def test_vantage_points_stand_on_the_road_short_of_the_blockage_from_each_end() 
     graph = street_graph()
     assert vantage_points(graph, EAST, (30.0, 0.0), 4.0) == ((26.0, 0.0), (34.0, 0.0))
     assert vantage_points(graph, EAST, (22.0, 0.0), 4.0) == ((20.0, 0.0), (26.0, 0.0))  # no further than its end
+
+
+def test_route_costs_go_around_a_blocked_road_and_reach_its_points_from_their_side_only() -> None:
+    """A 2 x 2 block city, 48 m blocks, the west avenue's first street n0_0-n0_1 closed at (0, 20)."""
+    routes = RouteCosts(city_graph(2))
+    starts = [(0.0, 10.0), (40.0, 48.0), (0.0, 30.0)]  # below the closure; on the street east of n0_1; above it
+    beyond = {("n0_0", "n0_1"): (0.0, 20.0)}
+    assert routes((0.0, 58.0), starts, {}) == pytest.approx([48.0, 50.0, 28.0])  # nothing closed: as driven
+    # Below the closure, back to n0_0 and round the east block: 10 + 48 * 3 + 10.
+    assert routes((0.0, 58.0), starts, beyond) == pytest.approx([164.0, 50.0, 28.0])
+    # A point above the closure, on its road: from n0_1's side only (10 + 48 * 3 + 26); the robot above drives straight.
+    assert routes((0.0, 22.0), starts, beyond) == pytest.approx([180.0, 66.0, 8.0])
+    walled = {**beyond, ("n0_0", "n1_0"): (20.0, 0.0)}  # n0_0's both roads closed: the robot below is cut off
+    assert routes((0.0, 58.0), starts, walled) == [None, pytest.approx(50.0), pytest.approx(28.0)]
+    assert routes((0.0, 58.0), [], beyond) == []
 
 
 class RasterBelief:
