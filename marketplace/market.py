@@ -410,6 +410,7 @@ class Marketplace:
     def record_presence(self, verdicts: Sequence[dict[str, Any]]) -> int:
         """Keep the map service's verified verdicts (a map.presence body's ``verdicts``); how many were new."""
         now = self._now_ms()
+        prune = now >= self._next_prune  # once a minute, verdicts older than PRESENCE_KEEP_S go
 
         def work(c: Cursor) -> int:
             added = 0
@@ -418,12 +419,13 @@ class Marketplace:
                           "ON CONFLICT DO NOTHING", (v["robot"], int(v["t"]), float(v["x"]), float(v["y"]),
                                                      v["verdict"]))
                 added += c.rowcount
-            if now >= self._next_prune:
+            if prune:
                 c.execute("DELETE FROM market_presence WHERE t < ?", (now - int(PRESENCE_KEEP_S * 1000),))
             return added
 
-        added = self.db.run(work) if verdicts or now >= self._next_prune else 0
-        self._next_prune = max(self._next_prune, now + 60_000)
+        added = self.db.run(work) if verdicts or prune else 0
+        if prune:
+            self._next_prune = now + 60_000
         return added
 
     def sightings(self, robot: str, since_ms: int) -> list[Sighting]:

@@ -145,6 +145,19 @@ def test_a_contradicted_receipt_is_a_fake_refunded_and_slashed(world) -> None:
     assert world.market.records()[world.robots[0].did]["faked"] == 1
 
 
+def test_verdicts_older_than_an_hour_are_pruned_once_a_minute(world) -> None:
+    robot = world.robots[0].did
+    world.market.record_presence([_presence(world, "seen", PICKUP)])
+    world.clock.advance(3_590)
+    world.market.record_presence([_presence(world, "unseen", PICKUP)])  # pruned: nothing was an hour old
+    world.clock.advance(20)
+    world.market.record_presence([])  # the seen is an hour old now, but the last pruning was 20 s ago
+    assert [s.verdict for s in world.market.sightings(robot, 0)] == ["seen", "unseen"]
+    world.clock.advance(40)
+    world.market.record_presence([])
+    assert [s.verdict for s in world.market.sightings(robot, 0)] == ["unseen"]
+
+
 def test_the_recipients_countersignature_still_pays_at_once(world) -> None:
     world.post()
     world.bid(world.robots[0])
