@@ -203,15 +203,15 @@ class _Presence:
         return out
 
 
-def run_trial(seed: int, *, mode: str = "witnessing", seconds: float = 100.0,
-              gnss_sigma_m: float = LOCALIZED_SIGMA_M, progress: Callable[[str], None] | None = None) -> Trial:
+def run_trial(seed: int, *, mode: str = "witnessing", seconds: float = 100.0, gnss_sigma_m: float = LOCALIZED_SIGMA_M,
+              rays: int = 64, progress: Callable[[str], None] | None = None) -> Trial:
     """One city, one roadworks, one squatting liar (an honest idle robot in mode "no liar") and six honest
     robots; measured against ground truth."""
     if mode not in MODES:
         raise ValueError(f"mode is one of {MODES}, not {mode!r}")
     rng = np.random.default_rng([seed, 20])
     config = FleetConfig(robots=HONEST + 1, seed=seed, blocks=2, obstacles=False, scan_hz=2.0,
-                         lidar=LidarSpec(rays=64), orders_per_min=0.0,
+                         lidar=LidarSpec(rays=rays), orders_per_min=0.0,
                          noise=NoiseSpec(gnss_sigma_m=gnss_sigma_m, gnss_rate_hz=5.0))
     liar_class = type("Squatter", (Squatter,), {})
     with tempfile.TemporaryDirectory(prefix="depai-hiding-") as tmp:
@@ -308,14 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=100.0)
     parser.add_argument("--gnss", type=float, default=LOCALIZED_SIGMA_M, metavar="SIGMA_M",
                         help=f"GNSS 1-sigma error in metres (default {LOCALIZED_SIGMA_M}: about 0.3 m p95)")
+    parser.add_argument("--rays", type=int, default=64, help="lidar beams per scan (default 64; depai up's is 32)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     args = parser.parse_args(argv)
     say = lambda line: print("  " + line, file=sys.stderr, flush=True)  # noqa: E731
     seeds = range(args.first_seed, args.first_seed + args.trials)
-    rows = {mode: [run_trial(seed, mode=mode, seconds=args.seconds, gnss_sigma_m=args.gnss, progress=say)
-                   for seed in seeds] for mode in args.modes}
+    rows = {mode: [run_trial(seed, mode=mode, seconds=args.seconds, gnss_sigma_m=args.gnss, rays=args.rays,
+                             progress=say) for seed in seeds] for mode in args.modes}
     print(f"{args.trials} trials (seeds {seeds.start}-{seeds.stop - 1}), {args.seconds:g} simulated s each, "
-          f"GNSS sigma {args.gnss} m\n")
+          f"GNSS sigma {args.gnss} m, {args.rays}-beam lidar\n")
     print("| map service | liar caught | face held | road blocked | attack failed (all three) "
           "| liar verdicts seen / unseen / impossible | honest robots SEEN in a second with a peer within 4 m "
           "| honest verdicts unseen or impossible / all | trials with all 3 lookers arrived |")
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {sum(t.arrived == 3 for t in trials)}/{n} |")
     if "witnessing" in rows:
         # A trial counts where the scenario worked: without a liar, the lookers held the face and closed the road.
-        valid = {t.seed for t in rows.get("no liar", rows["witnessing"]) if t.face_held and t.road_blocked}
+        valid = ({t.seed for t in rows["no liar"] if t.face_held and t.road_blocked} if "no liar" in rows
+                 else set(seeds))
         failed = [t.seed for t in rows["witnessing"] if t.seed in valid and not t.hidden_failed]
         print(f"\nobstacle hiding caught in 100 % of the {len(valid)} trials whose no-liar run held the face and "
               f"closed the road: {'met' if not failed else 'NOT met'}" + (f" (not in seeds {failed})" if failed else "")
