@@ -1,7 +1,7 @@
 """Kill the marketplace in the middle of its work, many times: no money is lost, paid twice or refunded twice.
 
-crash_worker.py runs a seeded script of tasks (deliveries, fakes, failures,
-expiries) against a real database and says each task it finished; this test
+crash_worker.py runs a seeded script of tasks (deliveries witnessed at once,
+held and witnessed later, held and never witnessed, fakes, failures, expiries) against a real database and says each task it finished; this test
 SIGKILLs it right after a random k-th finished task (beyond what earlier runs
 reached, so every kill lands on new work, never during start-up), restarts it each time, lets it finish, and compares the books with those of a
 run that was never interrupted: every balance must be identical, every task
@@ -82,4 +82,5 @@ def test_killing_the_marketplace_anywhere_never_loses_or_doubles_money(tmp_path,
     assert all(state in (SETTLED, REFUNDED) for state, _ in outcomes.values())
     assert all(balances[f"escrow:task-{n}"] == 0 for n in range(TASKS))
     assert sum(balances.values()) == 0 and balances["world:EUR"] == -(10_000_000 + 100_000)
-    assert {outcome.split(":")[0] for _, outcome in outcomes.values()} >= {"delivered", "faked", "failed", "expired"}
+    assert {outcome.split(":")[0] for _, outcome in outcomes.values()} >= {"delivered", "faked", "failed", "expired",
+                                                                          "unwitnessed"}
