@@ -143,6 +143,9 @@ class MapService:
         self._presence: dict[str, _Presence] = {}
         self._verdicts: dict[tuple[str, str, int], dict[str, Any]] = {}  # (robot, verdict, second) -> verdict
         self._contradicted: dict[str, float] = {}  # robot -> until when its claims drop nobody's returns
+        # Where the map last published OCCUPIED, a slot per tile (the map checks of witnessing read it).
+        self._believed = np.zeros((1, spec.tile_cells, spec.tile_cells), dtype=bool)
+        self._believed_slot: dict[TileKey, int] = {}
         self._claimed: deque[str] = deque()  # robots with a claim not yet checked against the map (observe adds)
         self._next_presence = -math.inf
         # Filled by observe() without a lock (deque appends and pops are atomic), drained by fuse_pending().
@@ -348,7 +351,7 @@ class MapService:
 
     def _possible(self, chunk: list[_Pending], now: float) -> list[_Pending]:
         """The chunk less scans taken from an impossible pose (refused), after judging against the map every
-        claim made since the last look: a claimed centre in a cell others' corroborated evidence holds
+        claim made since the last look: a claimed centre in a cell the published corroborated belief holds
         OCCUPIED is IMPOSSIBLE."""
         if self.witness is None:
             return chunk
@@ -358,12 +361,8 @@ class MapService:
         claims = scanned + list({(did, *poses[did][:3]) for did in claimed} - set(scanned))
         if not claims:
             return chunk
-        number: dict[str, int] = {}
-        of = np.array([number.setdefault(claim[0], len(number)) for claim in claims], dtype=np.int64)
-        cells = np.floor(np.array([claim[2:] for claim in claims]) / self.grid.spec.resolution_m).astype(np.int64)
-        states = self.grid.consensus_without(cells, list(number), of, self._trust_snapshot(now), now,
-                                             occupied_only=np.ones(len(claims), dtype=bool))
-        impossible = states == OCCUPIED
+        xy = np.array([claim[2:] for claim in claims])
+        impossible = self._occupied(xy[:, 0], xy[:, 1])
         for (did, t_s, x, y), bad in zip(claims, impossible.tolist(), strict=True):
             if bad:
                 self._record(did, t_s, x, y, "impossible", (), now)
@@ -404,7 +403,7 @@ class MapService:
         lead = heard[robot, 4] * lag
         x = heard[robot, 1] + lead * np.cos(heard[robot, 3])
         y = heard[robot, 2] + lead * np.sin(heard[robot, 3])
-        verdict = judge(beams, shape, scan, x, y, robot, self.witness, lambda xs, ys: self._occupied(xs, ys, now))
+        verdict = judge(beams, shape, scan, x, y, robot, self.witness, self._occupied)
         judged = np.flatnonzero(verdict)
         if not len(judged):
             return
@@ -424,13 +423,26 @@ class MapService:
             self._record(dids[robot[pair]], float(t_s[scan[pair]]), float(x[pair]), float(y[pair]),
                          VERDICT_NAMES[int(verdict[pair])], witnesses[first:last], now)
 
-    def _occupied(self, xs: np.ndarray, ys: np.ndarray, now: float) -> np.ndarray:
-        """Whether the map believes these points OCCUPIED (asked at those cells only, not of whole tiles)."""
-        cells = np.stack((np.floor(xs / self.grid.spec.resolution_m), np.floor(ys / self.grid.spec.resolution_m)),
-                         axis=1).astype(np.int64)
-        nobody = np.zeros(len(cells), dtype=np.int64)  # one contributor left out: none (no DID is empty)
-        return self.grid.consensus_without(cells, [""], nobody, self._trust_snapshot(now), now,
-                                           occupied_only=np.ones(len(cells), dtype=bool)) == OCCUPIED
+    def _occupied(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Whether the map's corroborated belief, as last published (at most publish_every_s old), holds these
+        points OCCUPIED: a lookup in the published tiles' states, where asking the grid would fuse layers again."""
+        size = self.grid.spec.tile_cells
+        cells = np.floor(np.stack((xs, ys), axis=1) / self.grid.spec.resolution_m).astype(np.int64)
+        tiles = cells // size
+        slots = self._believed_slot
+        slot = np.array([slots.get(key, -1) for key in zip(*tiles.T.tolist())], dtype=np.int64).reshape(-1)
+        known = slot >= 0
+        local = cells[known] - tiles[known] * size
+        occupied = np.zeros(len(cells), dtype=bool)
+        occupied[known] = self._believed[slot[known], local[:, 0], local[:, 1]]
+        return occupied
+
+    def _believe(self, fused: FusedTile) -> None:
+        """Keep a published tile's OCCUPIED cells for ``_occupied`` (one slot per tile, the pool doubling)."""
+        slot = self._believed_slot.setdefault(fused.key, len(self._believed_slot))
+        if slot >= len(self._believed):
+            self._believed = np.concatenate((self._believed, np.zeros_like(self._believed[:max(1, slot)])))
+        self._believed[slot] = fused.state == OCCUPIED
 
     def _doubt(self, did: str, against: float, seen: float, now: float) -> None:
         """Add witnessed evidence about a robot's claims; a claim contradicted and not seen in the same batch
@@ -542,7 +554,9 @@ class MapService:
             if self._published.get(key) == version:
                 continue
             self._published[key] = version
-            tiles.append(self.grid.belief(key, weights, now))  # read-only arrays: safe to encode outside the lock
+            fused = self.grid.belief(key, weights, now)  # read-only arrays: safe to encode outside the lock
+            self._believe(fused)
+            tiles.append(fused)
         report = self.roads.evaluate(_BoundBelief(self.grid, weights, now), _BoundBelief(self.grid, weights, now, k=1),
                                      lambda key: self._witnesses(key, weights, now), k=self.grid.spec.corroboration_k)
         graph = None
