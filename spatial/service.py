@@ -23,7 +23,7 @@ import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -36,6 +36,7 @@ from bus.topics import MAP_GRAPH, MAP_PRESENCE, map_tile_topic
 from identity.envelope import Envelope, EnvelopeSigner
 from spatial.grid import (CORROBORATING_WEIGHT, DEFAULT_WEIGHT, OCCUPIED, UNKNOWN, FusedTile, GridSpec, Observation,
                           OccupancyGrid, Scan, TileKey)
+from spatial.presence import UNWITNESSED, Presence
 from spatial.roads import BLOCKED, SUSPECT, EdgeKey, RoadReport, RoadStates, graph_message, vantage_points
 from spatial.tiles import belief_cells, encode_tile, probability_cells, tile_png
 from spatial.trust import TrustLedger
@@ -140,7 +141,7 @@ class MapService:
         self._weights: dict[str, float] = {}
         self._weights_at = -math.inf
         self._next_publish = -math.inf
-        self._presence: dict[str, _Presence] = {}
+        self._presence: dict[str, Presence] = {}
         self._verdicts: dict[tuple[str, str, int], dict[str, Any]] = {}  # (robot, verdict, second) -> verdict
         self._contradicted: dict[str, float] = {}  # robot -> until when its claims drop nobody's returns
         # Where the map last published OCCUPIED, a slot per tile (the map checks of witnessing read it).
@@ -449,20 +450,17 @@ class MapService:
         stops dropping others' returns for contradicted_hold_s, a sighting lifts that at once."""
         presence = self._presence.get(did)
         if presence is None:
-            presence = self._presence[did] = _Presence(now)
-        fade = math.exp(-max(0.0, now - presence.at) / self.presence_fade_s)
-        presence.seen = presence.seen * fade + seen
-        presence.doubted = presence.doubted * fade + against
-        presence.at = max(presence.at, now)
+            presence = self._presence[did] = Presence(now)
+        presence.add(seen, against, now, self.presence_fade_s)
         if seen > 0:
             self._contradicted.pop(did, None)
         elif against > 0:
             self._contradicted[did] = now + self.contradicted_hold_s
 
     def _confidence(self, did: str, now: float) -> float:
-        """A robot's witnessed confidence now: 0.5 before any verdict (see _Presence.report)."""
+        """A robot's witnessed confidence now: 0.5 before any verdict (spatial.presence)."""
         presence = self._presence.get(did)
-        return 0.5 if presence is None else presence.confidence(now, self.presence_fade_s)
+        return UNWITNESSED if presence is None else presence.confidence(now, self.presence_fade_s)
 
     def _record(self, did: str, t_s: float, x: float, y: float, kind: str, by: Sequence[str], now: float) -> None:
         """Keep one verdict of each kind per robot per second for map.presence, naming every peer behind it."""
@@ -473,9 +471,8 @@ class MapService:
                                              "verdict": kind, "by": []}
             presence = self._presence.get(did)
             if presence is None:
-                presence = self._presence[did] = _Presence(now)
-            presence.counts[kind] += 1
-            presence.last = (kind, t_s)
+                presence = self._presence[did] = Presence(now)
+            presence.record(kind, t_s)
         for peer in by:
             if peer not in verdict["by"] and len(verdict["by"]) < MAX_WITNESSES:
                 verdict["by"].append(peer)
@@ -670,31 +667,6 @@ class MapService:
     def trust_weights(self) -> dict[str, float]:
         """How much the map trusts each contributor now."""
         return self.trust.weights()
-
-
-@dataclass(slots=True)
-class _Presence:
-    """One robot's witnessed evidence: faded weights of sightings and of doubts (unseen, impossible) as of
-    ``at``, lifetime verdict counts (one per kind per second), and its last verdict."""
-
-    at: float
-    seen: float = 0.0
-    doubted: float = 0.0
-    counts: Counter[str] = field(default_factory=Counter)
-    last: tuple[str, float] | None = None
-
-    def confidence(self, now: float, fade_s: float) -> float:
-        """(1 + seen) / (2 + seen + doubted), both faded to ``now``: a beta reputation with a uniform prior."""
-        fade = math.exp(-max(0.0, now - self.at) / fade_s)
-        return (1.0 + self.seen * fade) / (2.0 + (self.seen + self.doubted) * fade)
-
-    def report(self, did: str, now: float, fade_s: float) -> dict[str, Any]:
-        """The dashboard's row: its confidence now, verdict counts, and the last verdict."""
-        return {"did": did, "confidence": self.confidence(now, fade_s),
-                "seen": self.counts["seen"], "unseen": self.counts["unseen"],
-                "impossible": self.counts["impossible"],
-                "last": self.last[0] if self.last else None,
-                "last_t": round(self.last[1] * 1000) if self.last else None}
 
 
 @dataclass(frozen=True, slots=True)
