@@ -12,7 +12,7 @@ import pytest
 
 from bus.ingest import Ingest
 from bus.session import MachineSession, Outgoing
-from bus.topics import MAP_GRAPH, map_tile_topic, topic_root
+from bus.topics import MAP_GRAPH, MAP_PRESENCE, map_tile_topic, topic_root
 from identity.did import did_peaq
 from identity.document import MachineProfile
 from identity.envelope import EnvelopeSigner
@@ -23,6 +23,7 @@ from spatial.mirror import MapMirror, SharedMap
 from spatial.roads import BLOCKED
 from spatial.service import MapService
 from spatial.tiles import decode_tile, encode_tile
+from tests.spatial.test_service import Fleet, _disc_ranges, _telemetry
 
 RAYS = 64
 ANGLES = -math.pi + np.arange(RAYS) * (2 * math.pi / RAYS)
@@ -155,6 +156,71 @@ def test_an_older_message_never_undoes_a_newer_one_however_old_the_retained_map(
     restarted = map_signer.seal("map.tile", encode_tile("belief", key, 1, resolution, cells))
     assert mirror.take(topic, restarted) and mirror.tile_versions()[key] == version + 2
     assert mirror.take(MAP_GRAPH, first[MAP_GRAPH]) and mirror.graph_version == 1
+
+
+# --- witnessed location: map.presence ----------------------------------------------------------------------------
+
+
+def _witnessing(registry, clock) -> tuple[Fleet, MapMirror, list[Outgoing]]:
+    """Robot 2 stands at (4, 0) and robot 3 says it stands at (2, 2), where nothing is; robots 0 and 1 look (the
+    scene of test_service's robots-seen test). The mirror takes every message the map service sends."""
+    fleet = Fleet(registry, clock)
+    mirror = MapMirror(registry, fleet.service.did, clock=clock, trust=fleet.service.trust_weights)
+    sent: list[Outgoing] = []
+    for turn in range(5):  # the last turn only publishes what waits
+        if turn < 4:
+            _telemetry(fleet, 2, 4.0, 0.0)
+            _telemetry(fleet, 3, 2.0, 2.0)
+            for robot in (0, 1):
+                fleet.scan(robot, 0.0, -0.5 * robot, ranges=_disc_ranges(0.0, 4.0, 0.35, y0=0.5 * robot))
+        for message in fleet.service.step():
+            sent.append(message)
+            assert mirror.take(message.topic, message.payload)
+        clock.advance(0.5)
+    return fleet, mirror, sent
+
+
+def test_the_mirror_follows_map_presence_with_the_map_services_confidence_and_counts(registry, clock) -> None:
+    fleet, mirror, sent = _witnessing(registry, clock)
+    assert sum(m.topic == MAP_PRESENCE for m in sent) == 3
+    clock.advance(30)  # both fade alike
+    service, mirrored = fleet.service.presence_report(), mirror.presence_report()
+    assert [row["did"] for row in mirrored] == [row["did"] for row in service] and len(service) == 2
+    for theirs, ours in zip(service, mirrored, strict=True):
+        counts = ("seen", "unseen", "impossible", "last", "last_t", "seen_t")
+        assert {k: ours[k] for k in counts} == {k: theirs[k] for k in counts}
+        # the map weighs every scan, a message one verdict per kind and second: close, not to the digit
+        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=0.05)
+    seen, missing = ({row["did"]: row for row in mirrored}[s.signer.did] for s in fleet.sessions[2:])
+    assert seen["confidence"] > 0.75 and seen["seen_t"] is not None and seen["unseen"] == 0
+    assert missing["confidence"] < 0.25 and missing["seen_t"] is None and missing["last"] == "unseen"
+    assert mirror.counters()["presence_version"] == 3 and mirror.refused == {}
+
+
+def test_map_presence_not_from_the_map_service_or_older_than_held_changes_nothing(registry, clock) -> None:
+    fleet, mirror, sent = _witnessing(registry, clock)
+    held = mirror.presence_report()
+    first = next(m for m in sent if m.topic == MAP_PRESENCE)
+    robot = fleet.sessions[3].signer.did
+    body = {"version": 9, "verdicts": [{"robot": robot, "t": int(clock() * 1000), "x": 2.0, "y": 2.0,
+                                        "verdict": "seen", "by": [fleet.sessions[0].signer.did]}]}
+    intruder = Signer.generate()  # registered, validly signed: but not the map service
+    intruder_did = create_identity(registry, intruder).did
+    map_signer = fleet.service.signer
+    assert not mirror.take(MAP_PRESENCE, EnvelopeSigner(intruder, intruder_did, clock=clock).seal("map.presence", body))
+    assert not mirror.take(MAP_GRAPH, map_signer.seal("map.presence", body))  # on the graph's topic
+    assert not mirror.take(MAP_PRESENCE, map_signer.seal("map.presence", {**body, "version": -1}))
+    assert not mirror.take(MAP_PRESENCE, map_signer.seal("map.presence", body).replace(b'"seen"', b'"unseen"'))
+    assert not mirror.take(MAP_PRESENCE, first.payload)  # replayed
+    assert mirror.refused == {"untrusted_sender": 1, "wrong_kind": 1, "schema_invalid": 1, "bad_signature": 1,
+                              "replayed": 1}
+    assert mirror.presence_report() == held
+
+    newer, older = map_signer.seal("map.presence", body), map_signer.seal("map.presence", {**body, "version": 8})
+    clock.advance(1)
+    assert mirror.take(MAP_PRESENCE, older) and not mirror.take(MAP_PRESENCE, newer)  # sealed before: older
+    after = {row["did"]: row for row in mirror.presence_report()}[robot]
+    assert after["seen"] == 1 and mirror.counters()["presence_version"] == 8
 
 
 def _body(payload: bytes) -> dict:
