@@ -7,7 +7,8 @@ that counts them started (an ingest worker, or the fleet's one process): Prometh
 ``increase()`` turn them into rates and take a restart (a reset) in their stride.
 
 A series per DID exists only for robots of this fleet: refusals only for DIDs registered in the fleet's registry
-(bus/ingest.py), accepted messages only for verified issuers, so a forger cannot add series.
+(bus/ingest.py), accepted messages only for verified issuers, witnessed locations only for robots on the
+marketplace, so a forger cannot add series.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bus.metrics import CONTENT_TYPE, Metrics
+from spatial.presence import KINDS
 
 __all__ = ["CONTENT_TYPE", "exposition"]
 PRESENCES = ("online", "offline", "unheard")
@@ -43,6 +45,12 @@ _SERIES = {
         "gauge", "Robots on the marketplace, by origin (simulated, or real: bridged or speaking the protocol "
                  "itself) and presence (online, offline after a verified death or 10 s of fleet time "
                  "without a word, unheard)."),
+    "depai_robot_witnessed_confidence": (
+        "gauge", "How well peers' lidar bears out where a robot says it is (the map's witnessed confidence, 0 to 1, "
+                 "0.5 unwitnessed), by DID, for robots on the marketplace with a verdict."),
+    "depai_robot_location_verdicts_total": (
+        "counter", "The map's verdicts on a robot's claimed poses (at most one per kind a second), by DID and "
+                   "verdict (seen, unseen, impossible), for robots on the marketplace with a verdict."),
     "depai_tasks": ("gauge", "Tasks on the marketplace, by state."),
     "depai_fleet_sim_seconds": ("gauge", "Simulated seconds the slowest simulator shard has run."),
     "depai_ledger_entries": ("gauge", "Entries in the ledger."),
@@ -76,6 +84,13 @@ def exposition(status: dict[str, Any], counters: dict[str, Any], robots: list[di
         for here in PRESENCES:
             metrics.set("depai_robots", sum(1 for row in robots if row["simulated"] == (origin == "simulated")
                                             and _presence(row) == here), origin=origin, presence=here)
+    for row in robots:
+        witness = row.get("witness")
+        if witness:
+            metrics.set("depai_robot_witnessed_confidence", float(witness["confidence"]), did=row["did"])
+            for verdict in KINDS:
+                metrics.set("depai_robot_location_verdicts_total", int(witness[verdict]), did=row["did"],
+                            verdict=verdict)
     for state in TASK_STATES:
         metrics.set("depai_tasks", int(status.get("tasks", {}).get(state, 0)), state=state)
     if isinstance(status.get("sim_s"), (int, float)):

@@ -297,11 +297,13 @@ class FleetView(LedgerView):
     def robots(self) -> list[dict[str, Any]]:
         """Every robot with where it is and what it is doing (its last verified telemetry), its trust, and whether
         it is online (dashboard/telemetry.py: ``state`` is ``offline`` after a verified death or
-        ``OFFLINE_AFTER_S`` fleet seconds of silence)."""
+        ``OFFLINE_AFTER_S`` fleet seconds of silence), and how well peers' lidar bears out where it says it is
+        (``witness``: the map's witnessed confidence and verdicts, None before the first verdict)."""
         return self._rows(self.live.counters())
 
     def _rows(self, counters: dict[str, Any]) -> list[dict[str, Any]]:
         trust = self.live.map.trust_weights() if self.live.map is not None else {}
+        witnessed = {row["did"]: row for row in self.live.map.presence_report()} if self.live.map is not None else {}
         seen, sessions = self.live.telemetry.latest(), self.live.telemetry.sessions()
         simulated = set(counters.get("simulated", ()))
         now = float(counters.get("clock_s") or 0.0)
@@ -322,6 +324,7 @@ class FleetView(LedgerView):
                          "task": body.get("task") if here == "online" else None,
                          "trust": round(trust[did], 4) if did in trust else None,
                          "seen_s": heard.at_s if heard is not None else None,
+                         "witness": _witness(witnessed.get(did)),
                          "heard_ago_s": round(max(0.0, now - last), 1) if last is not None else None})
         return rows
 
@@ -419,6 +422,15 @@ _MALFORMED = {Refusal.OVERSIZED, Refusal.MALFORMED_JSON, Refusal.NON_CANONICAL, 
               Refusal.UNSUPPORTED_VERSION, Refusal.WRONG_KIND, Refusal.MALFORMED_DID, Refusal.TTL_TOO_LONG}
 _UNAUTHENTIC = {Refusal.UNKNOWN_ISSUER, Refusal.UNKNOWN_KEY, Refusal.DEACTIVATED, Refusal.KEY_ROTATED,
                 Refusal.KEY_NOT_YET_VALID, Refusal.BAD_SIGNATURE}
+
+
+def _witness(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A robot's witnessed location for its row: the map's confidence (4 places), its verdict counts, the last
+    verdict and when (``last_t``, ms) and when a peer last saw it (``seen_t``, ms); None before any verdict."""
+    if report is None:
+        return None
+    return {"confidence": round(report["confidence"], 4),
+            **{key: report[key] for key in ("seen", "unseen", "impossible", "last", "last_t", "seen_t")}}
 
 
 def _task(task: Task) -> dict[str, Any]:

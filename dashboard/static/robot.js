@@ -1,4 +1,4 @@
-// One robot's page: identity, standing, credit rating, profit and loss, telemetry (a table and speed and battery
+// One robot's page: identity, standing, witnessed location, credit rating, profit and loss, telemetry (a table and speed and battery
 // sparklines), tasks and DID document; the DID comes from the path.
 
 import {
@@ -134,6 +134,26 @@ function renderRating(rating) {
     + `${p.battery_kwh} kWh × ${formatMoney(p.price_per_kwh, currency)}/kWh (an assumed tariff); the rest is from the ledger.`;
 }
 
+// --- witnessed location --------------------------------------------------------------------------------
+
+function renderWitness(witness) {
+  $("robot-witnessed").textContent = witness ? fixed(witness.confidence) : "—";
+  if (!witness) {
+    fillTable($("robot-witness"), [], "No peer has judged its location yet.");
+    return;
+  }
+  const line = (key, label, value) => el("tr", { "data-verdict": key },
+    el("th", { scope: "row" }, label), el("td", { class: "num" }, value));
+  fillTable($("robot-witness"), [
+    line("confidence", "Confidence", fixed(witness.confidence)),
+    line("seen", "Seen where it said (a peer's lidar returned from it)", witness.seen),
+    line("unseen", "Unseen (a peer's beam passed through where it said)", witness.unseen),
+    line("impossible", "Impossible (where it said is inside a known obstacle)", witness.impossible),
+    line("last", "Last verdict", witness.last ? `${witness.last}, ${formatTime(witness.last_t)}` : "—"),
+    line("seen_t", "Last seen by a peer", witness.seen_t ? formatTime(witness.seen_t) : "never"),
+  ]);
+}
+
 // --- the page --------------------------------------------------------------------------------------
 
 function render(robot) {
@@ -147,6 +167,7 @@ function render(robot) {
   $("robot-state").textContent = robot.state;
   $("robot-state").dataset.state = robot.online ? "online" : robot.state;
   $("robot-seen").textContent = robot.seen_s ? formatTime(robot.seen_s * 1000) : "never";
+  renderWitness(robot.witness);
   offlineAfterS = robot.offline_after_s ?? offlineAfterS;
   markOffline(robot.state === "offline");
   const refusals = Object.entries(robot.refusals ?? {}).sort(([, a], [, b]) => b - a);

@@ -15,10 +15,20 @@ function row(robot) {
     el("td", {}, el("span", { class: "badge" }, robot.state), robot.task ? ` ${robot.task}` : null),
     el("td", { class: "num" }, formatPercent(robot.battery)),
     el("td", { class: "num" }, fixed(robot.trust)),
+    witnessCell(robot.witness),
     el("td", { class: "num" }, fixed(robot.reputation)),
     el("td", { class: "num" }, formatMoney(robot.earned, currency)),
     el("td", { class: "num" }, robot.delivered),
   );
+}
+
+/** The map's witnessed confidence in where the robot says it is, its verdicts spelled out for a pointer's hover. */
+function witnessCell(witness) {
+  if (!witness) return el("td", { class: "num", "data-witness": "none", title: "No peer has judged its location yet" }, "—");
+  return el("td", {
+    class: "num", "data-witness": witness.confidence,
+    title: `${witness.seen} seen, ${witness.unseen} unseen, ${witness.impossible} impossible by peers' lidar`,
+  }, fixed(witness.confidence));
 }
 
 function render(robots) {

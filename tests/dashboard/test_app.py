@@ -23,6 +23,7 @@ from launch.fleet import Identity, register
 from launch.identities import IdentityStore
 from launch.up import RunningFleet, UpConfig, start
 from ledger import merkle
+from tests.dashboard.test_fleet_health import parse_exposition, sample
 
 FAST_GOVERNANCE = Params(voting_delay_s=5.0, voting_period_s=20.0, quorum_bps=4_000, timelock_s=5.0,
                          grace_period_s=600.0)
@@ -103,6 +104,27 @@ def test_the_map_and_its_tiles(api: httpx.Client) -> None:
     png = api.get(shared["tiles"][0]["url"])
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
     assert api.get("/api/map/tiles/9999/9999.png").status_code == 404
+
+
+def test_robots_carry_how_well_peers_witness_their_location_in_the_api_and_metrics(fleet: RunningFleet,
+                                                                                 api: httpx.Client) -> None:
+    rows = {row["did"]: row for row in api.get("/api/robots").json()}
+    report = {row["did"]: row for row in fleet.shared_map.presence_report()}
+    assert report, "robots scanning each other for four simulated minutes should have been judged"
+    for did, row in rows.items():
+        witness, judged = row["witness"], report.get(did)
+        assert (witness is None) == (judged is None)
+        if judged is not None:  # the map moved on since the API answered: counts only grow, confidence drifts
+            assert 0.0 <= witness["confidence"] <= 1.0 and witness["seen"] <= judged["seen"]
+            assert witness["seen_t"] is None or witness["seen_t"] <= judged["seen_t"]
+    one = next(did for did in rows if rows[did]["witness"])
+    assert api.get(f"/api/robots/{one}").json()["witness"].keys() == rows[one]["witness"].keys()
+    series, types = parse_exposition(api.get("/metrics").text)
+    assert types["depai_robot_witnessed_confidence"] == "gauge"
+    assert types["depai_robot_location_verdicts_total"] == "counter"
+    confidences = {dict(labels)["did"] for name, labels in series if name == "depai_robot_witnessed_confidence"}
+    assert confidences == {did for did, row in rows.items() if row["witness"]}
+    assert sample(series, "depai_robot_location_verdicts_total", did=one, verdict="seen") == rows[one]["witness"]["seen"]
 
 
 def test_an_entry_is_proved_in_the_signed_checkpoint(fleet: RunningFleet, api: httpx.Client) -> None:
@@ -215,5 +237,10 @@ def test_the_robots_page_shows_a_robot_that_never_reported(fleet: RunningFleet, 
     page.goto(f"{fleet.dashboard.url.rstrip('/')}/robots")
     page.wait_for_selector(f"table#robots tr[data-robot='{silent}']", timeout=15_000)
     cells = page.locator(f"table#robots tr[data-robot='{silent}'] td")
-    assert cells.nth(4).text_content() == "—" and cells.nth(5).text_content().strip() != ""
+    assert cells.nth(4).text_content() == "—" and cells.nth(6).text_content().strip() != ""
+    assert cells.nth(5).text_content() == "—" and cells.nth(5).get_attribute("data-witness") == "none"  # unjudged
+    judged = next(row for row in api.get("/api/robots").json() if row["witness"])
+    witnessed = page.locator(f"table#robots tr[data-robot='{judged['did']}'] td").nth(5)
+    assert witnessed.text_content() == f"{judged['witness']['confidence']:.2f}"
+    assert witnessed.get_attribute("title").startswith(f"{judged['witness']['seen']} seen, ")
     assert [p for p in page.problems if "net::ERR_ABORTED" not in p] == []

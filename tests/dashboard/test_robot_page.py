@@ -5,6 +5,7 @@ wrapped to the page's width, an offline robot marked as such, and no request lea
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import httpx
@@ -57,6 +58,14 @@ def test_the_robot_page_shows_its_rating_profit_and_loss_telemetry_and_sparkline
                                                              f"{telemetry['battery'] * 100:.0f} %, highest "
                                                              f"{telemetry['battery'] * 100:.0f} %")
     expect(page.locator("#robot-offline")).to_be_hidden()
+
+    witness = api.get(f"/api/robots/{earner}").json()["witness"]  # how well peers' lidar bears out its pose
+    assert witness, "a robot that delivered among two others for minutes has been judged"
+    expect(page.locator("#robot-witnessed")).to_have_text(f"{witness['confidence']:.2f}")
+    for verdict in ("seen", "unseen", "impossible"):
+        expect(page.locator(f"#robot-witness tr[data-verdict='{verdict}'] td")).to_have_text(str(witness[verdict]))
+    expect(page.locator("#robot-witness tr[data-verdict='seen_t'] td")).to_have_text(
+        "never" if witness["seen_t"] is None else re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     screenshot(page, "wide")
 
     page.set_viewport_size({"width": 480, "height": 900})  # the DID document wraps even on a narrow screen
