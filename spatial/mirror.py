@@ -16,8 +16,9 @@ robot's witnessed evidence with the map service's own arithmetic
 (spatial/presence.py), a seen or unseen verdict weighing what its witnesses'
 trust weights add up to and an impossible one 1, faded from the verdict's time.
 The map weighs every scan where a message carries one verdict per kind per
-robot per second, so the mirror's confidence follows the map's closely but not
-to the digit; its counts are the map's counted since the mirror started.
+robot per second: the mirror's confidence is the map's while witnesses scan at
+most once a second, and rests on less evidence (nearer 0.5) when they scan
+faster; its counts are the map's, counted since the mirror started.
 
 ``SharedMap`` is what a reader of the map needs (the dashboard's map page):
 both the in-process ``MapService`` and this ``MapMirror`` satisfy it.

@@ -190,7 +190,7 @@ def test_the_mirror_follows_map_presence_with_the_map_services_confidence_and_co
         counts = ("seen", "unseen", "impossible", "last", "last_t", "seen_t")
         assert {k: ours[k] for k in counts} == {k: theirs[k] for k in counts}
         # the map weighs every scan, a message carries one verdict per kind and second naming its witnesses: here
-        # each witness scans once a second, so the same evidence (faster lidars make the mirror's a little lighter)
+        # each witness scans once a second, so the same evidence (faster lidars leave the mirror less)
         assert ours["confidence"] == pytest.approx(theirs["confidence"], rel=1e-9)
     seen, missing = ({row["did"]: row for row in mirrored}[s.signer.did] for s in fleet.sessions[2:])
     assert seen["confidence"] > 0.75 and seen["seen_t"] is not None and seen["unseen"] == 0
