@@ -34,7 +34,7 @@ from identity.canonical import canonicalize
 from identity.envelope import Envelope, EnvelopeSigner
 from identity.errors import DepaiError
 from ledger.db import Cursor, IntegrityError
-from ledger.journal import InsufficientFunds, Ledger, LedgerError
+from ledger.journal import MAX_AMOUNT, InsufficientFunds, Ledger, LedgerError
 from marketplace.auction import EVALUATORS, Offer, award
 from marketplace.proof import Sighting, Trails, Verdict, WitnessRule, check_receipt, judge_presence
 
@@ -43,6 +43,7 @@ OPEN, AWARDED, SETTLED, REFUNDED = "open", "awarded", "settled", "refunded"
 TASK_AWARD, TASK_RELEASE, ROBOT_REGISTER, ROBOT_RETIRE = "task.award", "task.release", "robot.register", "robot.retire"
 FAIL_SLASH_BPS = 1_000  # a failed delivery costs a tenth of the bond ...
 FAKE_SLASH_BPS = 10_000  # ... a faked one all of it
+MIN_BOND = -(-10_000 // FAIL_SLASH_BPS)  # the least bond that bids: a failure's slash of it is at least one unit
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS market_robots (
@@ -118,7 +119,8 @@ class Marketplace:
         the robot's own trail and the dropoff alone."""
         if not 0 <= fee_bps <= 10_000:
             raise ValueError(f"fee_bps must be within 0..10000, got {fee_bps}")
-        self.ledger, self.signer, self.fee_bps, self.min_bond = ledger, signer, fee_bps, min_bond
+        self.ledger, self.signer, self.fee_bps = ledger, signer, fee_bps
+        self.min_bond = max(_amount("min_bond", min_bond), MIN_BOND)  # so no slash of a bond that bids rounds to 0
         self.recipient_keys, self.clock = recipient_keys, clock
         self.witness = witness
         self.trails = Trails()
@@ -139,30 +141,61 @@ class Marketplace:
         """Credit a customer's (or a robot owner's) account from outside the system, once per ``key``."""
         if role not in ("customer", "owner"):
             raise ValueError(f"role must be customer or owner, got {role!r}")
+        _amount("a deposit", amount)  # a negative deposit would be a withdrawal to the world
         world = self._open(f"world:{currency}", currency, "world", may_go_negative=True)
         wallet = self._open(f"{role}:{did}", currency, role, owner=did)
         self.ledger.post(f"fund:{key}", {world: -amount, wallet: amount}, kind="deposit", memo=f"deposit {key}",
                          refs={role: did})
 
     def register_robot(self, robot: str, owner: str, bond: int, currency: str) -> None:
-        """Admit a robot to bid: its owner posts a bond (from the owner's account) that failures are slashed from."""
+        """Admit a robot to bid: its owner posts a bond (from the owner's account) that failures are slashed from.
+
+        Once per robot: registering it again (a fleet resuming) changes nothing; ``post_bond`` tops a bond up.
+        ``bond`` is 0 (admitted, but it may not bid until a bond is posted) or at least ``min_bond``.
+        """
+        if bond != 0 and _amount("bond", bond) < self.min_bond:
+            raise MarketError("bad_bond", f"a bond is 0 or at least {self.min_bond} minor units (a failure's slash "
+                                          f"must never round to nothing), got {bond}")
         owner_account = self._open(f"owner:{owner}", currency, "owner", owner=owner)
         bond_account = self._open(f"bond:{robot}", currency, "bond", owner=robot)
 
         def work(c: Cursor) -> None:
-            held = c.execute("SELECT owner, currency FROM market_robots WHERE robot = ?", (robot,)).fetchone()
-            if held is not None and tuple(held) != (owner, currency):
+            held = c.execute("SELECT owner, currency, retired FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if held is not None and tuple(held[:2]) != (owner, currency):
                 raise MarketError("robot_taken", f"robot {robot} is registered to {held[0]} in {held[1]}")
-            if held is None:
-                c.execute("INSERT INTO market_robots (robot, owner, currency) VALUES (?, ?, ?)",
-                          (robot, owner, currency))
-                self.ledger.record(f"robot:{robot}:register", ROBOT_REGISTER,
-                                   {"robot": robot, "owner": owner, "currency": currency}, cursor=c)
-            if bond:  # a robot admitted without a bond may not bid until its owner posts one
+            if held is not None and held[2]:
+                raise MarketError("retired", f"robot {robot} was retired: nothing is posted for it",
+                                  hint="a retired robot's remaining bond goes back with release_bond")
+            if held is not None:
+                return
+            c.execute("INSERT INTO market_robots (robot, owner, currency) VALUES (?, ?, ?)", (robot, owner, currency))
+            self.ledger.record(f"robot:{robot}:register", ROBOT_REGISTER,
+                               {"robot": robot, "owner": owner, "currency": currency}, cursor=c)
+            if bond:
                 self.ledger.post(f"bond:{robot}:{bond}", {owner_account: -bond, bond_account: bond}, kind="bond",
                                  memo=f"bond of {robot}", refs={"robot": robot, "owner": owner}, cursor=c)
 
         self._run(work)
+
+    def post_bond(self, robot: str, amount: int, *, key: str) -> None:
+        """The owner tops up an active robot's bond by ``amount``, once per ``key`` (its own idempotency key: a
+        second top-up of the same amount is a new ``key``, not a repeat of the first bond)."""
+        _amount("bond", amount)
+        if type(key) is not str or not key:
+            raise MarketError("bad_key", "a bond top-up needs its own non-empty idempotency key")
+
+        def work(c: Cursor) -> None:
+            held = c.execute("SELECT owner, retired FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if held is None or held[1]:
+                raise MarketError("unknown_robot", f"{robot} is not an active robot of this marketplace")
+            self.ledger.post(f"bond:{robot}:topup:{key}", {f"owner:{held[0]}": -amount, f"bond:{robot}": amount},
+                             kind="bond", memo=f"bond top-up of {robot}", refs={"robot": robot, "owner": held[0]},
+                             cursor=c)
+
+        try:
+            self._run(work)
+        except InsufficientFunds as err:
+            raise MarketError("insufficient_funds", str(err)) from None
 
     def retire_robot(self, robot: str) -> int:
         """Take a robot off the market: its bids are withdrawn, it bids no more, and what is left of its bond goes
@@ -175,15 +208,35 @@ class Marketplace:
                 raise MarketError("unknown_robot", f"{robot} is not an active robot of this marketplace")
             c.execute("UPDATE market_robots SET retired = 1 WHERE robot = ? AND retired = 0", (robot,))
             c.execute("DELETE FROM market_bids WHERE robot = ?", (robot,))  # its standing bids go with it
-            refs = {"robot": robot, "owner": held[0]}
-            self.ledger.record(f"robot:{robot}:retire", ROBOT_RETIRE, refs, cursor=c)
-            bond = self.ledger.balance(f"bond:{robot}", cursor=c)
-            if bond:
-                self.ledger.post(f"bond:{robot}:return", {f"bond:{robot}": -bond, f"owner:{held[0]}": bond},
-                                 kind="bond.return", memo=f"{robot} retired", refs=refs, cursor=c)
-            return bond
+            self.ledger.record(f"robot:{robot}:retire", ROBOT_RETIRE, {"robot": robot, "owner": held[0]}, cursor=c)
+            return self._return_bond(c, robot, held[0], "retired")
 
         return self.db.run(work)
+
+    def release_bond(self, robot: str) -> int:
+        """Give a retired robot's remaining bond back to its owner (a task it still held when retired may have been
+        slashed, or settled, since); how much moved. Refused while the robot is active or still holds a task."""
+
+        def work(c: Cursor) -> int:
+            held = c.execute("SELECT owner, retired FROM market_robots WHERE robot = ?", (robot,)).fetchone()
+            if held is None or not held[1]:
+                raise MarketError("not_retired", f"{robot} is not a retired robot: its bond backs its bids",
+                                  hint="retire it first (retire_robot returns its bond)")
+            if c.execute("SELECT 1 FROM market_tasks WHERE robot = ? AND state = ?", (robot, AWARDED)).fetchone():
+                raise MarketError("still_awarded", f"{robot} still holds an awarded task; its bond answers for it")
+            return self._return_bond(c, robot, held[0], "released")
+
+        return self.db.run(work)
+
+    def _return_bond(self, c: Cursor, robot: str, owner: str, why: str) -> int:
+        """Move what is left of ``robot``'s bond to its owner (keyed by the bond's postings so far); how much."""
+        bond = self.ledger.balance(f"bond:{robot}", cursor=c)
+        if bond > 0:
+            key = "return" if why == "retired" else f"release:{self.ledger.postings_count(f'bond:{robot}', cursor=c)}"
+            self.ledger.post(f"bond:{robot}:{key}", {f"bond:{robot}": -bond, f"owner:{owner}": bond},
+                             kind="bond.return", memo=f"{robot} {why}", refs={"robot": robot, "owner": owner},
+                             cursor=c)
+        return max(bond, 0)
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -196,8 +249,11 @@ class Marketplace:
             raise MarketError("not_the_customer", f"{envelope.issuer} signed a task for customer {body['customer']}")
         if body["deadline"] <= self._now_ms():
             raise MarketError("past_deadline", f"task {body['id']} has a deadline in the past")
-        task_hash = hashlib.sha256(canonicalize(body)).hexdigest()
         currency, price = body["currency"], body["max_price"]
+        if type(price) is not int or not 1 <= price <= MAX_AMOUNT:
+            raise MarketError("bad_price", f"max_price must be a whole number of minor units from 1 to {MAX_AMOUNT}, "
+                                           f"got {price!r}")
+        task_hash = hashlib.sha256(canonicalize(body)).hexdigest()
         wallet, escrow = f"customer:{envelope.issuer}", f"escrow:{body['id']}"
 
         def work(c: Cursor) -> None:
@@ -281,8 +337,12 @@ class Marketplace:
             if member is None or member[1]:
                 raise MarketError("unknown_robot", f"{robot} is not a registered robot of this marketplace"
                                   + (" (it was retired)" if member is not None else ""))
-            if body["currency"] != task[1] or body["price"] > int(task[2]):
-                raise MarketError("bad_price", f"the bid must be in {task[1]} and at most {task[2]}")
+            price, eta = body.get("price"), body.get("eta_ms")
+            if body.get("currency") != task[1] or type(price) is not int or not 1 <= price <= int(task[2]):
+                raise MarketError("bad_price", f"the bid must be a whole number of minor units of {task[1]} from 1 "
+                                               f"to the task's {task[2]}, got {price!r}")
+            if type(eta) is not int or not 0 <= eta <= MAX_AMOUNT:
+                raise MarketError("bad_eta", f"eta_ms must be a whole number of ms from 0, got {eta!r}")
             if self.ledger.balance(f"bond:{robot}", cursor=c) < self.min_bond:
                 raise MarketError("no_bond", f"{robot}'s bond is below {self.min_bond}")
             c.execute("DELETE FROM market_bids WHERE task = ? AND robot = ?", (body["task"], robot))
@@ -564,7 +624,8 @@ class Marketplace:
                                "outcome": outcome, "blame": count if blamed else None})
         if blamed:
             c.execute(f"UPDATE market_robots SET {count} = {count} + 1 WHERE robot = ?", (robot,))
-            slash = self.ledger.balance(f"bond:{robot}", cursor=c) * slash_bps // 10_000
+            bond = self.ledger.balance(f"bond:{robot}", cursor=c)
+            slash = min(bond, max(1, bond * slash_bps // 10_000)) if slash_bps and bond > 0 else 0  # never rounds to 0
             if slash > 0:
                 self.ledger.post(f"task:{task.id}:slash", {f"bond:{robot}": -slash,
                                                            f"customer:{task.customer}": slash},
@@ -619,4 +680,12 @@ class Marketplace:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def _amount(what: str, value: object) -> int:
+    """``value`` if it is a whole, positive number of minor units the ledger holds; MarketError otherwise."""
+    if type(value) is not int or not 1 <= value <= MAX_AMOUNT:
+        raise MarketError("bad_amount", f"{what} must be a whole number of minor units from 1 to {MAX_AMOUNT}, "
+                                        f"got {value!r}")
+    return value
 
