@@ -147,6 +147,8 @@ class MapService:
         # Where the map last published OCCUPIED, a slot per tile (the map checks of witnessing read it).
         self._believed = np.zeros((1, spec.tile_cells, spec.tile_cells), dtype=bool)
         self._believed_slot: dict[TileKey, int] = {}
+        self._slot_raster = np.full((0, 0), -1, dtype=np.int64)  # per tile (x, y) from _slot_origin: its slot or -1
+        self._slot_origin = np.zeros(2, dtype=np.int64)
         self._claimed: deque[str] = deque()  # robots with a claim not yet checked against the map (observe adds)
         self._next_presence = -math.inf
         # Filled by observe() without a lock (deque appends and pops are atomic), drained by fuse_pending().
@@ -256,9 +258,10 @@ class MapService:
         ranges[~(ranges < np.repeat(caps, lengths))] = math.inf
         poses = self._poses.copy()  # one atomic copy: telemetry adds lock-free
         dids = list(poses)
-        number = {did: index for index, did in enumerate(dids)}
-        heard = np.array(list(poses.values())).reshape(-1, 5)  # t, x, y, theta, v per robot
-        droppable = None
+        number = dict(zip(dids, range(len(dids))))
+        heard = np.fromiter(itertools.chain.from_iterable(poses.values()), np.float64,
+                            5 * len(dids)).reshape(-1, 5)  # t, x, y, theta, v per robot
+        droppable = beams = None
         if self.witness is not None and batch:
             beams = Beams.of(np.array([(item.x, item.y) for item in batch]),
                              np.array([item.theta + float(item.body["angle_min"]) for item in batch]),
@@ -267,14 +270,14 @@ class MapService:
             shape = shapes(beams, self.witness)
             droppable = shape.robot
             self._witness(batch, beams, shape, dids, number, heard, now)
-        self._drop_teammates(batch, lengths, ranges, droppable, number, heard, now)
+        self._drop_teammates(batch, lengths, ranges, droppable, beams, number, heard, now)
         return [Scan(item.did, (item.x, item.y, item.theta), float(item.body["angle_min"]),
-                     float(item.body["angle_increment"]), cap, beams, item.t_s)
-                for item, cap, beams in zip(batch, caps, np.split(ranges, np.cumsum(lengths)[:-1]), strict=True)]
+                     float(item.body["angle_increment"]), cap, row, item.t_s)
+                for item, cap, row in zip(batch, caps, np.split(ranges, np.cumsum(lengths)[:-1]), strict=True)]
 
     def _drop_teammates(self, batch: Sequence[_Pending], lengths: list[int], ranges: np.ndarray,
-                        droppable: np.ndarray | None, number: Mapping[str, int], heard: np.ndarray,
-                        now: float) -> None:
+                        droppable: np.ndarray | None, beams: Beams | None, number: Mapping[str, int],
+                        heard: np.ndarray, now: float) -> None:
         """Drop (in place: a negative range) the returns that land on another robot: a teammate is not part of the map.
 
         Each robot's last reported pose, heard within teammate_window_s of a scan, is carried forward
@@ -283,8 +286,8 @@ class MapService:
         conflict against whoever sees that ground free a moment later. For the whole batch at once:
         the scans are cut into slices of TIME_SLICE_S, and each slice's returns look only at the
         robots a k-d tree of their poses (carried to the slice's middle) finds near them. With witnessing,
-        only returns on robot-shaped segments (``droppable``) may go, and a robot whose claim was lately
-        contradicted by peers or the map drops nothing.
+        only returns on robot-shaped segments (``droppable``) may go, a robot whose claim was lately
+        contradicted by peers or the map drops nothing, and the return ends are the witnessing ``beams``' own.
         """
         usable = np.isfinite(ranges) if droppable is None else np.isfinite(ranges) & droppable
         returns = np.flatnonzero(usable)
@@ -295,13 +298,17 @@ class MapService:
             heard = heard.copy()
             heard[silenced, 0] = -math.inf
         scan_of = np.repeat(np.arange(len(batch)), lengths)[returns]
-        beam = returns - np.repeat(np.cumsum(lengths) - lengths, lengths)[returns]
-        params = np.array([(item.x, item.y, item.theta + float(item.body["angle_min"]),
-                            float(item.body["angle_increment"]), item.t_s, number.get(item.did, -1))
-                           for item in batch])
-        x, y, start, step, t_s, owner = params[scan_of].T
-        angle = start + beam * step
-        ends = np.stack((x + ranges[returns] * np.cos(angle), y + ranges[returns] * np.sin(angle)), axis=1)
+        t_s = np.array([item.t_s for item in batch])[scan_of]
+        owner = np.array([number.get(item.did, -1) for item in batch], dtype=np.float64)[scan_of]
+        if beams is not None:
+            ends = np.stack((beams.end_x[returns], beams.end_y[returns]), axis=1)
+        else:
+            beam = returns - np.repeat(np.cumsum(lengths) - lengths, lengths)[returns]
+            params = np.array([(item.x, item.y, item.theta + float(item.body["angle_min"]),
+                                float(item.body["angle_increment"])) for item in batch])
+            x, y, start, step = params[scan_of].T
+            angle = start + beam * step
+            ends = np.stack((x + ranges[returns] * np.cos(angle), y + ranges[returns] * np.sin(angle)), axis=1)
         dropped = np.zeros(len(returns), dtype=bool)
         order = np.argsort(t_s, kind="stable")
         times = t_s[order]
@@ -359,15 +366,16 @@ class MapService:
         scanned = [(item.did, item.t_s, item.x, item.y) for item in chunk]
         claimed = {self._claimed.popleft() for _ in range(len(self._claimed))}
         poses = self._poses
-        claims = scanned + list({(did, *poses[did][:3]) for did in claimed} - set(scanned))
+        made = set(scanned)
+        claims = scanned + [claim for claim in ((did, *poses[did][:3]) for did in claimed) if claim not in made]
         if not claims:
             return chunk
-        xy = np.array([claim[2:] for claim in claims])
-        impossible = self._occupied(xy[:, 0], xy[:, 1])
-        for (did, t_s, x, y), bad in zip(claims, impossible.tolist(), strict=True):
-            if bad:
-                self._record(did, t_s, x, y, "impossible", (), now)
-                self._doubt(did, 1.0, 0.0, now)
+        impossible = self._occupied(np.fromiter((claim[2] for claim in claims), np.float64, len(claims)),
+                                    np.fromiter((claim[3] for claim in claims), np.float64, len(claims)))
+        for index in np.flatnonzero(impossible).tolist():
+            did, t_s, x, y = claims[index]
+            self._record(did, t_s, x, y, "impossible", (), now)
+            self._doubt(did, 1.0, 0.0, now)
         kept = [item for item, bad in zip(chunk, impossible[:len(chunk)].tolist(), strict=True) if not bad]
         for _ in range(len(chunk) - len(kept)):
             self._refuse("impossible_pose")
@@ -387,15 +395,13 @@ class MapService:
         peer_weight = np.array([weights.get(item.did, DEFAULT_WEIGHT) for item in batch])
         # A witness is a robot the map trusts whose own whereabouts nobody doubts (a liar's scans, taken from
         # where it is not, would find everyone missing around its claim).
-        trusted = (peer_weight > CORROBORATING_WEIGHT) & np.array(
-            [self._contradicted.get(item.did, -math.inf) < now and self._confidence(item.did, now) >= WITNESS_CONFIDENCE
-             for item in batch])
+        contradicted = self._contradicted
+        trusted = np.array([weight > CORROBORATING_WEIGHT and contradicted.get(item.did, -math.inf) < now
+                            and self._confidence(item.did, now) >= WITNESS_CONFIDENCE
+                            for item, weight in zip(batch, peer_weight.tolist(), strict=True)], dtype=bool)
         reach = self.witness.witness_range_m + float(np.abs(heard[:, 4]).max()) * self.claim_window_s
-        count = min(WITNESSED_ROBOTS, len(dids))
-        _, found = cKDTree(heard[:, 1:3]).query(beams.origin, k=count, distance_upper_bound=reach)
-        found = np.asarray(found).reshape(len(batch), -1)
-        scan, slot = np.nonzero((found < len(dids)) & trusted[:, None])
-        robot = found[scan, slot]
+        scan, robot = _nearest(beams.origin[trusted], heard[:, 1:3], WITNESSED_ROBOTS, reach)
+        scan = np.flatnonzero(trusted)[scan]
         lag = t_s[scan] - heard[robot, 0]
         keep = (robot != owner[scan]) & (np.abs(lag) <= self.claim_window_s)
         scan, robot, lag = scan[keep], robot[keep], lag[keep]
@@ -417,7 +423,7 @@ class MapService:
         second = np.floor(t_s[scan[judged]])
         order = np.lexsort((t_s[scan[judged]], second, verdict[judged], robot[judged]))
         key = np.stack((robot[judged], verdict[judged], second), axis=1)[order]
-        starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)])
+        starts = np.flatnonzero(np.concatenate(([True], (key[1:] != key[:-1]).any(axis=1))))
         witnesses = [batch[i].did for i in scan[judged][order].tolist()]
         for first, last in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
             pair = judged[order[first]]
@@ -427,23 +433,43 @@ class MapService:
     def _occupied(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Whether the map's corroborated belief, as last published (at most publish_every_s old), holds these
         points OCCUPIED: a lookup in the published tiles' states, where asking the grid would fuse layers again."""
-        size = self.grid.spec.tile_cells
-        cells = np.floor(np.stack((xs, ys), axis=1) / self.grid.spec.resolution_m).astype(np.int64)
-        tiles = cells // size
-        slots = self._believed_slot
-        slot = np.array([slots.get(key, -1) for key in zip(*tiles.T.tolist())], dtype=np.int64).reshape(-1)
-        known = slot >= 0
-        local = cells[known] - tiles[known] * size
-        occupied = np.zeros(len(cells), dtype=bool)
-        occupied[known] = self._believed[slot[known], local[:, 0], local[:, 1]]
+        size, resolution = self.grid.spec.tile_cells, self.grid.spec.resolution_m
+        cx = np.floor(np.asarray(xs) / resolution).astype(np.int64)
+        cy = np.floor(np.asarray(ys) / resolution).astype(np.int64)
+        tx, ty = cx // size - self._slot_origin[0], cy // size - self._slot_origin[1]
+        raster = self._slot_raster
+        slot = np.full(len(cx), -1, dtype=np.int64)
+        inside = (tx >= 0) & (tx < raster.shape[0]) & (ty >= 0) & (ty < raster.shape[1])
+        slot[inside] = raster[tx[inside], ty[inside]]
+        known = np.flatnonzero(slot >= 0)
+        occupied = np.zeros(len(cx), dtype=bool)
+        occupied[known] = self._believed[slot[known], cx[known] % size, cy[known] % size]
         return occupied
 
     def _believe(self, fused: FusedTile) -> None:
-        """Keep a published tile's OCCUPIED cells for ``_occupied`` (one slot per tile, the pool doubling)."""
-        slot = self._believed_slot.setdefault(fused.key, len(self._believed_slot))
+        """Keep a published tile's OCCUPIED cells for ``_occupied`` (one slot per tile, the pool doubling; a raster
+        of tile slots, grown to cover every tile published, finds a point's slot without a dict lookup per point)."""
+        slot = self._believed_slot.get(fused.key)
+        if slot is None:
+            slot = self._believed_slot[fused.key] = len(self._believed_slot)
+            self._place_slot(fused.key, slot)
         if slot >= len(self._believed):
             self._believed = np.concatenate((self._believed, np.zeros_like(self._believed[:max(1, slot)])))
         self._believed[slot] = fused.state == OCCUPIED
+
+    def _place_slot(self, key: TileKey, slot: int) -> None:
+        """Enter a new tile's slot in the raster, growing the raster (and moving its origin) to cover the tile."""
+        raster, origin = self._slot_raster, self._slot_origin
+        at = np.array(key, dtype=np.int64)
+        if not raster.size:
+            self._slot_raster, self._slot_origin = raster, origin = np.full((1, 1), -1, dtype=np.int64), at
+        low, high = np.minimum(origin, at), np.maximum(origin + raster.shape, at + 1)
+        if (low != origin).any() or (high != origin + raster.shape).any():
+            grown = np.full(tuple((high - low).tolist()), -1, dtype=np.int64)
+            shift = origin - low
+            grown[shift[0]:shift[0] + raster.shape[0], shift[1]:shift[1] + raster.shape[1]] = raster
+            self._slot_raster, self._slot_origin = raster, origin = grown, low
+        raster[tuple((at - origin).tolist())] = slot
 
     def _doubt(self, did: str, against: float, seen: float, now: float) -> None:
         """Add witnessed evidence about a robot's claims; a claim contradicted and not seen in the same batch
@@ -667,6 +693,21 @@ class MapService:
     def trust_weights(self) -> dict[str, float]:
         """How much the map trusts each contributor now."""
         return self.trust.weights()
+
+
+def _nearest(origins: np.ndarray, points: np.ndarray, k: int, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, point) index pairs: each origin's ``k`` nearest points closer than ``reach``, by origin, nearest
+    first (what a k-d tree query with distance_upper_bound gives; all pairs at once beats building a tree for
+    the few scans of a batch against a few hundred robots)."""
+    dx = origins[:, 0, None] - points[None, :, 0]
+    dy = origins[:, 1, None] - points[None, :, 1]
+    squared = dx * dx + dy * dy
+    origin, point = np.nonzero(squared < reach * reach)
+    order = np.lexsort((point, squared[origin, point], origin))
+    origin, point = origin[order], point[order]
+    rank = np.arange(len(origin)) - np.searchsorted(origin, origin)
+    keep = rank < k
+    return origin[keep], point[keep]
 
 
 @dataclass(frozen=True, slots=True)

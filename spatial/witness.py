@@ -106,10 +106,12 @@ def shapes(beams: Beams, spec: WitnessSpec) -> Shapes:
     last = beams.first + beams.count - 1
     scan = beams.scan
     nxt = index + 1
-    at_last = index == last[scan]
+    at_last = np.zeros(n, dtype=bool)  # set where a scan's last and first beams are (scans without beams have none)
+    at_last[last[beams.count > 0]] = True
+    at_first = np.zeros(n, dtype=bool)
+    at_first[beams.first[beams.count > 0]] = True
     nxt[at_last] = np.where(beams.cyclic[scan[at_last]], beams.first[scan[at_last]], -1)
     prv = index - 1
-    at_first = index == beams.first[scan]
     prv[at_first] = np.where(beams.cyclic[scan[at_first]], last[scan[at_first]], -1)
     has_next = nxt >= 0
     link = np.zeros(n, dtype=bool)  # beam i and the next one see one surface
