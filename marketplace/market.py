@@ -375,6 +375,8 @@ class Marketplace:
         award_hash = hashlib.sha256(sealed).hexdigest()
 
         def work(c: Cursor) -> None:
+            if self.ledger.balance(f"bond:{robot}", cursor=c) < self.min_bond:  # slashed below it since it bid
+                raise MarketError("no_bond", f"{robot}'s bond is below {self.min_bond}: it may not be awarded")
             c.execute("UPDATE market_tasks SET state = ?, robot = ?, price = ?, bid_hash = ?, award_hash = ?, "
                       "awarded_ms = ? WHERE id = ? AND state = ?",
                       (AWARDED, robot, price, bid_hash, award_hash, self._now_ms(), task_id, OPEN))
