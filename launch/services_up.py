@@ -15,6 +15,7 @@ up, then stops the rest, which settle, split and checkpoint as they close.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -113,12 +114,16 @@ def up_services(config: UpConfig, state: Path, stack: contextlib.ExitStack, say:
         return ServiceSpec(f"{role}-{index}", [*SERVE, role, *common, "--index", str(index), "--of", str(of)],
                            logs / f"{role}-{index}.log", env)
 
+    market_spec = spec("market")
+    if config.witness:  # receipts judged by the map service's sightings too (depai serve market --witness)
+        market_spec = dataclasses.replace(market_spec, argv=[*market_spec.argv, "--witness"])
+
     def ready(s: ServiceSpec) -> bool:
         role, index = s.name.rsplit("-", 1)
         return any(st["index"] == int(index) and st["pid"] == s.process.pid for st in board.services(role))
 
     order = ([spec("ingest", i, config.ingest_of or workers) for i in range(workers)]
-             + [spec("market"), spec("dao"), spec("map"), spec("dashboard")]
+             + [market_spec, spec("dao"), spec("map"), spec("dashboard")]
              + [spec("sim", k, shards) for k in range(shards)] + [spec("customers")])
     for s in order:
         try:

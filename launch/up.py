@@ -114,6 +114,7 @@ class UpConfig:
     tls_key: str | None = None  # none, and the fleet makes its own CA and server certificate in STATE/tls/
     tls_ca: str | None = None
     tls_client_certs: str = "off"  # off, optional (amqtt) or required (Mosquitto): see bus.broker.TlsListener
+    witness: bool = False  # the market pays a receipt only once peers' lidar witnessed it (docs/marketplace.md)
 
     @property
     def tls(self) -> bool:
@@ -154,6 +155,13 @@ class UpConfig:
         if not 0 <= self.broker_port <= 65_535:
             raise CliError(f"--broker-port {self.broker_port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
         self._check_tls()
+        if not isinstance(self.witness, bool):
+            raise CliError(f"witness must be true or false, not {self.witness!r}", code="bad_config",
+                           hint="check the option or the --config file", exit_code=EXIT_USAGE)
+        if self.witness and self.broker == "none":
+            raise CliError("--witness is the market service's rule: it needs the fleet's services", code="bad_config",
+                           hint="drop --broker none (the map service's sightings reach the market over the broker)",
+                           exit_code=EXIT_USAGE)
         if not 0 <= self.port <= 65_535:
             raise CliError(f"--port {self.port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
 
@@ -216,6 +224,9 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
                                                                      "password; required: and a certificate from the "
                                                                      "CA (Mosquitto); optional: checked when shown "
                                                                      "(amqtt)")
+    up.add_argument("--witness", action=argparse.BooleanOptionalAction, default=None,
+                    help="pay a receipt only when other robots' lidar witnessed the delivery (default: off, so a robot "
+                         "no simulated peer can see, such as a real one on another host, is paid on its own trail)")
     up.add_argument("--db", metavar="URL", help="the ledger: a postgresql:// URL (default: SQLite in the state dir)")
     up.add_argument("--speed", type=float, help="simulated seconds per real second (default 5; 0: flat out, in one "
                                                      "process with --broker none)")

@@ -45,6 +45,16 @@ def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and not (tmp_path / "fleet").exists()
 
 
+def test_witness_without_the_services_is_refused_saying_why(tmp_path: Path) -> None:
+    result = up("--witness", "--broker", "none", "--state", str(tmp_path / "fleet"), home=tmp_path)
+    assert result.returncode == EXIT_USAGE and "--witness is the market service's rule" in result.stderr
+    assert "drop --broker none" in result.stderr and not (tmp_path / "fleet").exists()
+    config = tmp_path / "fleet.toml"
+    config.write_text('witness = "yes"\n')
+    result = up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+    assert result.returncode == EXIT_USAGE and "witness must be true or false" in result.stderr
+
+
 def test_a_second_up_on_a_state_in_use_exits_5_and_changes_nothing(tmp_path: Path) -> None:
     state = tmp_path / "fleet"
     with UpProcess(["--robots", "2", "--city", "2", "--speed", "5", "--port", "0", "--state", str(state)],
