@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from dao.dao import VOTE_KIND, Dao, DaoError
 from dao.lifecycle import MAX_SHARES, Params, State
@@ -24,6 +23,7 @@ from identity.keys import Signer
 from identity.lifecycle import create_identity
 from launch.dao_service import DaoService
 from ledger.journal import Ledger
+from tests.machines import run_machine
 
 PARAMS = Params(voting_delay_s=10.0, voting_period_s=60.0, quorum_bps=4_000, timelock_s=10.0, grace_period_s=600.0)
 RULES = SplitRules.of({"operator": 2_000, "treasury": 1_000, "members": 7_000})
@@ -196,10 +196,7 @@ def machine(registry, clock, make_url):
 
 def test_no_sequence_of_proposals_freezes_the_dao_or_loses_a_cent(registry, clock, database_url,
                                                                   database_url_factory) -> None:
-    examples = 50 if database_url.startswith("sqlite:") else 12
-    run_state_machine_as_test(machine(registry, clock, database_url_factory), settings=settings(
-        max_examples=examples, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_machine(machine(registry, clock, database_url_factory), database_url, sqlite=50, postgresql=12)
 
 
 @pytest.mark.parametrize("shares", [2**62, 2**63])

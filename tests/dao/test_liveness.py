@@ -13,23 +13,8 @@ from dao.dao import DaoError
 from dao.lifecycle import MAX_SHARES, State
 from launch.dao_service import DaoService
 from tests.dao.test_dao import DAO_DID, World
-
-
-@pytest.fixture
-def world(registry, clock, database_url):
-    made = World(registry, clock, database_url)
-    yield made
-    made.ledger.close()
-
-
-def passed(world: World, proposal: str, actions: list[dict]) -> None:
-    """``proposal`` proposed by alice (60 of 100 shares), voted for and queued; its timelock over."""
-    world.dao.propose(world.alice.did, proposal, actions, proposal)
-    world.clock.advance(61)
-    world.vote(world.alice, proposal, "for")
-    world.clock.advance(600)
-    world.dao.queue(proposal)
-    world.clock.advance(121)
+from tests.dao.test_dao import world as world  # noqa: F401 - the fixture: a DAO of alice (60) and bob (40)
+from tests.dao.test_execution_failure import passed
 
 
 def refused_at_propose(world: World, code: str, actions: list[dict]) -> DaoError:

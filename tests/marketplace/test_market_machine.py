@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ledger.journal import MAX_AMOUNT
 from marketplace.market import AWARDED, MIN_BOND, OPEN, MarketError
+from tests.machines import run_machine
 from tests.marketplace.test_market import World
 
 PRICES = st.sampled_from([-400, 0, 1, 1.5, 600, 999, 1_000, 2_000, MAX_AMOUNT])
@@ -121,7 +121,4 @@ def machine(registry, clock, make_url):
 
 def test_no_sequence_of_market_calls_loses_or_invents_a_cent(registry, clock, database_url,
                                                               database_url_factory) -> None:
-    examples = 30 if database_url.startswith("sqlite:") else 8
-    run_state_machine_as_test(machine(registry, clock, database_url_factory), settings=settings(
-        max_examples=examples, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_machine(machine(registry, clock, database_url_factory), database_url, sqlite=30, postgresql=8)
