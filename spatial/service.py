@@ -417,18 +417,21 @@ class MapService:
         by = peer_weight[scan[judged]]
         seen = np.bincount(robot[judged], weights=by * (verdict[judged] == SEEN), minlength=len(dids))
         unseen = np.bincount(robot[judged], weights=by * (verdict[judged] == UNSEEN), minlength=len(dids))
-        for index in np.flatnonzero(seen + unseen).tolist():
-            self._doubt(dids[index], float(unseen[index]), float(seen[index]), now)
+        robots = np.flatnonzero(seen + unseen)
+        for index, against, sighted in zip(robots.tolist(), unseen[robots].tolist(), seen[robots].tolist(),
+                                           strict=True):
+            self._doubt(dids[index], against, sighted, now)
         # One record per (robot, verdict, second) of the batch, naming every witness behind it.
         second = np.floor(t_s[scan[judged]])
         order = np.lexsort((t_s[scan[judged]], second, verdict[judged], robot[judged]))
         key = np.stack((robot[judged], verdict[judged], second), axis=1)[order]
         starts = np.flatnonzero(np.concatenate(([True], (key[1:] != key[:-1]).any(axis=1))))
         witnesses = [batch[i].did for i in scan[judged][order].tolist()]
-        for first, last in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
-            pair = judged[order[first]]
-            self._record(dids[robot[pair]], float(t_s[scan[pair]]), float(x[pair]), float(y[pair]),
-                         VERDICT_NAMES[int(verdict[pair])], witnesses[first:last], now)
+        heads = judged[order[starts]]  # each record's first pair
+        for first, last, index, at, claim_x, claim_y, kind in zip(
+                starts.tolist(), [*starts[1:].tolist(), len(order)], robot[heads].tolist(), t_s[scan[heads]].tolist(),
+                x[heads].tolist(), y[heads].tolist(), verdict[heads].tolist(), strict=True):
+            self._record(dids[index], at, claim_x, claim_y, VERDICT_NAMES[kind], witnesses[first:last], now)
 
     def _occupied(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Whether the map's corroborated belief, as last published (at most publish_every_s old), holds these

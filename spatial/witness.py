@@ -200,11 +200,11 @@ def judge(beams: Beams, shape: Shapes, pair_scan: np.ndarray, claim_x: np.ndarra
     pair = np.repeat(np.arange(pairs), width)
     step = np.arange(len(pair)) - np.repeat(np.cumsum(width) - width, width)
     number = low[pair] + step
-    cyclic = beams.cyclic[pair_scan][pair]
-    inside = cyclic | ((number >= 0) & (number < count[pair]))
+    inside = beams.cyclic[pair_scan][pair] | ((number >= 0) & (number < count[pair]))
     pair, number = pair[inside], number[inside]
-    beam = beams.first[pair_scan][pair] + np.mod(number, count[pair])
-    angle = beams.start[pair_scan][pair] + number * increment[pair]
+    scan = pair_scan[pair]
+    beam = beams.first[scan] + np.mod(number, count[pair])
+    angle = beams.start[scan] + number * increment[pair]
     along = dx[pair] * np.cos(angle) + dy[pair] * np.sin(angle)  # how far along the beam the claimed centre is
     across = np.abs(dx[pair] * np.sin(angle) - dy[pair] * np.cos(angle))  # ... and how far beside it
     r = beams.ranges[beam]
