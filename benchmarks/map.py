@@ -535,6 +535,8 @@ def run_service(args: argparse.Namespace) -> str:
     verdicts = runs["batched"][-1].service.presence_report()
     seen = sum(row["seen"] for row in verdicts)
     unseen = sum(row["unseen"] for row in verdicts)
+    ratios = " ".join(f"{ingest_rate(witnessed) / ingest_rate(unwitnessed):.2f}"
+                      for witnessed, unwitnessed in zip(runs["batched"], runs["unwitnessed"], strict=True))
     cpu_share = statistics.median((one.observe_s + one.fuse_s + one.publish_s) / one.wall_s for one in runs["batched"])
     lines += [
         "",
@@ -543,8 +545,8 @@ def run_service(args: argparse.Namespace) -> str:
         f"fused grids, per-scan vs batched: {tiles:,} tiles, max |log-odds difference| {worst:.1e}; trust weights "
         f"differ by at most {trust_gap:.3f} (scored against one consensus per batch)",
         f"witnessing costs {1e6 / batched - 1e6 / median('unwitnessed', ingest_rate):.0f} µs per scan "
-        f"(batched against unwitnessed); its verdicts on these robots (all where they say): {seen:,} seen, "
-        f"{unseen:,} unseen (one per robot, kind and second)",
+        f"(batched against unwitnessed; their rates' ratio by round {ratios}); its verdicts on these robots "
+        f"(all where they say): {seen:,} seen, {unseen:,} unseen (one per robot, kind and second)",
         f"goal >= 5,000 scans/s per core through the service (observe + fusion, with witnessing), batched: "
         f"{verdict} ({batched:,.0f}; by round {' '.join(f'{ingest_rate(one):,.0f}' for one in runs['batched'])})",
     ]
