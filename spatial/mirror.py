@@ -177,12 +177,7 @@ class MapMirror:
         return True
 
     def _take_graph(self, envelope: Envelope) -> bool:
-        body = envelope.body
-        try:
-            validate_body("map.graph", body)
-        except ValueError as err:
-            raise Refused(str(err), code="schema_invalid") from None
-        issued = (envelope.issued_at_ms, envelope.seq)
+        body, issued = _checked(envelope)
         states = {_edge(e["u"], e["v"]): e["state"] for e in body["edges"]}
         with self._lock:
             held_issued, held_version, _ = self._graph
@@ -194,12 +189,7 @@ class MapMirror:
         return True
 
     def _take_presence(self, envelope: Envelope) -> bool:
-        body = envelope.body
-        try:
-            validate_body("map.presence", body)
-        except ValueError as err:
-            raise Refused(str(err), code="schema_invalid") from None
-        issued = (envelope.issued_at_ms, envelope.seq)
+        body, issued = _checked(envelope)
         trust = self.trust_weights()
         with self._lock:
             if issued <= self._presence_issued:  # an older version than held: its verdicts are counted already
@@ -268,3 +258,12 @@ class MapMirror:
 
 def _edge(u: str, v: str) -> EdgeKey:
     return (u, v) if u <= v else (v, u)
+
+
+def _checked(envelope: Envelope) -> tuple[Any, tuple[int, int]]:
+    """A verified envelope's body, once its kind's schema accepts it, and its (issued ms, seq): which is newer."""
+    try:
+        validate_body(envelope.kind, envelope.body)
+    except ValueError as err:
+        raise Refused(str(err), code="schema_invalid") from None
+    return envelope.body, (envelope.issued_at_ms, envelope.seq)
