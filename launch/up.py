@@ -61,9 +61,9 @@ from launch.serve import BROKER_FILE
 from launch.witness_command import CheckpointPublisher
 from launch.output import EXIT_CONFLICT, EXIT_OK, EXIT_USAGE, CliError, emit, status_line
 from ledger.db import DatabaseError, open_database
-from ledger.journal import Ledger, LedgerError
+from ledger.journal import MAX_AMOUNT, Ledger, LedgerError
 from marketplace.dispatch import Dispatcher
-from marketplace.market import Marketplace
+from marketplace.market import MIN_BOND, Marketplace
 from marketplace.policy import MarketPolicy
 from marketplace.service import MarketService
 from sim.customers import CustomerOrders, Customers
@@ -155,6 +155,10 @@ class UpConfig:
         if not 0 <= self.broker_port <= 65_535:
             raise CliError(f"--broker-port {self.broker_port} is not a TCP port", code="bad_port", exit_code=EXIT_USAGE)
         self._check_tls()
+        if self.bond != 0 and not MIN_BOND <= self.bond <= MAX_AMOUNT:
+            raise CliError(f"bond {self.bond} is neither 0 nor from {MIN_BOND} to {MAX_AMOUNT} cents", code="bad_config",
+                           hint=f"a robot's bond is at least {MIN_BOND} cents, so a failure's slash never rounds to "
+                                "nothing (0: robots post no bond and may not bid)", exit_code=EXIT_USAGE)
         if not isinstance(self.witness, bool):
             raise CliError(f"witness must be true or false, not {self.witness!r}", code="bad_config",
                            hint="check the option or the --config file", exit_code=EXIT_USAGE)

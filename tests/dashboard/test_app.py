@@ -22,6 +22,7 @@ from identity.registry import DidRegistry
 from launch.fleet import Identity, register
 from launch.identities import IdentityStore
 from launch.up import RunningFleet, UpConfig, start
+from marketplace.market import MIN_BOND
 from ledger import merkle
 from tests.dashboard.test_fleet_health import parse_exposition, sample
 
@@ -33,7 +34,7 @@ FAST_GOVERNANCE = Params(voting_delay_s=5.0, voting_period_s=20.0, quorum_bps=4_
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     state = tmp_path_factory.mktemp("fleet")
     config = UpConfig(robots=3, city=2, seed=3, broker="none", port=0, orders_per_min=3.0, scan_hz=0.5,
-                      governance=FAST_GOVERNANCE, bond=1)
+                      governance=FAST_GOVERNANCE, bond=MIN_BOND)
     with contextlib.ExitStack() as stack:
         up = start(config, state, stack, lambda _: None)
         up.drive(240.0)
@@ -160,7 +161,7 @@ def test_a_signed_proposal_and_vote_buy_a_robot_that_joins_the_fleet(fleet: Runn
     dao = fleet.dao.did
     buy = {"kind": "buy_robot", "model": "courier-s", "price": 50, "currency": "EUR"}
     fleet.dao.distribute("before-buying")  # the treasury pays for the robot and its bond
-    assert fleet.ledger.balance(f"treasury:{dao}") >= 51
+    assert fleet.ledger.balance(f"treasury:{dao}") >= 50 + MIN_BOND
     proposed = api.post("/api/proposals", content=seal(alice, "dao.propose", {
         "dao": dao, "id": "buy-1", "actions": [buy], "description": "one more courier"}))
     assert proposed.status_code == 200, proposed.text
@@ -232,8 +233,8 @@ def test_the_robots_page_shows_a_robot_that_never_reported(fleet: RunningFleet, 
     silent = "did:peaq:5SilentRobotThatNeverReported"
     dao = api.get("/api/dao").json()["did"]
     market = fleet.market.market
-    market.fund(dao, 1, "EUR", key=f"bond-for:{silent}", role="owner")
-    market.register_robot(silent, dao, 1, "EUR")
+    market.fund(dao, MIN_BOND, "EUR", key=f"bond-for:{silent}", role="owner")
+    market.register_robot(silent, dao, MIN_BOND, "EUR")
     page.goto(f"{fleet.dashboard.url.rstrip('/')}/robots")
     page.wait_for_selector(f"table#robots tr[data-robot='{silent}']", timeout=15_000)
     cells = page.locator(f"table#robots tr[data-robot='{silent}'] td")

@@ -32,6 +32,7 @@ from identity.registry import DidRegistry
 from launch.cli import main
 from launch.identities import IdentityStore
 from launch.up import RunningFleet, UpConfig, start
+from marketplace.market import MIN_BOND
 
 NAME = "courier-7"
 
@@ -139,7 +140,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     with DidRegistry(state / "registry.sqlite3") as registry:
         IdentityStore(state / "identities.json", registry).enroll("dao")  # the controller enroll names
     assert main(["bridge", "enroll", NAME, "--state", str(state), "--json"]) == 0
-    config = UpConfig(robots=2, city=2, seed=3, broker="none", port=0, orders_per_min=1.0, scan_hz=0.5, bond=1)
+    config = UpConfig(robots=2, city=2, seed=3, broker="none", port=0, orders_per_min=1.0, scan_hz=0.5, bond=MIN_BOND)
     with contextlib.ExitStack() as stack:
         up = start(config, state, stack, lambda _: None)
         up.drive(5.0)

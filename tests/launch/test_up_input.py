@@ -55,6 +55,14 @@ def test_witness_without_the_services_is_refused_saying_why(tmp_path: Path) -> N
     assert result.returncode == EXIT_USAGE and "witness must be true or false" in result.stderr
 
 
+def test_a_bond_too_small_to_slash_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text("bond = 9\n")
+    result = up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+    assert result.returncode == EXIT_USAGE and "bond 9 is neither 0 nor from 10" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "fleet").exists()
+
+
 def test_a_second_up_on_a_state_in_use_exits_5_and_changes_nothing(tmp_path: Path) -> None:
     state = tmp_path / "fleet"
     with UpProcess(["--robots", "2", "--city", "2", "--speed", "5", "--port", "0", "--state", str(state)],
