@@ -178,9 +178,11 @@ class Dao:
 
         self.db.run(work)
 
-    def params(self) -> tuple[Params, SplitRules, int]:
-        """The governance parameters, the revenue split and the marketplace fee in force now."""
-        rows = self.db.read("SELECT params, rules, fee_bps FROM dao_config ORDER BY version DESC LIMIT 1")
+    def params(self, *, cursor: Cursor | None = None) -> tuple[Params, SplitRules, int]:
+        """The governance parameters, the revenue split and the marketplace fee in force now (read inside the
+        caller's transaction when given its cursor)."""
+        sql = "SELECT params, rules, fee_bps FROM dao_config ORDER BY version DESC LIMIT 1"
+        rows = cursor.execute(sql).fetchall() if cursor is not None else self.db.read(sql)
         if not rows:
             raise DaoError("no_dao", "no DAO here yet: create it first")
         return Params(**json.loads(rows[0][0])), SplitRules.of(json.loads(rows[0][1])), int(rows[0][2])
@@ -260,7 +262,7 @@ class Dao:
 
     def claimable(self, member: str) -> int:
         """What ``member`` may claim now."""
-        return dict(self.ledger.balances()).get(f"claimable:{self.did}:{member}", 0)
+        return self.ledger.balance(f"claimable:{self.did}:{member}", default=0)
 
     def claim(self, member: str) -> int:
         """Pay ``member`` everything it may claim, into its own account; how much (0: nothing to claim)."""
@@ -408,8 +410,7 @@ class Dao:
             elif isinstance(action, act.Spend):
                 lines.append({"index": index, "kind": action.kind, "price": action.amount, "bond": 0,
                               "total": action.amount})
-        treasury = int(self.db.read("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?",
-                                    (self._name("treasury"),))[0][0])  # 0 before the account is opened
+        treasury = self.ledger.balance(self._name("treasury"), default=0)  # 0 before the account is opened
         return Cost(self.currency, tuple(lines), sum(line["total"] for line in lines), treasury)
 
     def execute(self, proposal_id: str) -> Proposal:
@@ -442,9 +443,7 @@ class Dao:
                 raise DaoError("already_executed", f"proposal {proposal_id} was executed already")
             for index, action in enumerate(proposal.actions):
                 self._apply(c, proposal_id, index, action, after_commit)
-            threshold = Params(**json.loads(c.execute(
-                "SELECT params FROM dao_config ORDER BY version DESC LIMIT 1").fetchone()[0])).proposal_threshold
-            _check_live(self.shares.holders(share_class=VOTING, cursor=c), threshold)
+            _check_live(self.shares.holders(share_class=VOTING, cursor=c), self.params(cursor=c)[0].proposal_threshold)
 
         try:
             self.db.run(work)

@@ -200,12 +200,16 @@ class Ledger:
         rows = self.db.read(sql + (" WHERE kind = ? ORDER BY id" if kind else " ORDER BY id"), (kind,) if kind else ())
         return [_account_of(row) for row in rows]
 
-    def balance(self, account_id: str, *, cursor: Cursor | None = None) -> int:
-        """The account's balance: the sum of its postings (read inside the caller's transaction when given one)."""
+    def balance(self, account_id: str, *, cursor: Cursor | None = None, default: int | None = None) -> int:
+        """The account's balance: the sum of its postings (read inside the caller's transaction when given one).
+        An account never opened is a LedgerError, or ``default`` when one is given."""
         sql, params = "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?", (account_id,)
         if cursor is not None:
             return int(cursor.execute(sql, params).fetchone()[0])
-        self.account(account_id)
+        if default is None:
+            self.account(account_id)
+        elif not self.db.read("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
+            return default
         return int(self.db.read(sql, params)[0][0])
 
     def postings_count(self, account_id: str, *, cursor: Cursor | None = None) -> int:

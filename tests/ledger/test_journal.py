@@ -36,6 +36,14 @@ def test_a_balanced_entry_moves_money_and_balances_are_the_sums(ledger) -> None:
     assert ledger.entry(OPENED + 2).postings == (("alice", "EUR", -250), ("escrow:t1", "EUR", 250))
 
 
+def test_an_account_never_opened_has_no_balance_unless_a_default_is_asked_for(ledger) -> None:
+    with pytest.raises(LedgerError, match="unknown account 'nobody'"):
+        ledger.balance("nobody")
+    assert ledger.balance("nobody", default=0) == 0
+    ledger.post("deposit-1", {"world:EUR": -40, "alice": 40}, kind="deposit")
+    assert ledger.balance("alice", default=0) == 40
+
+
 @pytest.mark.parametrize("postings, message", [
     ({"world:EUR": -10, "alice": 9}, "does not balance"),
     ({"world:EUR": -10}, "at least two postings"),
