@@ -21,6 +21,13 @@ def up(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
                           timeout=120, stdin=subprocess.DEVNULL, env={"DEPAI_HOME": str(home), "PATH": "/usr/bin:/bin"})
 
 
+def up_with_config(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``depai up`` with a TOML file holding ``text``, on a fresh state directory."""
+    config = tmp_path / "fleet.toml"
+    config.write_text(text)
+    return up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+
+
 def test_an_unreachable_database_is_refused_before_a_fleet_is_founded(tmp_path: Path) -> None:
     result = up("--db", "postgresql://nobody@127.0.0.1:1/x", "--state", str(tmp_path / "fleet"), home=tmp_path)
     assert result.returncode == EXIT_USAGE and "cannot open the ledger" in result.stderr
@@ -38,9 +45,7 @@ def test_a_dashboard_port_in_use_is_refused_before_a_fleet_is_founded(tmp_path: 
 
 
 def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path) -> None:
-    config = tmp_path / "fleet.toml"
-    config.write_text('robots = "five"\n')
-    result = up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+    result = up_with_config('robots = "five"\n', tmp_path)
     assert result.returncode == EXIT_USAGE and "robots must be int, not 'five'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "fleet").exists()
 
@@ -49,16 +54,12 @@ def test_witness_without_the_services_is_refused_saying_why(tmp_path: Path) -> N
     result = up("--witness", "--broker", "none", "--state", str(tmp_path / "fleet"), home=tmp_path)
     assert result.returncode == EXIT_USAGE and "--witness is the market service's rule" in result.stderr
     assert "drop --broker none" in result.stderr and not (tmp_path / "fleet").exists()
-    config = tmp_path / "fleet.toml"
-    config.write_text('witness = "yes"\n')
-    result = up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+    result = up_with_config('witness = "yes"\n', tmp_path)
     assert result.returncode == EXIT_USAGE and "witness must be true or false" in result.stderr
 
 
 def test_a_bond_too_small_to_slash_is_refused(tmp_path: Path) -> None:
-    config = tmp_path / "fleet.toml"
-    config.write_text("bond = 9\n")
-    result = up("--config", str(config), "--state", str(tmp_path / "fleet"), home=tmp_path)
+    result = up_with_config("bond = 9\n", tmp_path)
     assert result.returncode == EXIT_USAGE and "bond 9 is neither 0 nor from 10" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "fleet").exists()
 
