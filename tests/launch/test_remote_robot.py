@@ -293,7 +293,7 @@ def test_a_robot_on_another_machine_joins_from_the_network_follows_a_market_key_
         env.update(DEPAI_FLEET=url, DEPAI_SEED=(js["folder"] / "robot.key").read_text().strip(),
                    DEPAI_PASSWORD=json.loads((js["folder"] / "login.json").read_text())["password"],
                    DEPAI_CA_FILE=str(js["folder"] / "ca.crt"), DEPAI_X=str(depots[-1][0]), DEPAI_Y=str(depots[-1][1]),
-                   DEPAI_SECONDS="120")
+                   DEPAI_SECONDS="300")  # past the 30 s to join plus the 120 s to be paid; SIGINT ends it
         robot_js = subprocess.Popen([node, str(JS_ROBOT)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
         js_lines: list[str] = []
